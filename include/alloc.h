@@ -1,0 +1,17 @@
+/*
+ * alloc.h — allocation wrappers. Running out of memory in a proxy leaves no
+ * sane way to continue a request, so these abort with a message instead of
+ * returning NULL to code that would then have to invent a recovery.
+ */
+#ifndef CAIRN_ALLOC_H
+#define CAIRN_ALLOC_H
+
+#include <stddef.h>
+
+void *cairn_malloc(size_t n);
+void *cairn_calloc(size_t count, size_t size);
+void *cairn_realloc(void *p, size_t n);
+char *cairn_strdup(const char *s);
+char *cairn_strndup(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * json_strict.h — one strict way to turn untrusted bytes into a cJSON tree.
+ *
+ * cJSON alone accepts things a gateway must not forward: duplicate keys
+ * (cJSON reads the first, many upstreams the last), "\u0000" that silently
+ * truncates a string, invalid UTF-8, unbounded nesting. Request bodies and
+ * configuration files both come through here, so they obey the same rules.
+ */
+#ifndef CAIRN_JSON_STRICT_H
+#define CAIRN_JSON_STRICT_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+/**
+ * Parse buf[0..len) as one JSON value with nothing after it.
+ * Rejects: invalid JSON, trailing bytes, invalid UTF-8, raw control
+ * characters in strings, an escaped NUL (\u0000), nesting deeper than
+ * `max_depth`, and duplicate keys in any object.
+ * @return the tree (free with cJSON_Delete), or NULL with `err` filled.
+ */
+cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char *err,
+                               size_t errlen);
+
+#endif

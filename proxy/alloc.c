@@ -1,0 +1,51 @@
+/*
+ * alloc.c — allocation wrappers that abort on exhaustion (see alloc.h).
+ */
+#include "alloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void out_of_memory(size_t n)
+{
+    fprintf(stderr, "cairn: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *cairn_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        out_of_memory(n);
+    return p;
+}
+
+void *cairn_calloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (p == NULL)
+        out_of_memory(count * size);
+    return p;
+}
+
+void *cairn_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        out_of_memory(n);
+    return q;
+}
+
+char *cairn_strndup(const char *s, size_t n)
+{
+    char *p = cairn_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *cairn_strdup(const char *s)
+{
+    return cairn_strndup(s, strlen(s));
+}

@@ -1,0 +1,346 @@
+/*
+ * config.c — load cairn's JSON configuration through a table of keys
+ * (see config.h).
+ *
+ * Each section is a table of {key, type, offset, range}; the loader walks
+ * the file's objects against the tables, so a key is accepted only when a
+ * table lists it, and one generic setter per type does the checking. The
+ * file itself goes through the same strict JSON parser as request bodies.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "json_strict.h"
+
+#define CONFIG_MAX_FILE_BYTES (1 << 20)
+#define CONFIG_MAX_DEPTH 16
+#define CONFIG_MAX_LISTEN 16
+
+enum key_type { KEY_INT, KEY_STRING, KEY_SECTION, KEY_LISTEN, KEY_URL };
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset;                 /* of the field in struct cairn_config */
+    int64_t min, max;              /* KEY_INT */
+    const struct key *section;     /* KEY_SECTION: its keys, NULL-terminated */
+};
+
+#define INT_KEY(name, field, lo, hi) {name, KEY_INT, offsetof(struct cairn_config, field), lo, hi, NULL}
+#define STR_KEY(name, field) {name, KEY_STRING, offsetof(struct cairn_config, field), 0, 0, NULL}
+#define SECTION(name, keys) {name, KEY_SECTION, 0, 0, 0, keys}
+#define KIB(n) ((int64_t)(n) << 10)
+#define MIB(n) ((int64_t)(n) << 20)
+#define HOUR_MS (3600 * 1000)
+
+static const struct key limits_keys[] = {
+    INT_KEY("max_connections", limits.max_connections, 1, 1000000),
+    INT_KEY("header_bytes", limits.header_bytes, KIB(1), MIB(1)),
+    INT_KEY("header_lines", limits.header_lines, 8, 10000),
+    INT_KEY("body_bytes", limits.body_bytes, KIB(1), MIB(1024)),
+    INT_KEY("json_depth", limits.json_depth, 8, 512),
+    INT_KEY("stream_buffer_bytes", limits.stream_buffer_bytes, KIB(4), MIB(64)),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key timeouts_keys[] = {
+    INT_KEY("header_ms", timeouts.header_ms, 100, HOUR_MS),
+    INT_KEY("body_idle_ms", timeouts.body_idle_ms, 100, HOUR_MS),
+    INT_KEY("keepalive_ms", timeouts.keepalive_ms, 100, HOUR_MS),
+    INT_KEY("send_idle_ms", timeouts.send_idle_ms, 100, HOUR_MS),
+    INT_KEY("drain_ms", timeouts.drain_ms, 0, HOUR_MS),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key upstream_keys[] = {
+    {"base_url", KEY_URL, offsetof(struct cairn_config, upstream.base_url), 0, 0, NULL},
+    STR_KEY("api_key_env", upstream.api_key_env),
+    STR_KEY("ca_file", upstream.ca_file),
+    INT_KEY("connect_timeout_ms", upstream.connect_timeout_ms, 10, HOUR_MS),
+    INT_KEY("first_byte_timeout_ms", upstream.first_byte_timeout_ms, 10, HOUR_MS),
+    INT_KEY("idle_timeout_ms", upstream.idle_timeout_ms, 10, HOUR_MS),
+    INT_KEY("max_response_bytes", upstream.max_response_bytes, KIB(1), MIB(1024)),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key log_keys[] = {
+    STR_KEY("access", log.access),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct key root_keys[] = {
+    {"listen", KEY_LISTEN, 0, 0, 0, NULL},
+    SECTION("limits", limits_keys),
+    SECTION("timeouts", timeouts_keys),
+    SECTION("upstream", upstream_keys),
+    SECTION("log", log_keys),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+void cairn_config_defaults(struct cairn_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen = cairn_calloc(1, sizeof(*cfg->listen));
+    cfg->nlisten = 1;
+    strcpy(cfg->listen[0].host, "127.0.0.1");
+    cfg->listen[0].port = 8080;
+
+    cfg->limits.max_connections = 4096;
+    cfg->limits.header_bytes = KIB(16);
+    cfg->limits.header_lines = 100;
+    cfg->limits.body_bytes = MIB(4);
+    cfg->limits.json_depth = 64;
+    cfg->limits.stream_buffer_bytes = KIB(256);
+
+    cfg->timeouts.header_ms = 10000;
+    cfg->timeouts.body_idle_ms = 10000;
+    cfg->timeouts.keepalive_ms = 75000;
+    cfg->timeouts.send_idle_ms = 60000;
+    cfg->timeouts.drain_ms = 30000;
+
+    cfg->upstream.base_url = cairn_strdup("http://127.0.0.1:8081/v1");
+    cfg->upstream.api_key_env = cairn_strdup("OPENAI_API_KEY");
+    cfg->upstream.connect_timeout_ms = 5000;
+    cfg->upstream.first_byte_timeout_ms = 120000;
+    cfg->upstream.idle_timeout_ms = 60000;
+    cfg->upstream.max_response_bytes = MIB(16);
+
+    cfg->log.access = cairn_strdup("-");
+}
+
+void cairn_config_free(struct cairn_config *cfg)
+{
+    free(cfg->path);
+    free(cfg->listen);
+    free(cfg->upstream.base_url);
+    free(cfg->upstream.api_key_env);
+    free(cfg->upstream.ca_file);
+    free(cfg->log.access);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+int cairn_config_parse_listen(const char *s, struct cairn_listen *out, char *err, size_t errlen)
+{
+    const char *host = s, *colon;
+    size_t hostlen;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, errlen, "\"%s\" is not [IPV6]:PORT", s);
+            return -1;
+        }
+        host = s + 1;
+        hostlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            snprintf(err, errlen, "\"%s\" has no :PORT", s);
+            return -1;
+        }
+        hostlen = (size_t)(colon - s);
+    }
+    if (hostlen == 0 || hostlen >= sizeof(out->host)) {
+        snprintf(err, errlen, "\"%s\" has no valid host", s);
+        return -1;
+    }
+    memcpy(out->host, host, hostlen);
+    out->host[hostlen] = '\0';
+
+    unsigned char addr[16];
+    int family = *s == '[' ? AF_INET6 : AF_INET;
+    if (inet_pton(family, out->host, addr) != 1) {
+        snprintf(err, errlen, "\"%s\" is not a numeric IPv4 address or [IPv6] address",
+                 out->host);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port < 0 ||
+        port > 65535) {
+        snprintf(err, errlen, "\"%s\" has an invalid port", s);
+        return -1;
+    }
+    out->port = (uint16_t)port;
+    return 0;
+}
+
+int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *err,
+                              size_t errlen)
+{
+    size_t len = strlen(url);
+    if ((strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+        len <= strlen("https://") || len > 2048 || strpbrk(url, " \t\r\n?#") != NULL) {
+        snprintf(err, errlen, "must be an http:// or https:// URL without query");
+        return -1;
+    }
+    while (len > 0 && url[len - 1] == '/')
+        len--;
+    free(cfg->upstream.base_url);
+    cfg->upstream.base_url = cairn_strndup(url, len);
+    return 0;
+}
+
+static int set_listen(struct cairn_config *cfg, const cJSON *v, char *err, size_t errlen)
+{
+    int n = cJSON_GetArraySize(v);
+    if (!cJSON_IsArray(v) || n < 1 || n > CONFIG_MAX_LISTEN) {
+        snprintf(err, errlen, "must be an array of 1 to %d \"HOST:PORT\" strings",
+                 CONFIG_MAX_LISTEN);
+        return -1;
+    }
+    struct cairn_listen *list = cairn_calloc((size_t)n, sizeof(*list));
+    int i = 0;
+    for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
+        if (!cJSON_IsString(e)) {
+            snprintf(err, errlen, "[%d] must be a string", i);
+            free(list);
+            return -1;
+        }
+        char why[160];
+        if (cairn_config_parse_listen(e->valuestring, &list[i], why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "[%d]: %s", i, why);
+            free(list);
+            return -1;
+        }
+    }
+    free(cfg->listen);
+    cfg->listen = list;
+    cfg->nlisten = (size_t)n;
+    return 0;
+}
+
+static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON *v, char *err,
+                     size_t errlen)
+{
+    void *field = (char *)cfg + k->offset;
+    switch (k->type) {
+    case KEY_INT: {
+        double d = v->valuedouble;
+        if (!cJSON_IsNumber(v) || !(d >= (double)k->min && d <= (double)k->max) ||
+            d != floor(d)) {
+            snprintf(err, errlen, "must be an integer between %lld and %lld",
+                     (long long)k->min, (long long)k->max);
+            return -1;
+        }
+        *(int64_t *)field = (int64_t)d;
+        return 0;
+    }
+    case KEY_STRING:
+        if (cJSON_IsNull(v)) {
+            free(*(char **)field);
+            *(char **)field = NULL;
+            return 0;
+        }
+        if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+            snprintf(err, errlen, "must be a non-empty string or null");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = cairn_strdup(v->valuestring);
+        return 0;
+    case KEY_URL:
+        if (!cJSON_IsString(v)) {
+            snprintf(err, errlen, "must be a string");
+            return -1;
+        }
+        return cairn_config_set_base_url(cfg, v->valuestring, err, errlen);
+    case KEY_LISTEN:
+        return set_listen(cfg, v, err, errlen);
+    case KEY_SECTION:
+        break;
+    }
+    snprintf(err, errlen, "internal error: bad key type");
+    return -1;
+}
+
+/* Apply the members of `obj` to `cfg` through `keys`; `prefix` is the dotted
+ * path of `obj` for messages ("" at the top). */
+static int load_section(struct cairn_config *cfg, const struct key *keys, const cJSON *obj,
+                        const char *prefix, char *err, size_t errlen)
+{
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", m->string);
+        const struct key *k = keys;
+        while (k->name != NULL && strcmp(k->name, m->string) != 0)
+            k++;
+        if (k->name == NULL) {
+            snprintf(err, errlen, "%s: unknown key", path);
+            return -1;
+        }
+        if (k->type == KEY_SECTION) {
+            if (!cJSON_IsObject(m)) {
+                snprintf(err, errlen, "%s: must be an object", path);
+                return -1;
+            }
+            if (load_section(cfg, k->section, m, path, err, errlen) < 0)
+                return -1;
+            continue;
+        }
+        char why[192];
+        if (set_value(cfg, k, m, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s: %s", path, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cairn_config_load_buffer(struct cairn_config *cfg, const char *name, const char *buf,
+                             size_t len, char *err, size_t errlen)
+{
+    char why[256];
+    cairn_config_defaults(cfg);
+    cfg->path = cairn_strdup(name);
+    cJSON *root = cairn_json_parse_strict(buf, len, CONFIG_MAX_DEPTH, why, sizeof(why));
+    if (root == NULL) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        goto fail;
+    }
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "%s: the configuration must be a JSON object", name);
+        goto fail;
+    }
+    if (load_section(cfg, root_keys, root, "", why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        goto fail;
+    }
+    cJSON_Delete(root);
+    return 0;
+fail:
+    cJSON_Delete(root);
+    cairn_config_free(cfg);
+    return -1;
+}
+
+int cairn_config_load_file(struct cairn_config *cfg, const char *path, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = cairn_malloc(CONFIG_MAX_FILE_BYTES + 1);
+    size_t len = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed || len > CONFIG_MAX_FILE_BYTES) {
+        snprintf(err, errlen, "%s: %s", path,
+                 failed ? "read error" : "larger than 1 MiB");
+        free(buf);
+        return -1;
+    }
+    int rc = cairn_config_load_buffer(cfg, path, buf, len, err, errlen);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * log.c — access records and operational messages as JSON lines
+ * (see log.h).
+ *
+ * Each line is formatted into a stack buffer and written with one write(2)
+ * on an O_APPEND descriptor, so lines from several processes never
+ * interleave. Strings that come from the network (the path) are escaped;
+ * nothing from a request body or from a header value is ever logged.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static int access_fd = STDERR_FILENO;
+
+int cairn_log_open(const char *access_path, char *err, size_t errlen)
+{
+    if (access_path == NULL || strcmp(access_path, "-") == 0) {
+        access_fd = STDERR_FILENO;
+        return 0;
+    }
+    int fd = open(access_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open access log %s: %s", access_path, strerror(errno));
+        return -1;
+    }
+    cairn_log_close();
+    access_fd = fd;
+    return 0;
+}
+
+void cairn_log_close(void)
+{
+    if (access_fd != STDERR_FILENO)
+        close(access_fd);
+    access_fd = STDERR_FILENO;
+}
+
+/* "2026-11-26T23:59:59.123Z" */
+static void format_time(char *buf, size_t len)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+/* Copy `s` into out[] as the inside of a JSON string. */
+static void json_escape(char *out, size_t outlen, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 7 < outlen; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void write_line(int fd, const char *line, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, line, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* a full disk must not stop the gateway; the line is lost */
+        line += n;
+        len -= (size_t)n;
+    }
+}
+
+void cairn_log_access(const struct cairn_request *req)
+{
+    char when[32], path[sizeof(req->path) * 6 + 1];
+    format_time(when, sizeof(when));
+    json_escape(path, sizeof(path), req->path[0] != '\0' ? req->path : "-");
+    uint64_t total_us = cairn_now_us() - req->start_us;
+    char first_byte[32] = "null";
+    if (req->upstream_first_byte_us != 0)
+        snprintf(first_byte, sizeof(first_byte), "%.3f",
+                 (double)req->upstream_first_byte_us / 1000.0);
+    char error[80] = "null";
+    if (req->error_code != NULL)
+        snprintf(error, sizeof(error), "\"%s\"", req->error_code);
+
+    char line[2048];
+    int n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\","
+                     "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
+                     "\"stream\":%s,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                     "\"duration_ms\":%.3f,\"upstream_first_byte_ms\":%s,\"error\":%s}\n",
+                     when, req->id, req->head.method != NULL ? req->head.method : "-", path,
+                     req->status, req->upstream_status, req->stream ? "true" : "false",
+                     (unsigned long long)req->bytes_in, (unsigned long long)req->bytes_out,
+                     (double)total_us / 1000.0, first_byte, error);
+    if (n > 0)
+        write_line(access_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+void cairn_log_msg(const char *level, const char *fmt, ...)
+{
+    char when[32], msg[1024], escaped[1024 * 6 + 1];
+    format_time(when, sizeof(when));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_escape(escaped, sizeof(escaped), msg);
+    char line[sizeof(escaped) + 128];
+    int n = snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
+                     when, level, escaped);
+    if (n > 0)
+        write_line(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}

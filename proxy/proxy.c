@@ -1,0 +1,372 @@
+/*
+ * proxy.c — the request pipeline (see proxy.h).
+ *
+ * A route table maps paths to handlers. Proxied requests become a
+ * `struct proxy_call` that ties the client request to one upstream
+ * transfer and ends when either side does: the upstream finishing calls
+ * on_done, the client leaving calls on_cancel, and each frees the call.
+ *
+ * Answers come back in one of two modes. A stream (the client asked for
+ * one and the upstream answers 200 text/event-stream) is relayed as the
+ * bytes arrive, pausing the upstream while the client's backlog is over
+ * its limit. Everything else is buffered, up to max_response_bytes, so
+ * that it can be checked (error bodies) or, later, rewritten.
+ */
+#include "proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "alloc.h"
+#include "chat_request.h"
+#include "json_strict.h"
+#include "log.h"
+
+struct proxy_call {
+    struct cairn_proxy *proxy;
+    struct cairn_request *req;        /* the client's; the server owns it */
+    struct cairn_transfer *transfer;  /* NULL once finished or cancelled */
+    struct evbuffer *answer;          /* owned: buffered upstream body */
+    char *content_type;               /* owned: the upstream's */
+    int status;                       /* upstream status */
+    bool want_stream;                 /* the client asked for SSE */
+    bool streaming;                   /* relaying the answer as it comes */
+    bool congested;                   /* client backlog over the limit */
+    bool paused;                      /* the upstream transfer is paused */
+    const char *failure;              /* why on_data stopped the transfer */
+};
+
+/* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
+ * that the upstream request gets from libcurl, the client's credentials
+ * and account selectors, and what cairn sets itself. */
+static const char *const request_header_denylist[] = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length",
+    "content-type", "expect", "accept-encoding", "authorization", "api-key", "x-api-key",
+    "openai-organization", "openai-project", "cookie", "x-request-id", NULL,
+};
+
+/* Response headers not relayed: hop-by-hop and framing, what cairn sets,
+ * and what would tell the client about the upstream account or its
+ * cookies. The upstream's request id is kept under another name. */
+static const char *const response_header_denylist[] = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "content-length", "content-type", "date", "server", "set-cookie", "alt-svc",
+    "openai-organization", "openai-project", "x-request-id", NULL,
+};
+
+static bool in_list(const char *const *list, const char *name)
+{
+    for (size_t i = 0; list[i] != NULL; i++)
+        if (strcasecmp(list[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* --- upstream callbacks ---------------------------------------------------- */
+
+static void call_free(struct proxy_call *call)
+{
+    if (call->answer != NULL)
+        evbuffer_free(call->answer);
+    free(call->content_type);
+    free(call);
+}
+
+static void on_head(void *ctx, int status, const struct cairn_upstream_header *headers,
+                    size_t nheaders)
+{
+    struct proxy_call *call = ctx;
+    struct cairn_request *req = call->req;
+    call->status = status;
+    req->upstream_status = status;
+    req->upstream_first_byte_us = cairn_now_us() - req->start_us;
+
+    for (size_t i = 0; i < nheaders; i++) {
+        const char *name = headers[i].name;
+        if (strcasecmp(name, "content-type") == 0 && call->content_type == NULL)
+            call->content_type = cairn_strdup(headers[i].value);
+        else if (strcasecmp(name, "x-request-id") == 0)
+            cairn_response_add_header(req, "X-Upstream-Request-Id", headers[i].value);
+        if (!in_list(response_header_denylist, name))
+            cairn_response_add_header(req, name, headers[i].value);
+    }
+    if (call->want_stream && status == 200 && call->content_type != NULL &&
+        strncasecmp(call->content_type, "text/event-stream", 17) == 0) {
+        call->streaming = true;
+        cairn_response_add_header(req, "Cache-Control", "no-cache");
+        cairn_response_start(req, 200, call->content_type);
+    }
+}
+
+static int on_data(void *ctx, const char *data, size_t len)
+{
+    struct proxy_call *call = ctx;
+    if (call->streaming) {
+        if (call->congested) {
+            call->paused = true;
+            return 1; /* not consumed: curl delivers it again on resume */
+        }
+        call->congested = !cairn_response_write(call->req, data, len);
+        return 0;
+    }
+    size_t max = (size_t)call->proxy->cfg->upstream.max_response_bytes;
+    if (evbuffer_get_length(call->answer) + len > max) {
+        call->failure = CAIRN_UPSTREAM_ETOO_LARGE;
+        return -1;
+    }
+    evbuffer_add(call->answer, data, len);
+    return 0;
+}
+
+/* The client drained its backlog: let the upstream continue. */
+static void on_client_drained(void *ctx)
+{
+    struct proxy_call *call = ctx;
+    call->congested = false;
+    if (call->paused && call->transfer != NULL) {
+        call->paused = false;
+        cairn_transfer_resume(call->transfer);
+    }
+}
+
+/* The client went away: stop the upstream at once. */
+static void on_client_gone(void *ctx)
+{
+    struct proxy_call *call = ctx;
+    cairn_transfer_cancel(call->transfer);
+    call_free(call);
+}
+
+static void fail_upstream(struct cairn_request *req, const char *errstr)
+{
+    bool timeout = errstr == CAIRN_UPSTREAM_ECONNECT_TIMEOUT ||
+                   errstr == CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT ||
+                   errstr == CAIRN_UPSTREAM_EIDLE_TIMEOUT;
+    const char *code = timeout ? "upstream_timeout"
+                       : errstr == CAIRN_UPSTREAM_ETOO_LARGE ? "upstream_response_too_large"
+                       : errstr == CAIRN_UPSTREAM_ECONNECT ? "upstream_unreachable"
+                                                            : "upstream_error";
+    cairn_log_msg("warn", "request %s: %s", req->id, errstr);
+    cairn_response_error(req, timeout ? 504 : 502, code, "%s", errstr);
+}
+
+/* A complete buffered answer: relay it, keeping error bodies OpenAI-shaped
+ * and never relaying what the upstream said about the gateway's key. */
+static void relay_answer(struct proxy_call *call)
+{
+    struct cairn_request *req = call->req;
+    int status = call->status;
+    size_t len = evbuffer_get_length(call->answer);
+    const char *body = (const char *)evbuffer_pullup(call->answer, -1);
+
+    if (status == 401 || status == 403) {
+        cairn_response_error(req, status, "upstream_auth_failed",
+                             "the upstream API rejected the gateway's credentials");
+        return;
+    }
+    if (status >= 400) {
+        char why[128];
+        cJSON *json = cairn_json_parse_strict(body, len, 64, why, sizeof(why));
+        bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(json, "error"));
+        cJSON_Delete(json);
+        if (!shaped) {
+            cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
+                                 status);
+            return;
+        }
+    }
+    cairn_response_send(req, status, call->content_type, body, len);
+}
+
+static void on_done(void *ctx, const char *errstr)
+{
+    struct proxy_call *call = ctx;
+    struct cairn_request *req = call->req;
+    call->transfer = NULL;
+    if (call->streaming) {
+        if (errstr == NULL) {
+            cairn_response_end(req);
+        } else {
+            cairn_log_msg("warn", "request %s: stream cut: %s", req->id, errstr);
+            req->error_code = "upstream_stream_broken";
+            cairn_response_abort(req);
+        }
+    } else if (errstr != NULL) {
+        fail_upstream(req, call->failure != NULL ? call->failure : errstr);
+    } else {
+        relay_answer(call);
+    }
+    call_free(call);
+}
+
+static const struct cairn_transfer_callbacks transfer_callbacks = {on_head, on_data, on_done};
+
+/* --- forwarding ---------------------------------------------------------- */
+
+#define MAX_FORWARDED_HEADERS 128
+
+/* Start the upstream transfer for `req`; the answer completes it. */
+static void forward(struct cairn_proxy *proxy, struct cairn_request *req, const char *path,
+                    const char *body, size_t len, bool want_stream)
+{
+    const struct cairn_http_head *head = &req->head;
+    const char *lines[MAX_FORWARDED_HEADERS + 3];
+    char *owned[MAX_FORWARDED_HEADERS + 3];
+    size_t n = 0;
+
+    /* Headers named by Connection are hop-by-hop too (RFC 9110 §7.6.1). */
+    const struct cairn_http_header *conn_hdr = cairn_http_head_find(head, "connection");
+    for (size_t i = 0; i < head->nheaders && n < MAX_FORWARDED_HEADERS; i++) {
+        const struct cairn_http_header *h = &head->headers[i];
+        if (in_list(request_header_denylist, h->name) || h->value_len == 0)
+            continue;
+        if (conn_hdr != NULL && cairn_http_list_has_token(conn_hdr->value, h->name))
+            continue;
+        size_t sz = h->name_len + h->value_len + 3;
+        owned[n] = cairn_malloc(sz);
+        snprintf(owned[n], sz, "%s: %s", h->name, h->value);
+        lines[n] = owned[n];
+        n++;
+    }
+    size_t nowned = n;
+    char idline[CAIRN_REQUEST_ID_MAX + 16];
+    snprintf(idline, sizeof(idline), "X-Request-Id: %s", req->id);
+    lines[n++] = idline;
+    if (body != NULL)
+        lines[n++] = "Content-Type: application/json";
+    lines[n] = NULL;
+
+    struct proxy_call *call = cairn_calloc(1, sizeof(*call));
+    call->proxy = proxy;
+    call->req = req;
+    call->want_stream = want_stream;
+    call->answer = evbuffer_new();
+    req->cancel = on_client_gone;
+    req->drained = on_client_drained;
+    req->handler_ctx = call;
+    call->transfer =
+        cairn_transfer_start(proxy->upstream, path, lines, body, len, &transfer_callbacks, call);
+    for (size_t i = 0; i < nowned; i++)
+        free(owned[i]);
+}
+
+/* "/v1/chat/completions" → "/chat/completions" (+ "?query"): the base URL
+ * already names the API version. */
+static void upstream_path(const struct cairn_request *req, char *out, size_t outlen)
+{
+    const char *rest = req->path + 3; /* routes all start with "/v1" */
+    if (req->query != NULL)
+        snprintf(out, outlen, "%s?%.*s", rest,
+                 (int)(req->head.target + req->head.target_len - req->query), req->query);
+    else
+        snprintf(out, outlen, "%s", rest);
+}
+
+static bool is_json_media_type(const struct cairn_request *req)
+{
+    const struct cairn_http_header *ct = cairn_http_head_find(&req->head, "content-type");
+    if (ct == NULL)
+        return false;
+    size_t n = strcspn(ct->value, "; \t");
+    return n == 16 && strncasecmp(ct->value, "application/json", 16) == 0;
+}
+
+/* --- routes --------------------------------------------------------------- */
+
+static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
+{
+    if (!is_json_media_type(req)) {
+        cairn_response_error(req, 415, "unsupported_media_type",
+                             "Content-Type must be application/json");
+        return;
+    }
+    size_t len = evbuffer_get_length(req->body);
+    const char *raw = (const char *)evbuffer_pullup(req->body, -1);
+    struct cairn_chat_request chat;
+    char err[256];
+    if (cairn_chat_request_parse(&chat, raw ? raw : "", len,
+                                 (int)proxy->cfg->limits.json_depth, err, sizeof(err)) < 0) {
+        cairn_response_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    size_t outlen;
+    char *out = cairn_chat_request_print(&chat, &outlen);
+    bool stream = chat.stream;
+    cairn_chat_request_free(&chat);
+    if (out == NULL) {
+        cairn_response_error(req, 500, "internal_error", "cannot serialise the request");
+        return;
+    }
+    char path[512];
+    upstream_path(req, path, sizeof(path));
+    forward(proxy, req, path, out, outlen, stream);
+    free(out);
+}
+
+static void do_models(struct cairn_proxy *proxy, struct cairn_request *req)
+{
+    char path[512];
+    upstream_path(req, path, sizeof(path));
+    forward(proxy, req, path, NULL, 0, false);
+}
+
+static void do_health(struct cairn_proxy *proxy, struct cairn_request *req)
+{
+    (void)proxy;
+    static const char ok[] = "{\"status\":\"ok\"}\n";
+    cairn_response_send(req, 200, "application/json", ok, sizeof(ok) - 1);
+}
+
+static void do_ready(struct cairn_proxy *proxy, struct cairn_request *req)
+{
+    static const char ready[] = "{\"status\":\"ready\"}\n";
+    if (cairn_server_draining(proxy->server)) {
+        cairn_response_error(req, 503, "draining", "the gateway is shutting down");
+        return;
+    }
+    cairn_response_send(req, 200, "application/json", ready, sizeof(ready) - 1);
+}
+
+static const struct route {
+    const char *path;
+    bool prefix; /* also matches path + "/..." */
+    const char *method;
+    void (*handle)(struct cairn_proxy *, struct cairn_request *);
+} routes[] = {
+    {"/v1/chat/completions", false, "POST", do_chat},
+    {"/v1/models", true, "GET", do_models},
+    {"/healthz", false, "GET", do_health},
+    {"/readyz", false, "GET", do_ready},
+};
+
+static bool route_matches(const struct route *r, const char *path)
+{
+    size_t n = strlen(r->path);
+    if (strncmp(path, r->path, n) != 0)
+        return false;
+    return path[n] == '\0' || (r->prefix && path[n] == '/' && path[n + 1] != '\0');
+}
+
+void cairn_proxy_handle(struct cairn_request *req, void *arg)
+{
+    struct cairn_proxy *proxy = arg;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct route *r = &routes[i];
+        if (!route_matches(r, req->path))
+            continue;
+        if (strcmp(req->head.method, r->method) != 0) {
+            cairn_response_add_header(req, "Allow", r->method);
+            cairn_response_error(req, 405, "method_not_allowed", "%s %s is not supported",
+                                 req->head.method, r->path);
+            return;
+        }
+        r->handle(proxy, req);
+        return;
+    }
+    cairn_response_error(req, 404, "not_found", "no such route: %.200s", req->path);
+}

@@ -1,0 +1,835 @@
+/*
+ * server.c — listeners, client connections and response framing
+ * (see server.h).
+ *
+ * A connection is a bufferevent plus a small state machine:
+ *
+ *   IDLE ──first byte──▶ HEAD ──head parsed──▶ BODY ──body read──▶ HANDLING
+ *    ▲                                                                │
+ *    └──────────── response flushed, keep-alive ◀─────────────────────┘
+ *                  response flushed, close ──▶ LINGER ──▶ closed
+ *
+ * One timer per connection carries the deadline of the current state:
+ * keep-alive idleness, the total head deadline (armed at the head's first
+ * byte and never extended, so a byte every second cannot hold a connection
+ * open), body idleness, and the lingering close. While a handler works, the
+ * server imposes no read deadline (a quiet stream is not an idle client);
+ * the bufferevent write timeout catches a client that stops reading.
+ *
+ * Handlers finish requests from arbitrary call stacks (an upstream callback,
+ * say), so completing a request never frees anything there: it sets flags
+ * and activates the connection's `resume` event, and the connection moves
+ * on from the event loop, at a safe point.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "alloc.h"
+#include "log.h"
+
+#define LINGER_MS 2000
+#define ACCEPT_RETRY_MS 500
+#define MAX_LISTENERS 16
+
+enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_LINGER };
+
+struct cairn_conn {
+    struct cairn_server *srv;
+    struct bufferevent *bev;     /* owned; closes the socket when freed */
+    struct event *timer;         /* owned: the deadline of `state` */
+    struct event *resume;        /* owned: deferred "move on" at a safe point */
+    struct cairn_conn *prev, *next; /* the server's list of connections */
+    enum conn_state state;
+    struct cairn_http_parser parser;
+    struct cairn_chunked chunked;
+    struct cairn_request *req;   /* owned: the request being read or answered */
+    uint64_t body_left;          /* Content-Length bytes not yet read */
+    bool close_after;            /* close once the current response is flushed */
+    bool want_drained;           /* a handler waits for the backlog to shrink */
+};
+
+struct cairn_server {
+    struct event_base *base;
+    const struct cairn_config *cfg;
+    cairn_handler_fn handler;
+    void *handler_arg;
+    struct evconnlistener *listeners[MAX_LISTENERS];
+    size_t nlisteners;
+    struct event *accept_retry; /* re-enables accepting after EMFILE */
+    struct event *drain_timer;
+    struct cairn_conn *conns;
+    size_t nconns;
+    bool draining;
+    char id_prefix[17]; /* random per process: request ids are unique */
+    uint64_t id_counter;
+};
+
+static void conn_close(struct cairn_conn *conn);
+static void conn_process_input(struct cairn_conn *conn);
+
+uint64_t cairn_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void arm_timer(struct cairn_conn *conn, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(conn->timer, &tv);
+}
+
+/* --- status lines and error bodies --------------------------------------- */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* The OpenAI error "type" for a status. */
+static const char *error_type(int status)
+{
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+/* --- requests ------------------------------------------------------------ */
+
+static bool valid_request_id(const char *s, size_t len)
+{
+    if (len == 0 || len > CAIRN_REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static struct cairn_request *request_new(struct cairn_conn *conn)
+{
+    struct cairn_request *req = cairn_calloc(1, sizeof(*req));
+    req->conn = conn;
+    req->server = conn->srv;
+    req->resp_headers = evbuffer_new();
+    req->start_us = cairn_now_us();
+    snprintf(req->id, sizeof(req->id), "%s%08llx", conn->srv->id_prefix,
+             (unsigned long long)(++conn->srv->id_counter & 0xffffffffu));
+    return req;
+}
+
+/* Fill the fields derived from a parsed head: path, query, request id. */
+static void request_take_head(struct cairn_request *req)
+{
+    const char *target = req->head.target;
+    const char *q = memchr(target, '?', req->head.target_len);
+    size_t plen = q ? (size_t)(q - target) : req->head.target_len;
+    if (plen < sizeof(req->path)) {
+        memcpy(req->path, target, plen);
+        req->path[plen] = '\0';
+    }
+    req->query = q ? q + 1 : NULL;
+    const struct cairn_http_header *h = cairn_http_head_find(&req->head, "x-request-id");
+    if (h != NULL && valid_request_id(h->value, h->value_len))
+        memcpy(req->id, h->value, h->value_len + 1);
+}
+
+static void request_free(struct cairn_request *req)
+{
+    if (req == NULL)
+        return;
+    cairn_http_head_free(&req->head);
+    if (req->body != NULL)
+        evbuffer_free(req->body);
+    evbuffer_free(req->resp_headers);
+    free(req);
+}
+
+/* --- writing responses --------------------------------------------------- */
+
+static void format_date(char *buf, size_t len)
+{
+    static time_t cached_sec;
+    static char cached[40];
+    time_t now = time(NULL);
+    if (now != cached_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_sec = now;
+    }
+    snprintf(buf, len, "%s", cached);
+}
+
+/* Queue the status line and headers; `content_length` < 0 means none. */
+static void write_head(struct cairn_request *req, int status, const char *content_type,
+                       long long content_length)
+{
+    struct cairn_conn *conn = req->conn;
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    char date[40];
+    format_date(date, sizeof(date));
+
+    if (!req->head.keep_alive || conn->srv->draining)
+        conn->close_after = true;
+    req->status = status;
+    req->started = true;
+
+    size_t before = evbuffer_get_length(out);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status,
+                        reason_phrase(status), date, req->id);
+    if (content_type != NULL)
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    if (content_length >= 0)
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
+    else if (req->chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add_buffer(out, req->resp_headers);
+    if (conn->close_after)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (req->head.minor_version == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+    req->bytes_out += evbuffer_get_length(out) - before;
+}
+
+/* The handler is done with the request: let the connection move on once
+ * the output is flushed (decided in on_resume / on_write, not here). */
+static void complete(struct cairn_request *req)
+{
+    req->completed = true;
+    req->cancel = NULL;
+    req->drained = NULL;
+    event_active(req->conn->resume, EV_TIMEOUT, 0);
+}
+
+void cairn_response_add_header(struct cairn_request *req, const char *name, const char *value)
+{
+    if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
+        return;
+    evbuffer_add_printf(req->resp_headers, "%s: %s\r\n", name, value);
+}
+
+void cairn_response_send(struct cairn_request *req, int status, const char *content_type,
+                         const void *body, size_t len)
+{
+    if (req->completed || req->started)
+        return;
+    write_head(req, status, content_type, (long long)len);
+    evbuffer_add(bufferevent_get_output(req->conn->bev), body, len);
+    req->bytes_out += len;
+    complete(req);
+}
+
+void cairn_response_error(struct cairn_request *req, int status, const char *code,
+                          const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", message);
+    cJSON_AddStringToObject(err, "type", error_type(status));
+    if (code != NULL)
+        cJSON_AddStringToObject(err, "code", code);
+    else
+        cJSON_AddNullToObject(err, "code");
+    char *body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (body == NULL) {
+        fprintf(stderr, "cairn: out of memory printing an error\n");
+        abort();
+    }
+    req->error_code = code;
+    cairn_response_send(req, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+void cairn_response_start(struct cairn_request *req, int status, const char *content_type)
+{
+    if (req->completed || req->started)
+        return;
+    req->stream = true;
+    if (req->head.minor_version == 1)
+        req->chunked = true;
+    else
+        req->conn->close_after = true; /* HTTP/1.0: the close ends the body */
+    write_head(req, status, content_type, -1);
+}
+
+bool cairn_response_write(struct cairn_request *req, const void *data, size_t len)
+{
+    struct cairn_conn *conn = req->conn;
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    if (req->completed || !req->started)
+        return false;
+    if (len > 0) {
+        size_t before = evbuffer_get_length(out);
+        if (req->chunked)
+            evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, data, len);
+        if (req->chunked)
+            evbuffer_add(out, "\r\n", 2);
+        req->bytes_out += evbuffer_get_length(out) - before;
+    }
+    if (evbuffer_get_length(out) < (size_t)conn->srv->cfg->limits.stream_buffer_bytes)
+        return true;
+    conn->want_drained = true;
+    return false;
+}
+
+void cairn_response_end(struct cairn_request *req)
+{
+    if (req->completed || !req->started)
+        return;
+    if (req->chunked) {
+        evbuffer_add(bufferevent_get_output(req->conn->bev), "0\r\n\r\n", 5);
+        req->bytes_out += 5;
+    }
+    complete(req);
+}
+
+void cairn_response_abort(struct cairn_request *req)
+{
+    if (req->completed)
+        return;
+    req->conn->close_after = true;
+    if (!req->started)
+        req->status = 502;
+    complete(req);
+}
+
+/* --- connection life ----------------------------------------------------- */
+
+/* Answer an error found while reading the request, then close. */
+static void reject(struct cairn_conn *conn, int status, const char *why)
+{
+    if (conn->req == NULL)
+        conn->req = request_new(conn);
+    conn->close_after = true;
+    conn->state = CONN_HANDLING;
+    event_del(conn->timer);
+    bufferevent_disable(conn->bev, EV_READ);
+    const char *code = status == 408   ? "request_timeout"
+                       : status == 413 ? "body_too_large"
+                       : status == 431 ? "headers_too_large"
+                       : status == 501 ? "not_implemented"
+                       : status == 505 ? "http_version_not_supported"
+                                       : "bad_request";
+    cairn_response_error(conn->req, status, code, "%s", why);
+}
+
+static void dispatch(struct cairn_conn *conn)
+{
+    struct cairn_request *req = conn->req;
+    conn->state = CONN_HANDLING;
+    event_del(conn->timer);
+    conn->srv->handler(req, conn->srv->handler_arg);
+}
+
+/* A head was parsed: decide how the body is read. */
+static void start_body(struct cairn_conn *conn)
+{
+    const struct cairn_config *cfg = conn->srv->cfg;
+    struct cairn_request *req = conn->req;
+    req->body = evbuffer_new();
+    request_take_head(req);
+    if (req->head.target_len >= sizeof(req->path)) {
+        reject(conn, 414, "request target too long");
+        return;
+    }
+    if (req->head.body == CAIRN_BODY_NONE ||
+        (req->head.body == CAIRN_BODY_LENGTH && req->head.content_length == 0)) {
+        dispatch(conn);
+        return;
+    }
+    if (req->head.body == CAIRN_BODY_LENGTH &&
+        req->head.content_length > (uint64_t)cfg->limits.body_bytes) {
+        reject(conn, 413, "request body too large");
+        return;
+    }
+    conn->body_left = req->head.content_length;
+    cairn_chunked_init(&conn->chunked, (uint64_t)cfg->limits.body_bytes,
+                       (size_t)cfg->limits.header_bytes);
+    conn->state = CONN_BODY;
+    if (req->head.expect_continue) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        bufferevent_write(conn->bev, cont, sizeof(cont) - 1);
+    }
+    arm_timer(conn, cfg->timeouts.body_idle_ms);
+}
+
+static void read_head(struct cairn_conn *conn)
+{
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0)
+        return;
+    if (conn->state == CONN_IDLE) {
+        conn->state = CONN_HEAD;
+        conn->req = request_new(conn);
+        cairn_http_parser_init(&conn->parser, (size_t)conn->srv->cfg->limits.header_bytes,
+                               (size_t)conn->srv->cfg->limits.header_lines);
+        arm_timer(conn, conn->srv->cfg->timeouts.header_ms);
+    }
+    const char *buf = (const char *)evbuffer_pullup(in, -1);
+    const char *why = NULL;
+    ssize_t n = cairn_http_parse_head(&conn->parser, buf, len, &conn->req->head, &why);
+    if (n == 0)
+        return;
+    if (n < 0) {
+        reject(conn, (int)-n, why);
+        return;
+    }
+    evbuffer_drain(in, (size_t)n);
+    conn->req->bytes_in = (uint64_t)n;
+    start_body(conn);
+}
+
+static void read_body(struct cairn_conn *conn)
+{
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    struct cairn_request *req = conn->req;
+    size_t avail = evbuffer_get_length(in);
+    if (avail == 0)
+        return;
+    arm_timer(conn, conn->srv->cfg->timeouts.body_idle_ms);
+
+    if (req->head.body == CAIRN_BODY_LENGTH) {
+        size_t n = avail < conn->body_left ? avail : (size_t)conn->body_left;
+        evbuffer_remove_buffer(in, req->body, n);
+        conn->body_left -= n;
+        req->bytes_in += n;
+        if (conn->body_left == 0)
+            dispatch(conn);
+        return;
+    }
+
+    /* Chunked: feed each contiguous piece of the input to the decoder. */
+    struct evbuffer_iovec vec[8];
+    bool done = false;
+    while (!done && evbuffer_get_length(in) > 0) {
+        int nvec = evbuffer_peek(in, -1, NULL, vec, 8);
+        if (nvec > 8)
+            nvec = 8;
+        size_t used = 0;
+        for (int i = 0; i < nvec && !done; i++) {
+            const char *why = NULL;
+            ssize_t n = cairn_chunked_decode(&conn->chunked, vec[i].iov_base, vec[i].iov_len,
+                                             req->body, &done, &why);
+            if (n < 0) {
+                evbuffer_drain(in, used);
+                reject(conn, (int)-n, why);
+                return;
+            }
+            used += (size_t)n;
+        }
+        evbuffer_drain(in, used);
+        req->bytes_in += used;
+    }
+    if (done)
+        dispatch(conn);
+}
+
+static void conn_process_input(struct cairn_conn *conn)
+{
+    switch (conn->state) {
+    case CONN_IDLE:
+    case CONN_HEAD:
+        read_head(conn);
+        if (conn->state == CONN_BODY)
+            read_body(conn);
+        break;
+    case CONN_BODY:
+        read_body(conn);
+        break;
+    case CONN_HANDLING:
+        break; /* pipelined bytes wait; the read watermark bounds them */
+    case CONN_LINGER:
+        evbuffer_drain(bufferevent_get_input(conn->bev),
+                       evbuffer_get_length(bufferevent_get_input(conn->bev)));
+        break;
+    }
+}
+
+/* The current request is answered and its bytes have left: log it, then
+ * keep the connection for the next request or close it. */
+static void request_done(struct cairn_conn *conn)
+{
+    cairn_log_access(conn->req);
+    request_free(conn->req);
+    conn->req = NULL;
+    conn->want_drained = false;
+
+    if (conn->close_after) {
+        /* Lingering close: stop sending, keep reading (and discarding) for
+         * a moment so unread request bytes do not turn into an RST that
+         * destroys the response before the client read it. */
+        conn->state = CONN_LINGER;
+        shutdown(bufferevent_getfd(conn->bev), SHUT_WR);
+        evbuffer_drain(bufferevent_get_input(conn->bev),
+                       evbuffer_get_length(bufferevent_get_input(conn->bev)));
+        bufferevent_enable(conn->bev, EV_READ);
+        arm_timer(conn, LINGER_MS);
+        return;
+    }
+    conn->state = CONN_IDLE;
+    arm_timer(conn, conn->srv->cfg->timeouts.keepalive_ms);
+    bufferevent_enable(conn->bev, EV_READ);
+    conn_process_input(conn); /* a pipelined request may be waiting */
+}
+
+/* Deferred work: runs from the event loop after a handler completed a
+ * request (or a stream was aborted). */
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cairn_conn *conn = arg;
+    if (conn->req == NULL || !conn->req->completed)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+        request_done(conn);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_process_input(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct cairn_conn *conn = arg;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    struct cairn_request *req = conn->req;
+    if (req == NULL)
+        return;
+    if (req->completed) {
+        if (evbuffer_get_length(out) == 0)
+            request_done(conn);
+        return;
+    }
+    if (conn->want_drained && req->drained != NULL) {
+        conn->want_drained = false;
+        req->drained(req->handler_ctx);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what; /* EOF, error or send timeout: the client is gone either way */
+    struct cairn_conn *conn = arg;
+    if (conn->req != NULL && conn->state == CONN_HANDLING && !conn->req->completed)
+        conn->req->status = 499; /* nginx's "client closed request" */
+    conn_close(conn);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cairn_conn *conn = arg;
+    switch (conn->state) {
+    case CONN_HEAD:
+        reject(conn, 408, "timed out reading the request head");
+        break;
+    case CONN_BODY:
+        reject(conn, 408, "timed out reading the request body");
+        break;
+    default:
+        conn_close(conn);
+        break;
+    }
+}
+
+static void conn_close(struct cairn_conn *conn)
+{
+    struct cairn_server *srv = conn->srv;
+    struct cairn_request *req = conn->req;
+    if (req != NULL && conn->state == CONN_HANDLING) {
+        if (!req->completed && req->cancel != NULL)
+            req->cancel(req->handler_ctx);
+        if (req->status == 0)
+            req->status = 499;
+        cairn_log_access(req);
+    }
+    request_free(req);
+    bufferevent_free(conn->bev);
+    event_free(conn->timer);
+    event_free(conn->resume);
+    if (conn->prev != NULL)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next != NULL)
+        conn->next->prev = conn->prev;
+    free(conn);
+    srv->nconns--;
+    if (srv->draining && srv->nconns == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+/* --- accepting ----------------------------------------------------------- */
+
+static void refuse_busy(evutil_socket_t fd)
+{
+    static const char busy[] =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Content-Length: 106\r\nConnection: close\r\n\r\n"
+        "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
+        "\"code\":\"too_many_connections\"}}\n";
+    ssize_t n = write(fd, busy, sizeof(busy) - 1); /* best effort, non-blocking */
+    (void)n;
+    evutil_closesocket(fd);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)lev;
+    (void)sa;
+    (void)socklen;
+    struct cairn_server *srv = arg;
+    if (srv->nconns >= (size_t)srv->cfg->limits.max_connections || srv->draining) {
+        refuse_busy(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    struct cairn_conn *conn = cairn_calloc(1, sizeof(*conn));
+    conn->srv = srv;
+    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->timer = evtimer_new(srv->base, on_timer, conn);
+    conn->resume = event_new(srv->base, -1, 0, on_resume, conn);
+    if (conn->bev == NULL || conn->timer == NULL || conn->resume == NULL) {
+        fprintf(stderr, "cairn: out of memory accepting a connection\n");
+        abort();
+    }
+    conn->next = srv->conns;
+    if (srv->conns != NULL)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    srv->nconns++;
+
+    bufferevent_setcb(conn->bev, on_read, on_write, on_event, conn);
+    /* Reading stops once this much is buffered: bounds pipelined input
+     * while a request is handled (a head larger than this is a 431). */
+    bufferevent_setwatermark(conn->bev, EV_READ, 0,
+                             (size_t)srv->cfg->limits.header_bytes + 1);
+    bufferevent_setwatermark(conn->bev, EV_WRITE,
+                             (size_t)srv->cfg->limits.stream_buffer_bytes / 2, 0);
+    int64_t ms = srv->cfg->timeouts.send_idle_ms;
+    struct timeval send_tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    bufferevent_set_timeouts(conn->bev, NULL, &send_tv);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    conn->state = CONN_IDLE;
+    arm_timer(conn, srv->cfg->timeouts.keepalive_ms);
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cairn_server *srv = arg;
+    if (srv->draining)
+        return;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evconnlistener_enable(srv->listeners[i]);
+}
+
+/* accept() failed: out of descriptors or memory. Stop accepting for a
+ * moment rather than spin on a listener that stays readable. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    (void)lev;
+    struct cairn_server *srv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    cairn_log_msg("error", "accept failed: %s; pausing accepts for %d ms",
+                  evutil_socket_error_to_string(err), ACCEPT_RETRY_MS);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evconnlistener_disable(srv->listeners[i]);
+    struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+    event_add(srv->accept_retry, &tv);
+}
+
+static int bind_listener(struct cairn_server *srv, const struct cairn_listen *l, char *err,
+                         size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(l->host, ':') != NULL) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(l->port);
+        inet_pton(AF_INET6, l->host, &s6->sin6_addr);
+        sslen = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(l->port);
+        inet_pton(AF_INET, l->host, &s4->sin_addr);
+        sslen = sizeof(*s4);
+    }
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        srv->base, on_accept, srv,
+        LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 511,
+        (struct sockaddr *)&ss, (int)sslen);
+    if (lev == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", l->host, l->port,
+                 strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(lev, on_accept_error);
+    srv->listeners[srv->nlisteners++] = lev;
+
+    sslen = sizeof(ss);
+    getsockname(evconnlistener_get_fd(lev), (struct sockaddr *)&ss, &sslen);
+    uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                              : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    fprintf(stderr, ss.ss_family == AF_INET6 ? "cairn: listening on [%s]:%u\n"
+                                             : "cairn: listening on %s:%u\n",
+            l->host, port);
+    return 0;
+}
+
+struct cairn_server *cairn_server_new(struct event_base *base, const struct cairn_config *cfg,
+                                      cairn_handler_fn handler, void *arg, char *err,
+                                      size_t errlen)
+{
+    struct cairn_server *srv = cairn_calloc(1, sizeof(*srv));
+    srv->base = base;
+    srv->cfg = cfg;
+    srv->handler = handler;
+    srv->handler_arg = arg;
+    srv->accept_retry = evtimer_new(base, on_accept_retry, srv);
+
+    unsigned char rnd[8] = {0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        memcpy(rnd, &(uint64_t){cairn_now_us() ^ (uint64_t)getpid()}, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(srv->id_prefix + 2 * i, 3, "%02x", rnd[i]);
+
+    for (size_t i = 0; i < cfg->nlisten && i < MAX_LISTENERS; i++) {
+        if (bind_listener(srv, &cfg->listen[i], err, errlen) < 0) {
+            cairn_server_free(srv);
+            return NULL;
+        }
+    }
+    return srv;
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cairn_server *srv = arg;
+    cairn_log_msg("warn", "drain deadline reached with %zu connections open", srv->nconns);
+    event_base_loopexit(srv->base, NULL);
+}
+
+void cairn_server_drain(struct cairn_server *srv)
+{
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evconnlistener_free(srv->listeners[i]);
+    srv->nlisteners = 0;
+    event_del(srv->accept_retry);
+
+    struct cairn_conn *next;
+    for (struct cairn_conn *c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+        c->close_after = true;
+        if (c->state == CONN_IDLE)
+            conn_close(c);
+    }
+    if (srv->nconns == 0) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    srv->drain_timer = evtimer_new(srv->base, on_drain_deadline, srv);
+    int64_t ms = srv->cfg->timeouts.drain_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(srv->drain_timer, &tv);
+}
+
+bool cairn_server_draining(const struct cairn_server *srv)
+{
+    return srv->draining;
+}
+
+void cairn_server_free(struct cairn_server *srv)
+{
+    if (srv == NULL)
+        return;
+    while (srv->conns != NULL)
+        conn_close(srv->conns);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evconnlistener_free(srv->listeners[i]);
+    event_free(srv->accept_retry);
+    if (srv->drain_timer != NULL)
+        event_free(srv->drain_timer);
+    free(srv);
+}
