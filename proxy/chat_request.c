@@ -115,7 +115,7 @@ int cairn_chat_request_parse(struct cairn_chat_request *req, const char *body, s
     char why[160];
     cJSON *root = cairn_json_parse_strict(body, len, max_depth, why, sizeof(why));
     if (root == NULL) {
-        snprintf(err, errlen, "the request body is not valid JSON: %s", why);
+        snprintf(err, errlen, "invalid request body: %s", why);
         return -1;
     }
     if (!cJSON_IsObject(root)) {

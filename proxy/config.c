@@ -177,9 +177,12 @@ int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *e
                               size_t errlen)
 {
     size_t len = strlen(url);
-    if ((strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
-        len <= strlen("https://") || len > 2048 || strpbrk(url, " \t\r\n?#") != NULL) {
-        snprintf(err, errlen, "must be an http:// or https:// URL without query");
+    size_t scheme = strncmp(url, "http://", 7) == 0    ? 7
+                    : strncmp(url, "https://", 8) == 0 ? 8
+                                                       : 0;
+    if (scheme == 0 || url[scheme] == '\0' || url[scheme] == '/' || len > 2048 ||
+        strpbrk(url, " \t\r\n?#") != NULL) {
+        snprintf(err, errlen, "must be an http:// or https:// URL with a host and no query");
         return -1;
     }
     while (len > 0 && url[len - 1] == '/')

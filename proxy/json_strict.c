@@ -2,16 +2,19 @@
  * json_strict.c — strict JSON parsing on top of cJSON (see json_strict.h).
  *
  * A linear pre-scan of the raw text checks what cJSON cannot tell us after
- * the fact (UTF-8 validity, control characters and escaped NULs inside
- * strings, nesting depth — before cJSON recurses), cJSON builds the tree,
- * and a walk over the tree rejects duplicate keys.
+ * the fact or is lenient about (UTF-8 validity, control characters and
+ * escaped NULs inside strings, the number grammar, nesting depth — before
+ * cJSON recurses), cJSON builds the tree, and a walk over the tree rejects
+ * duplicate keys and numbers a double cannot carry.
  */
 #include "json_strict.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "alloc.h"
 
@@ -47,6 +50,45 @@ static size_t utf8_sequence(const unsigned char *s, size_t n)
         (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
     return len;
+}
+
+/* Length of the JSON number at s[0..n) (RFC 8259 §6), or 0 if it is not
+ * one. cJSON alone accepts "01", "1." and "-" forms that other parsers
+ * reject or read differently. */
+static size_t number_length(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    if (i < n && s[i] == '0')
+        i++;
+    else if (i < n && s[i] >= '1' && s[i] <= '9')
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    else
+        return 0;
+    if (i < n && s[i] == '.') {
+        size_t start = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == start)
+            return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t start = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == start)
+            return 0;
+    }
+    /* A number is followed by a delimiter, never by more number-like text. */
+    if (i < n && (s[i] == '.' || s[i] == '+' || s[i] == '-' || (s[i] >= '0' && s[i] <= '9') ||
+                  s[i] == 'e' || s[i] == 'E' || s[i] == 'x' || s[i] == 'X'))
+        return 0;
+    return i;
 }
 
 static int prescan(const char *buf, size_t len, int max_depth, char *err, size_t errlen)
@@ -85,6 +127,14 @@ static int prescan(const char *buf, size_t len, int max_depth, char *err, size_t
             }
         } else if (c == '"') {
             in_string = true;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t n = number_length(s + i, len - i);
+            if (n == 0) {
+                snprintf(err, errlen, "invalid number at byte %zu", i);
+                return -1;
+            }
+            i += n;
+            continue;
         } else if (c == '{' || c == '[') {
             if (++depth > max_depth) {
                 snprintf(err, errlen, "nesting deeper than %d", max_depth);
@@ -100,13 +150,49 @@ static int prescan(const char *buf, size_t len, int max_depth, char *err, size_t
 
 static int compare_keys(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Reject an object holding the same key twice, anywhere in the tree.
- * Sorting keeps it O(n log n) for objects with very many keys. */
-static int check_duplicates(const cJSON *node, char *err, size_t errlen)
+/* Largest magnitude a double holds with every integer below it exact. */
+#define EXACT_INTEGER_LIMIT 9007199254740992.0
+
+/* The dotted path of the value being checked, for messages:
+ * "limits.body_bytes", "messages[2].content". */
+struct json_path {
+    char buf[192];
+    size_t len;
+};
+
+static size_t path_push(struct json_path *p, const cJSON *child, size_t index)
 {
+    size_t saved = p->len;
+    size_t room = sizeof(p->buf) - p->len;
+    int n = child->string != NULL
+                ? snprintf(p->buf + p->len, room, "%s%s", p->len ? "." : "", child->string)
+                : snprintf(p->buf + p->len, room, "[%zu]", index);
+    p->len = n < 0 || (size_t)n >= room ? sizeof(p->buf) - 1 : p->len + (size_t)n;
+    return saved;
+}
+
+/*
+ * Walk the tree and reject what would be forwarded differently from what
+ * was validated: an object holding the same key twice, or two keys that
+ * differ only in case (a case-insensitive decoder upstream would pick one
+ * of them); numbers that do not survive the trip through a double (1e400
+ * prints as null, 2^64 loses digits). Sorting keeps objects with very many
+ * keys O(n log n).
+ */
+static int check_tree(const cJSON *node, struct json_path *path, char *err, size_t errlen)
+{
+    const char *where = path->len ? path->buf : "the top level";
+    if (cJSON_IsNumber(node)) {
+        double d = node->valuedouble;
+        if (!isfinite(d) || (fabs(d) > EXACT_INTEGER_LIMIT && d == floor(d))) {
+            snprintf(err, errlen, "%s: number out of range", where);
+            return -1;
+        }
+        return 0;
+    }
     size_t n = 0;
     for (const cJSON *c = node->child; c != NULL; c = c->next)
         n++;
@@ -117,17 +203,23 @@ static int check_duplicates(const cJSON *node, char *err, size_t errlen)
             keys[k++] = c->string;
         qsort(keys, n, sizeof(*keys), compare_keys);
         for (size_t i = 1; i < n; i++) {
-            if (strcmp(keys[i - 1], keys[i]) == 0) {
-                snprintf(err, errlen, "duplicate key \"%.64s\"", keys[i]);
+            if (strcasecmp(keys[i - 1], keys[i]) == 0) {
+                snprintf(err, errlen, "%s: duplicate key \"%.64s\"", where, keys[i]);
                 free(keys);
                 return -1;
             }
         }
         free(keys);
     }
-    for (const cJSON *c = node->child; c != NULL; c = c->next)
-        if (check_duplicates(c, err, errlen) < 0)
+    size_t i = 0;
+    for (const cJSON *c = node->child; c != NULL; c = c->next, i++) {
+        size_t saved = path_push(path, c, i);
+        int rc = check_tree(c, path, err, errlen);
+        path->len = saved;
+        path->buf[saved] = '\0';
+        if (rc < 0)
             return -1;
+    }
     return 0;
 }
 
@@ -157,7 +249,9 @@ cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char 
             return NULL;
         }
     }
-    if (check_duplicates(root, err, errlen) < 0) {
+    struct json_path path = {.len = 0};
+    path.buf[0] = '\0';
+    if (check_tree(root, &path, err, errlen) < 0) {
         cJSON_Delete(root);
         return NULL;
     }
