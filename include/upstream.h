@@ -26,6 +26,7 @@ extern const char *const CAIRN_UPSTREAM_ECONNECT_TIMEOUT;
 extern const char *const CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT;
 extern const char *const CAIRN_UPSTREAM_EIDLE_TIMEOUT;
 extern const char *const CAIRN_UPSTREAM_ETLS;         /* handshake or verification */
+extern const char *const CAIRN_UPSTREAM_ECLOSED;      /* closed after the request was sent */
 extern const char *const CAIRN_UPSTREAM_EPROTOCOL;    /* malformed or truncated answer */
 extern const char *const CAIRN_UPSTREAM_ETOO_LARGE;   /* answer over the limit */
 extern const char *const CAIRN_UPSTREAM_EABORTED;     /* our side gave up (on_data < 0) */

@@ -67,6 +67,13 @@ static bool in_list(const char *const *list, const char *name)
     return false;
 }
 
+/* "application/json", with or without parameters (RFC 9110 §8.3.1). */
+static bool is_json_content_type(const char *ct)
+{
+    return ct != NULL && strncasecmp(ct, "application/json", 16) == 0 &&
+           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ' || ct[16] == '\t');
+}
+
 /* --- upstream callbacks ---------------------------------------------------- */
 
 static void call_free(struct proxy_call *call)
@@ -155,8 +162,11 @@ static void fail_upstream(struct cairn_request *req, const char *errstr)
     cairn_response_error(req, timeout ? 504 : 502, code, "%s", errstr);
 }
 
-/* A complete buffered answer: relay it, keeping error bodies OpenAI-shaped
- * and never relaying what the upstream said about the gateway's key. */
+
+/* A complete buffered answer: relay it if it is what it claims to be.
+ * JSON answers must parse (later stages read them, and a client must not
+ * get half an object with a 200); error bodies must be OpenAI-shaped; and
+ * nothing the upstream said about the gateway's own key is relayed. */
 static void relay_answer(struct proxy_call *call)
 {
     struct cairn_request *req = call->req;
@@ -169,18 +179,26 @@ static void relay_answer(struct proxy_call *call)
                              "the upstream API rejected the gateway's credentials");
         return;
     }
-    if (status >= 400) {
+    bool json = is_json_content_type(call->content_type);
+    cJSON *tree = NULL;
+    if (json || status >= 400) {
         char why[128];
-        cJSON *json = cairn_json_parse_strict(body, len, 64, why, sizeof(why));
-        bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(json, "error"));
-        cJSON_Delete(json);
-        if (!shaped) {
-            cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
-                                 status);
-            return;
-        }
+        tree = cairn_json_parse_strict(body != NULL ? body : "", len,
+                                       (int)call->proxy->cfg->limits.json_depth, why,
+                                       sizeof(why));
     }
-    cairn_response_send(req, status, call->content_type, body, len);
+    bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tree, "error"));
+    bool parsed = tree != NULL;
+    cJSON_Delete(tree);
+    if (status >= 400 && !shaped) {
+        cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
+                             status);
+    } else if (json && !parsed) {
+        req->upstream_status = status;
+        fail_upstream(req, CAIRN_UPSTREAM_EPROTOCOL);
+    } else {
+        cairn_response_send(req, status, call->content_type, body, len);
+    }
 }
 
 static void on_done(void *ctx, const char *errstr)
@@ -267,20 +285,12 @@ static void upstream_path(const struct cairn_request *req, char *out, size_t out
         snprintf(out, outlen, "%s", rest);
 }
 
-static bool is_json_media_type(const struct cairn_request *req)
-{
-    const struct cairn_http_header *ct = cairn_http_head_find(&req->head, "content-type");
-    if (ct == NULL)
-        return false;
-    size_t n = strcspn(ct->value, "; \t");
-    return n == 16 && strncasecmp(ct->value, "application/json", 16) == 0;
-}
-
 /* --- routes --------------------------------------------------------------- */
 
 static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
 {
-    if (!is_json_media_type(req)) {
+    const struct cairn_http_header *ct = cairn_http_head_find(&req->head, "content-type");
+    if (ct == NULL || !is_json_content_type(ct->value)) {
         cairn_response_error(req, 415, "unsupported_media_type",
                              "Content-Type must be application/json");
         return;

@@ -29,6 +29,7 @@ const char *const CAIRN_UPSTREAM_ECONNECT_TIMEOUT = "upstream connect timed out"
 const char *const CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT = "upstream first byte timed out";
 const char *const CAIRN_UPSTREAM_EIDLE_TIMEOUT = "upstream went idle";
 const char *const CAIRN_UPSTREAM_ETLS = "upstream TLS failure";
+const char *const CAIRN_UPSTREAM_ECLOSED = "upstream closed the connection without an answer";
 const char *const CAIRN_UPSTREAM_EPROTOCOL = "upstream sent a malformed or truncated answer";
 const char *const CAIRN_UPSTREAM_ETOO_LARGE = "upstream answer too large";
 const char *const CAIRN_UPSTREAM_EABORTED = "upstream transfer aborted";
@@ -57,6 +58,7 @@ struct cairn_transfer {
     struct cairn_upstream_header *rhdrs;   /* owned strings: response headers */
     size_t nrhdrs;
     size_t rhdr_bytes;
+    bool request_sent;
     bool got_first_byte;
     bool head_done;
     bool paused;
@@ -251,7 +253,11 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 /* CURLOPT_PREREQFUNCTION: connected (TLS included), the request goes out
- * now: from here the answer's first byte is due within the deadline. */
+ * now: from here the answer's first byte is due within the deadline.
+ * libcurl calls this again when it wants to re-send the request on a new
+ * connection because a reused one closed without an answer; the upstream
+ * may have acted on the first copy (a paid completion), so that retry is
+ * refused and the request fails instead. */
 static int on_curl_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
                           int conn_primary_port, int conn_local_port)
 {
@@ -260,6 +266,11 @@ static int on_curl_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
     (void)conn_primary_port;
     (void)conn_local_port;
     struct cairn_transfer *t = arg;
+    if (t->request_sent) {
+        t->error = CAIRN_UPSTREAM_ECLOSED;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    t->request_sent = true;
     arm_deadline(t, t->up->cfg->first_byte_timeout_ms);
     return CURL_PREREQFUNC_OK;
 }
