@@ -12,7 +12,7 @@ VERSION  := 0.1.0
 CC       ?= cc
 PKGS     := libevent libcurl libcjson openssl cmocka
 DEB_PKGS := pkg-config libevent-dev libcurl4-openssl-dev libcjson-dev libssl-dev \
-            libcmocka-dev python3
+            libcmocka-dev python3 nodejs npm
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/asan
@@ -45,7 +45,7 @@ all: $(BUILD)/cairn $(STANDIN)
 deps:
 	@missing=""; \
 	for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	command -v python3 >/dev/null || missing=1; \
+	for c in python3 node npm; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing $(DEB_PKGS)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS); \
@@ -61,7 +61,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS) $(TEST_LIBS)
 
 $(STANDIN): tests/standin/standin.c | $(BUILD)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs libevent 2>/dev/null)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs libevent libcjson 2>/dev/null)
 
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
