@@ -354,12 +354,34 @@ static const struct route {
     {"/readyz", false, "GET", do_ready},
 };
 
+/* The part after a prefix route, e.g. a model id ("gpt-4o",
+ * "meta-llama/Llama-3-8B", "ft:gpt-4o:org:x:id"): plain characters only,
+ * no empty, "." or ".." segment and no percent-escapes, so that neither
+ * libcurl nor the upstream can resolve it to another route. */
+static bool safe_suffix(const char *s)
+{
+    const char *seg = s;
+    for (const char *p = s;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+            if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return false;
+            if (*p == '\0')
+                return true;
+            seg = p + 1;
+        } else if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || strchr("-._:@+", *p) != NULL)) {
+            return false;
+        }
+    }
+}
+
 static bool route_matches(const struct route *r, const char *path)
 {
     size_t n = strlen(r->path);
     if (strncmp(path, r->path, n) != 0)
         return false;
-    return path[n] == '\0' || (r->prefix && path[n] == '/' && path[n + 1] != '\0');
+    return path[n] == '\0' || (r->prefix && path[n] == '/' && safe_suffix(path + n + 1));
 }
 
 void cairn_proxy_handle(struct cairn_request *req, void *arg)

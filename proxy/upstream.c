@@ -388,6 +388,7 @@ struct cairn_transfer *cairn_transfer_start(struct cairn_upstream *up, const cha
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the path was vetted by the router */
     curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never an environment proxy */
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)up->cfg->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
