@@ -683,7 +683,9 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     bufferevent_set_timeouts(conn->bev, NULL, &send_tv);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
     conn->state = CONN_IDLE;
-    arm_timer(conn, srv->cfg->timeouts.keepalive_ms);
+    /* A new connection owes us its first request within the head deadline;
+     * keepalive_ms is for idleness between requests. */
+    arm_timer(conn, srv->cfg->timeouts.header_ms);
 }
 
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
