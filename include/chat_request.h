@@ -31,7 +31,8 @@ struct cairn_chat_request {
 int cairn_chat_request_parse(struct cairn_chat_request *req, const char *body, size_t len,
                              int max_depth, char *err, size_t errlen);
 
-/** The upstream body: the validated tree printed compactly (malloc'd). */
+/** The upstream body: the validated tree printed compactly and with exact
+ *  numbers (malloc'd, never NULL). */
 char *cairn_chat_request_print(const struct cairn_chat_request *req, size_t *len);
 
 void cairn_chat_request_free(struct cairn_chat_request *req);

@@ -39,7 +39,7 @@ struct cairn_http_head {
     size_t method_len;
     const char *target; /* origin-form: starts with '/' */
     size_t target_len;
-    int minor_version; /* HTTP/1.<minor_version>: 0 or 1 */
+    int minor_version; /* 0 for HTTP/1.0, 1 for 1.1 and later 1.x */
     struct cairn_http_header *headers; /* owned */
     size_t nheaders;
     enum cairn_http_body body;

@@ -25,4 +25,12 @@
 cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char *err,
                                size_t errlen);
 
+/**
+ * Print a tree compactly, with every number written so that it reads back
+ * as exactly the same double (cJSON's own printer may round off the last
+ * digits). The tree is left as it was. Raw nodes are not allowed in it.
+ * @return a malloc'd string of *len bytes, NUL-terminated.
+ */
+char *cairn_json_print(cJSON *root, size_t *len);
+
 #endif

@@ -147,13 +147,7 @@ fail:
 
 char *cairn_chat_request_print(const struct cairn_chat_request *req, size_t *len)
 {
-    char *out = cJSON_PrintUnformatted(req->root);
-    if (out == NULL) {
-        *len = 0;
-        return NULL;
-    }
-    *len = strlen(out);
-    return out;
+    return cairn_json_print(req->root, len);
 }
 
 void cairn_chat_request_free(struct cairn_chat_request *req)

@@ -130,7 +130,7 @@ static int parse_request_line(struct cairn_http_head *head, char *line, const ch
         *errstr = "malformed HTTP version";
         return -400;
     }
-    if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) {
+    if (version[5] != '1') {
         *errstr = "HTTP version not supported";
         return -505;
     }
@@ -140,7 +140,9 @@ static int parse_request_line(struct cairn_http_head *head, char *line, const ch
     head->method_len = (size_t)(sp1 - line);
     head->target = target;
     head->target_len = (size_t)(sp2 - target);
-    head->minor_version = version[7] - '0';
+    /* RFC 9110 §2.5: a higher minor version is read as the highest we
+     * implement. */
+    head->minor_version = version[7] == '0' ? 0 : 1;
     return 0;
 }
 

@@ -257,3 +257,48 @@ cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char 
     }
     return root;
 }
+
+/* Shortest "%.Ng" text that reads back as exactly `d`. cJSON prints with
+ * 15 digits and keeps them when its own tolerant comparison calls the
+ * result equal, so 9007199254740991 would go out as 9.00719925474099e+15. */
+static void format_exact(double d, char *buf, size_t len)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, len, "%.*g", digits, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}
+
+/* Turn every number node into a raw node holding its exact text (undo ==
+ * false), or back into the number it was (undo == true). */
+static void numbers_as_raw(cJSON *node, bool undo)
+{
+    for (cJSON *c = node; c != NULL; c = c->next) {
+        if (!undo && cJSON_IsNumber(c)) {
+            char text[32];
+            format_exact(c->valuedouble, text, sizeof(text));
+            c->valuestring = cairn_strdup(text);
+            c->type = cJSON_Raw;
+        } else if (undo && cJSON_IsRaw(c)) {
+            free(c->valuestring);
+            c->valuestring = NULL;
+            c->type = cJSON_Number;
+        }
+        if (c->child != NULL)
+            numbers_as_raw(c->child, undo);
+    }
+}
+
+char *cairn_json_print(cJSON *root, size_t *len)
+{
+    numbers_as_raw(root, false);
+    char *out = cJSON_PrintUnformatted(root);
+    numbers_as_raw(root, true);
+    if (out == NULL) {
+        fprintf(stderr, "cairn: out of memory printing JSON\n");
+        abort();
+    }
+    *len = strlen(out);
+    return out;
+}

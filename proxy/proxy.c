@@ -32,6 +32,9 @@ struct proxy_call {
     struct cairn_transfer *transfer;  /* NULL once finished or cancelled */
     struct evbuffer *answer;          /* owned: buffered upstream body */
     char *content_type;               /* owned: the upstream's */
+    char **relay;                     /* owned: upstream headers to pass on,
+                                         each "name\0value" in one block */
+    size_t nrelay;
     int status;                       /* upstream status */
     bool want_stream;                 /* the client asked for SSE */
     bool streaming;                   /* relaying the answer as it comes */
@@ -46,7 +49,8 @@ struct proxy_call {
 static const char *const request_header_denylist[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length",
-    "content-type", "expect", "accept-encoding", "authorization", "api-key", "x-api-key",
+    "content-type", "content-encoding", "expect", "accept-encoding", "authorization",
+    "api-key", "x-api-key",
     "openai-organization", "openai-project", "cookie", "x-request-id", NULL,
 };
 
@@ -78,10 +82,32 @@ static bool is_json_content_type(const char *ct)
 
 static void call_free(struct proxy_call *call)
 {
+    for (size_t i = 0; i < call->nrelay; i++)
+        free(call->relay[i]);
+    free(call->relay);
     if (call->answer != NULL)
         evbuffer_free(call->answer);
     free(call->content_type);
     free(call);
+}
+
+static void keep_header(struct proxy_call *call, const char *name, const char *value)
+{
+    size_t nlen = strlen(name), vlen = strlen(value);
+    char *block = cairn_malloc(nlen + vlen + 2);
+    memcpy(block, name, nlen + 1);
+    memcpy(block + nlen + 1, value, vlen + 1);
+    call->relay = cairn_realloc(call->relay, (call->nrelay + 1) * sizeof(*call->relay));
+    call->relay[call->nrelay++] = block;
+}
+
+/* Put the upstream's headers on the response: only when the answer is the
+ * upstream's own (or its status with cairn's body), never on a 502/504. */
+static void relay_headers(struct proxy_call *call)
+{
+    for (size_t i = 0; i < call->nrelay; i++)
+        cairn_response_add_header(call->req, call->relay[i],
+                                  call->relay[i] + strlen(call->relay[i]) + 1);
 }
 
 static void on_head(void *ctx, int status, const struct cairn_upstream_header *headers,
@@ -89,6 +115,7 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
 {
     struct proxy_call *call = ctx;
     struct cairn_request *req = call->req;
+    bool cache_control = false;
     call->status = status;
     req->upstream_status = status;
     req->upstream_first_byte_us = cairn_now_us() - req->start_us;
@@ -98,14 +125,17 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
         if (strcasecmp(name, "content-type") == 0 && call->content_type == NULL)
             call->content_type = cairn_strdup(headers[i].value);
         else if (strcasecmp(name, "x-request-id") == 0)
-            cairn_response_add_header(req, "X-Upstream-Request-Id", headers[i].value);
+            keep_header(call, "X-Upstream-Request-Id", headers[i].value);
+        cache_control |= strcasecmp(name, "cache-control") == 0;
         if (!in_list(response_header_denylist, name))
-            cairn_response_add_header(req, name, headers[i].value);
+            keep_header(call, name, headers[i].value);
     }
     if (call->want_stream && status == 200 && call->content_type != NULL &&
         strncasecmp(call->content_type, "text/event-stream", 17) == 0) {
         call->streaming = true;
-        cairn_response_add_header(req, "Cache-Control", "no-cache");
+        relay_headers(call);
+        if (!cache_control)
+            cairn_response_add_header(req, "Cache-Control", "no-cache");
         cairn_response_start(req, 200, call->content_type);
     }
 }
@@ -190,15 +220,23 @@ static void relay_answer(struct proxy_call *call)
     bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tree, "error"));
     bool parsed = tree != NULL;
     cJSON_Delete(tree);
-    if (status >= 400 && !shaped) {
+    if (status < 400 && json && !parsed) {
+        fail_upstream(req, CAIRN_UPSTREAM_EPROTOCOL);
+        return;
+    }
+    if (status >= 300 && status < 400) {
+        /* Redirects are not followed, and not relayed: they would send the
+         * client to the upstream itself, around the gateway. */
+        cairn_response_error(req, 502, "upstream_error",
+                             "the upstream answered with a redirect (HTTP %d)", status);
+        return;
+    }
+    relay_headers(call); /* the status is the upstream's (Retry-After matters) */
+    if (status >= 400 && !shaped)
         cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
                              status);
-    } else if (json && !parsed) {
-        req->upstream_status = status;
-        fail_upstream(req, CAIRN_UPSTREAM_EPROTOCOL);
-    } else {
+    else
         cairn_response_send(req, status, call->content_type, body, len);
-    }
 }
 
 static void on_done(void *ctx, const char *errstr)
@@ -295,6 +333,12 @@ static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
                              "Content-Type must be application/json");
         return;
     }
+    const struct cairn_http_header *ce = cairn_http_head_find(&req->head, "content-encoding");
+    if (ce != NULL && strcasecmp(ce->value, "identity") != 0) {
+        cairn_response_error(req, 415, "unsupported_media_type",
+                             "Content-Encoding %.40s is not supported", ce->value);
+        return;
+    }
     size_t len = evbuffer_get_length(req->body);
     const char *raw = (const char *)evbuffer_pullup(req->body, -1);
     struct cairn_chat_request chat;
@@ -308,10 +352,6 @@ static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
     char *out = cairn_chat_request_print(&chat, &outlen);
     bool stream = chat.stream;
     cairn_chat_request_free(&chat);
-    if (out == NULL) {
-        cairn_response_error(req, 500, "internal_error", "cannot serialise the request");
-        return;
-    }
     char path[512];
     upstream_path(req, path, sizeof(path));
     forward(proxy, req, path, out, outlen, stream);

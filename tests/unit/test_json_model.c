@@ -416,6 +416,42 @@ static void test_chat_print_round_trip(void **state)
     rows_end();
 }
 
+/* Numbers must leave exactly as they came: the printed text reads back as
+ * the same double (cJSON's own printer rounds 9007199254740991 to
+ * 9.00719925474099e+15), and the tree is unchanged afterwards. */
+static void test_print_numbers_exactly(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } rows[] = {
+        {"[9007199254740991]", "[9007199254740991]"},
+        {"[0.30000000000000004]", "[0.30000000000000004]"},
+        {"[0.1]", "[0.1]"},
+        {"[-0.5,100,1e-7]", "[-0.5,100,1e-07]"},
+        {"{\"a\":{\"b\":[2.2250738585072014e-308]}}", "{\"a\":{\"b\":[2.2250738585072014e-308]}}"},
+        {"[\"9007199254740991\",true,null]", "[\"9007199254740991\",true,null]"},
+    };
+    rows_begin();
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        char err[256];
+        cJSON *j = strict_copy(rows[i].in, strlen(rows[i].in), DEPTH, err, sizeof err);
+        if (!check(j != NULL, rows[i].in, "rejected: %s", err))
+            continue;
+        cJSON *before = cJSON_Duplicate(j, true);
+        size_t len = 0;
+        char *out = cairn_json_print(j, &len);
+        check(strcmp(out, rows[i].out) == 0, rows[i].in, "printed %s", out);
+        check(len == strlen(out), rows[i].in, "len %zu", len);
+        check(cJSON_Compare(before, j, true) && !cJSON_IsRaw(j->child), rows[i].in,
+              "the tree changed");
+        free(out);
+        cJSON_Delete(before);
+        cJSON_Delete(j);
+    }
+    rows_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_chat_rejects),
         cmocka_unit_test(test_chat_depth),
         cmocka_unit_test(test_chat_print_round_trip),
+        cmocka_unit_test(test_print_numbers_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of a build: the cmocka unit binaries, then the integration
+# suite against the real binary. Prints one closing line "N passed, N failed"
+# and exits non-zero when anything failed.
+#   usage: tests/run-all.sh BUILD_DIR
+set -u
+build=${1:-build}
+passed=0
+failed=0
+
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    out=$("$t" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n1)
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n1)
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    if [ "$rc" -ne 0 ] && [ -z "$f" ]; then failed=$((failed + 1)); fi
+done
+
+out_file=$(mktemp)
+python3 tests/integration/run.py --build "$build" 2>&1 | tee "$out_file"
+rc=${PIPESTATUS[0]}
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n1)
+rm -f "$out_file"
+if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+    failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+fi
+if [ "$rc" -ne 0 ] && [ -z "$line" ]; then failed=$((failed + 1)); fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
