@@ -55,15 +55,15 @@ void cairn_upstream_free(struct cairn_upstream *up);
 
 /**
  * Start a request to base_url + `path` (path begins with '/', may carry a
- * query). `body` NULL means GET, else POST of body[0..len) (copied).
+ * query). `body` NULL means GET, else POST of body[0..len): a malloc'd
+ * buffer that the transfer owns (and frees) from now on.
  * `headers` is a NULL-terminated list of "Name: value" lines added to the
  * upstream request (the Authorization header is added here from the
  * configured environment variable, never from the client).
  */
 struct cairn_transfer *cairn_transfer_start(struct cairn_upstream *up, const char *path,
-                                            const char *const *headers, const char *body,
-                                            size_t len, const struct cairn_transfer_callbacks *cb,
-                                            void *ctx);
+                                            const char *const *headers, char *body, size_t len,
+                                            const struct cairn_transfer_callbacks *cb, void *ctx);
 
 /** Continue a transfer paused by on_data returning 1. */
 void cairn_transfer_resume(struct cairn_transfer *t);

@@ -153,25 +153,53 @@ static int compare_keys(const void *a, const void *b)
     return strcasecmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Objects up to this many keys are checked pairwise, without allocating. */
+#define SMALL_OBJECT 16
+
+/* A key of `obj` that another key repeats (in any case), or NULL. */
+static const char *small_duplicate(const cJSON *obj)
+{
+    for (const cJSON *a = obj->child; a != NULL; a = a->next)
+        for (const cJSON *b = a->next; b != NULL; b = b->next)
+            if (strcasecmp(a->string, b->string) == 0)
+                return b->string;
+    return NULL;
+}
+
+static const char *sorted_duplicate(const cJSON *obj, size_t n)
+{
+    const char **keys = cairn_malloc(n * sizeof(*keys));
+    size_t k = 0;
+    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+        keys[k++] = c->string;
+    qsort(keys, n, sizeof(*keys), compare_keys);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && dup == NULL; i++)
+        if (strcasecmp(keys[i - 1], keys[i]) == 0)
+            dup = keys[i];
+    free(keys);
+    return dup;
+}
+
 /* Largest magnitude a double holds with every integer below it exact. */
 #define EXACT_INTEGER_LIMIT 9007199254740992.0
 
-/* The dotted path of the value being checked, for messages:
- * "limits.body_bytes", "messages[2].content". */
-struct json_path {
-    char buf[192];
-    size_t len;
-};
-
-static size_t path_push(struct json_path *p, const cJSON *child, size_t index)
+/* Append to `path` the dotted path from `node` down to `target`
+ * ("limits.body_bytes", "messages[2].content"). Only run when a check has
+ * failed, so the walk costs nothing on valid input. */
+static bool find_path(const cJSON *node, const cJSON *target, char *path, size_t len)
 {
-    size_t saved = p->len;
-    size_t room = sizeof(p->buf) - p->len;
-    int n = child->string != NULL
-                ? snprintf(p->buf + p->len, room, "%s%s", p->len ? "." : "", child->string)
-                : snprintf(p->buf + p->len, room, "[%zu]", index);
-    p->len = n < 0 || (size_t)n >= room ? sizeof(p->buf) - 1 : p->len + (size_t)n;
-    return saved;
+    size_t used = strlen(path), i = 0;
+    for (const cJSON *c = node->child; c != NULL; c = c->next, i++) {
+        if (c->string != NULL)
+            snprintf(path + used, len - used, "%s%s", used ? "." : "", c->string);
+        else
+            snprintf(path + used, len - used, "[%zu]", i);
+        if (c == target || find_path(c, target, path, len))
+            return true;
+        path[used] = '\0';
+    }
+    return false;
 }
 
 /*
@@ -180,47 +208,36 @@ static size_t path_push(struct json_path *p, const cJSON *child, size_t index)
  * differ only in case (a case-insensitive decoder upstream would pick one
  * of them); numbers that do not survive the trip through a double (1e400
  * prints as null, 2^64 loses digits). Sorting keeps objects with very many
- * keys O(n log n).
+ * keys O(n log n). On failure, `*bad` is the offending value.
  */
-static int check_tree(const cJSON *node, struct json_path *path, char *err, size_t errlen)
+static const char *check_tree(const cJSON *node, const cJSON **bad)
 {
-    const char *where = path->len ? path->buf : "the top level";
     if (cJSON_IsNumber(node)) {
         double d = node->valuedouble;
-        if (!isfinite(d) || (fabs(d) > EXACT_INTEGER_LIMIT && d == floor(d))) {
-            snprintf(err, errlen, "%s: number out of range", where);
-            return -1;
-        }
-        return 0;
+        *bad = node;
+        if (!isfinite(d) || (fabs(d) > EXACT_INTEGER_LIMIT && d == floor(d)))
+            return "number out of range";
+        return NULL;
     }
     size_t n = 0;
     for (const cJSON *c = node->child; c != NULL; c = c->next)
         n++;
     if (cJSON_IsObject(node) && n > 1) {
-        const char **keys = cairn_malloc(n * sizeof(*keys));
-        size_t k = 0;
-        for (const cJSON *c = node->child; c != NULL; c = c->next)
-            keys[k++] = c->string;
-        qsort(keys, n, sizeof(*keys), compare_keys);
-        for (size_t i = 1; i < n; i++) {
-            if (strcasecmp(keys[i - 1], keys[i]) == 0) {
-                snprintf(err, errlen, "%s: duplicate key \"%.64s\"", where, keys[i]);
-                free(keys);
-                return -1;
-            }
+        const char *dup = n <= SMALL_OBJECT ? small_duplicate(node) : sorted_duplicate(node, n);
+        if (dup != NULL) {
+            *bad = node;
+            for (const cJSON *c = node->child; c != NULL; c = c->next)
+                if (strcasecmp(c->string, dup) == 0)
+                    *bad = c; /* the second spelling: the path names the key */
+            return "duplicate key";
         }
-        free(keys);
     }
-    size_t i = 0;
-    for (const cJSON *c = node->child; c != NULL; c = c->next, i++) {
-        size_t saved = path_push(path, c, i);
-        int rc = check_tree(c, path, err, errlen);
-        path->len = saved;
-        path->buf[saved] = '\0';
-        if (rc < 0)
-            return -1;
+    for (const cJSON *c = node->child; c != NULL; c = c->next) {
+        const char *why = check_tree(c, bad);
+        if (why != NULL)
+            return why;
     }
-    return 0;
+    return NULL;
 }
 
 static bool is_json_space(char c)
@@ -249,9 +266,13 @@ cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char 
             return NULL;
         }
     }
-    struct json_path path = {.len = 0};
-    path.buf[0] = '\0';
-    if (check_tree(root, &path, err, errlen) < 0) {
+    const cJSON *bad = NULL;
+    const char *why = check_tree(root, &bad);
+    if (why != NULL) {
+        char path[192] = "";
+        if (bad == root || !find_path(root, bad, path, sizeof(path)))
+            snprintf(path, sizeof(path), "the top level");
+        snprintf(err, errlen, "%s: %s", path, why);
         cJSON_Delete(root);
         return NULL;
     }

@@ -266,9 +266,10 @@ static const struct cairn_transfer_callbacks transfer_callbacks = {on_head, on_d
 
 #define MAX_FORWARDED_HEADERS 128
 
-/* Start the upstream transfer for `req`; the answer completes it. */
+/* Start the upstream transfer for `req`; the answer completes it. `body`
+ * (malloc'd, or NULL for a GET) goes to the transfer. */
 static void forward(struct cairn_proxy *proxy, struct cairn_request *req, const char *path,
-                    const char *body, size_t len, bool want_stream)
+                    char *body, size_t len, bool want_stream)
 {
     const struct cairn_http_head *head = &req->head;
     const char *lines[MAX_FORWARDED_HEADERS + 3];
@@ -355,7 +356,6 @@ static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
     char path[512];
     upstream_path(req, path, sizeof(path));
     forward(proxy, req, path, out, outlen, stream);
-    free(out);
 }
 
 static void do_models(struct cairn_proxy *proxy, struct cairn_request *req)

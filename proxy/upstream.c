@@ -35,6 +35,7 @@ const char *const CAIRN_UPSTREAM_ETOO_LARGE = "upstream answer too large";
 const char *const CAIRN_UPSTREAM_EABORTED = "upstream transfer aborted";
 
 #define MAX_RESPONSE_HEADERS 100
+#define MAX_IDLE_EASY_HANDLES 256
 #define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
 
 struct cairn_upstream {
@@ -43,6 +44,8 @@ struct cairn_upstream {
     CURLM *multi;
     struct event *timer;  /* curl's own timeouts */
     char *authorization;  /* "Authorization: Bearer …" or NULL; never logged */
+    CURL *idle[MAX_IDLE_EASY_HANDLES]; /* finished easy handles, for reuse */
+    size_t nidle;
 };
 
 struct cairn_transfer {
@@ -62,6 +65,7 @@ struct cairn_transfer {
     bool got_first_byte;
     bool head_done;
     bool paused;
+    bool clean_end; /* curl completed it: its handle is fit for reuse */
     const char *error; /* why we stopped it from a curl callback */
 };
 
@@ -113,6 +117,7 @@ static void check_multi_info(struct cairn_upstream *up)
         struct cairn_transfer *t = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
         CURLcode rc = msg->data.result;
+        t->clean_end = rc == CURLE_OK;
         transfer_finish(t, map_curl_error(t, rc));
     }
 }
@@ -222,6 +227,8 @@ void cairn_upstream_free(struct cairn_upstream *up)
 {
     if (up == NULL)
         return;
+    while (up->nidle > 0)
+        curl_easy_cleanup(up->idle[--up->nidle]);
     if (up->multi != NULL)
         curl_multi_cleanup(up->multi);
     if (up->timer != NULL)
@@ -356,18 +363,55 @@ static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *arg)
     return 0;
 }
 
+/* An easy handle with the options every transfer shares. Handles are kept
+ * when transfers end and reused: creating one allocates and sets up far
+ * more than a transfer itself needs. */
+static CURL *take_easy(struct cairn_upstream *up)
+{
+    if (up->nidle > 0)
+        return up->idle[--up->nidle];
+    CURL *e = curl_easy_init();
+    if (e == NULL) {
+        fprintf(stderr, "cairn: out of memory creating an upstream handle\n");
+        abort();
+    }
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the path was vetted by the router */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");      /* never an environment proxy */
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)up->cfg->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_curl_prereq);
+    if (up->cfg->ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, up->cfg->ca_file);
+    return e;
+}
+
+static void give_back_easy(struct cairn_upstream *up, CURL *e)
+{
+    if (up->nidle == MAX_IDLE_EASY_HANDLES) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    /* Drop pointers into the finished transfer before the handle idles. */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    up->idle[up->nidle++] = e;
+}
+
 struct cairn_transfer *cairn_transfer_start(struct cairn_upstream *up, const char *path,
-                                            const char *const *headers, const char *body,
-                                            size_t len, const struct cairn_transfer_callbacks *cb,
-                                            void *ctx)
+                                            const char *const *headers, char *body, size_t len,
+                                            const struct cairn_transfer_callbacks *cb, void *ctx)
 {
     struct cairn_transfer *t = cairn_calloc(1, sizeof(*t));
     t->up = up;
     t->cb = cb;
     t->ctx = ctx;
-    t->easy = curl_easy_init();
+    t->body = body;
+    t->easy = take_easy(up);
     t->deadline = evtimer_new(up->base, on_deadline, t);
-    if (t->easy == NULL || t->deadline == NULL) {
+    if (t->deadline == NULL) {
         fprintf(stderr, "cairn: out of memory starting an upstream transfer\n");
         abort();
     }
@@ -386,25 +430,13 @@ struct cairn_transfer *cairn_transfer_start(struct cairn_upstream *up, const cha
     CURL *e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the path was vetted by the router */
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never an environment proxy */
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)up->cfg->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_curl_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
-    if (up->cfg->ca_file != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, up->cfg->ca_file);
     if (body != NULL) {
-        t->body = cairn_malloc(len);
-        memcpy(t->body, body, len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     }
     free(url); /* curl copied it */
 
@@ -429,7 +461,12 @@ void cairn_transfer_resume(struct cairn_transfer *t)
 static void transfer_free(struct cairn_transfer *t)
 {
     curl_multi_remove_handle(t->up->multi, t->easy);
-    curl_easy_cleanup(t->easy);
+    /* A handle stopped midway (cancelled, timed out, paused) may hold
+     * state for the transfer that is gone: only completed ones are kept. */
+    if (t->clean_end)
+        give_back_easy(t->up, t->easy);
+    else
+        curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->headers);
     event_free(t->deadline);
     clear_response_headers(t);

@@ -416,6 +416,35 @@ static void test_chat_print_round_trip(void **state)
     rows_end();
 }
 
+/* Objects with many keys take the sorted path of the duplicate check:
+ * a repeat (or a case variant) anywhere among 200 keys is still found. */
+static void test_strict_duplicates_in_large_objects(void **state)
+{
+    (void)state;
+    static const char *const last_keys[] = {"k7", "K7", "k199", "fresh"};
+    rows_begin();
+    for (size_t i = 0; i < NELEM(last_keys); i++) {
+        struct sbuf b = {0};
+        char key[32];
+        sb_puts(&b, "{");
+        for (int k = 0; k < 200; k++) {
+            snprintf(key, sizeof key, "\"k%d\":%d,", k, k);
+            sb_puts(&b, key);
+        }
+        snprintf(key, sizeof key, "\"%s\":0}", last_keys[i]);
+        sb_puts(&b, key);
+        char err[256];
+        cJSON *j = strict_copy(b.p, strlen(b.p), DEPTH, err, sizeof err);
+        bool want_ok = strcmp(last_keys[i], "fresh") == 0;
+        check((j != NULL) == want_ok, last_keys[i], want_ok ? "rejected: %s" : "accepted%s", want_ok ? err : "");
+        if (!want_ok && j == NULL)
+            check(strstr(err, "duplicate") != NULL, last_keys[i], "err \"%s\"", err);
+        cJSON_Delete(j);
+        free(b.p);
+    }
+    rows_end();
+}
+
 /* Numbers must leave exactly as they came: the printed text reads back as
  * the same double (cJSON's own printer rounds 9007199254740991 to
  * 9.00719925474099e+15), and the tree is unchanged afterwards. */
@@ -464,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_chat_depth),
         cmocka_unit_test(test_chat_print_round_trip),
         cmocka_unit_test(test_print_numbers_exactly),
+        cmocka_unit_test(test_strict_duplicates_in_large_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
