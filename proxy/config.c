@@ -298,6 +298,22 @@ static int load_section(struct cairn_config *cfg, const struct key *keys, const 
     return 0;
 }
 
+/* Apply a parsed configuration tree to the defaults. */
+static int load_tree(struct cairn_config *cfg, const char *name, const cJSON *root, char *err,
+                     size_t errlen)
+{
+    char why[256];
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "%s: the configuration must be a JSON object", name);
+        return -1;
+    }
+    if (load_section(cfg, root_keys, root, "", why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        return -1;
+    }
+    return 0;
+}
+
 int cairn_config_load_buffer(struct cairn_config *cfg, const char *name, const char *buf,
                              size_t len, char *err, size_t errlen)
 {
@@ -305,45 +321,25 @@ int cairn_config_load_buffer(struct cairn_config *cfg, const char *name, const c
     cairn_config_defaults(cfg);
     cfg->path = cairn_strdup(name);
     cJSON *root = cairn_json_parse_strict(buf, len, CONFIG_MAX_DEPTH, why, sizeof(why));
-    if (root == NULL) {
+    int rc = -1;
+    if (root == NULL)
         snprintf(err, errlen, "%s: %s", name, why);
-        goto fail;
-    }
-    if (!cJSON_IsObject(root)) {
-        snprintf(err, errlen, "%s: the configuration must be a JSON object", name);
-        goto fail;
-    }
-    if (load_section(cfg, root_keys, root, "", why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s: %s", name, why);
-        goto fail;
-    }
+    else
+        rc = load_tree(cfg, name, root, err, errlen);
     cJSON_Delete(root);
-    return 0;
-fail:
-    cJSON_Delete(root);
-    cairn_config_free(cfg);
-    return -1;
+    if (rc < 0)
+        cairn_config_free(cfg);
+    return rc;
 }
 
 int cairn_config_load_file(struct cairn_config *cfg, const char *path, char *err, size_t errlen)
 {
-    memset(cfg, 0, sizeof(*cfg));
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char *buf = cairn_malloc(CONFIG_MAX_FILE_BYTES + 1);
-    size_t len = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
-    int failed = ferror(f);
-    fclose(f);
-    if (failed || len > CONFIG_MAX_FILE_BYTES) {
-        snprintf(err, errlen, "%s: %s", path,
-                 failed ? "read error" : "larger than 1 MiB");
-        free(buf);
-        return -1;
-    }
-    int rc = cairn_config_load_buffer(cfg, path, buf, len, err, errlen);
-    free(buf);
+    cairn_config_defaults(cfg);
+    cfg->path = cairn_strdup(path);
+    cJSON *root = cairn_json_load_file(path, CONFIG_MAX_FILE_BYTES, CONFIG_MAX_DEPTH, err, errlen);
+    int rc = root != NULL ? load_tree(cfg, path, root, err, errlen) : -1;
+    cJSON_Delete(root);
+    if (rc < 0)
+        cairn_config_free(cfg);
     return rc;
 }

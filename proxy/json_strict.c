@@ -9,6 +9,7 @@
  */
 #include "json_strict.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -322,4 +323,28 @@ char *cairn_json_print(cJSON *root, size_t *len)
     }
     *len = strlen(out);
     return out;
+}
+
+cJSON *cairn_json_load_file(const char *path, size_t max_bytes, int max_depth, char *err,
+                           size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = cairn_malloc(max_bytes + 1);
+    size_t len = fread(buf, 1, max_bytes + 1, f);
+    int failed = ferror(f);
+    fclose(f);
+    cJSON *root = NULL;
+    char why[256];
+    if (failed)
+        snprintf(err, errlen, "%s: read error", path);
+    else if (len > max_bytes)
+        snprintf(err, errlen, "%s: larger than %zu bytes", path, max_bytes);
+    else if ((root = cairn_json_parse_strict(buf, len, max_depth, why, sizeof(why))) == NULL)
+        snprintf(err, errlen, "%s: %s", path, why);
+    free(buf);
+    return root;
 }
