@@ -10,9 +10,9 @@
 
 VERSION  := 0.1.0
 CC       ?= cc
-PKGS     := libevent libcurl libcjson openssl cmocka
+PKGS     := libevent libcurl libcjson openssl libpcre2-8 libexttextcat cmocka
 DEB_PKGS := pkg-config libevent-dev libcurl4-openssl-dev libcjson-dev libssl-dev \
-            libcmocka-dev python3 nodejs npm
+            libpcre2-dev libexttextcat-dev libcmocka-dev python3 nodejs npm
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/asan
@@ -29,7 +29,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wer
             -Wno-format-truncation
 CFLAGS   := -std=c11 $(OPT) -g $(WARN) $(SANFLAGS) -D_GNU_SOURCE -DCAIRN_VERSION='"$(VERSION)"' \
             -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS     := $(shell pkg-config --libs libevent libcurl libcjson openssl 2>/dev/null)
+LIBS     := $(shell pkg-config --libs libevent libcurl libcjson openssl libpcre2-8 libexttextcat 2>/dev/null)
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 LDFLAGS  := $(SANFLAGS)
 

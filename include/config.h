@@ -9,6 +9,7 @@
 #ifndef CAIRN_CONFIG_H
 #define CAIRN_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,33 @@ struct cairn_listen {
     uint16_t port; /* 0 = any free port (tests) */
 };
 
+struct cairn_strlist {
+    char **items; /* owned */
+    size_t n;
+};
+
+struct cairn_strmap {
+    char **keys; /* owned; values are strings even when the file said 12 */
+    char **values;
+    size_t n;
+};
+
+/* How the backend expects its marker block (DESIGN.md "wire format"). */
+enum cairn_marker_target { CAIRN_TARGET_LAST_USER, CAIRN_TARGET_SYSTEM };
+
+struct cairn_marker_template {
+    char *open;      /* "<MARKER_LIST>" */
+    char *close;     /* "</MARKER_LIST>" */
+    char *separator; /* between the open line, each tag line and the close: "\n" */
+    char *prefix;    /* between the prompt and the block: "\n\n" */
+    struct cairn_strlist order; /* tags rendered first, in this order; the
+                                   rest follow alphabetically by wire name */
+    int64_t target;  /* enum cairn_marker_target */
+};
+
+enum cairn_annotate_mode { CAIRN_ANNOTATE_OFF, CAIRN_ANNOTATE_RULES };
+enum cairn_injected_policy { CAIRN_INJECTED_STRIP, CAIRN_INJECTED_ESCAPE };
+
 struct cairn_upstream_config {
     char *base_url;    /* e.g. "https://api.openai.com/v1", no trailing '/' */
     char *api_key_env; /* name of the environment variable holding the key */
@@ -27,6 +55,7 @@ struct cairn_upstream_config {
     int64_t first_byte_timeout_ms;
     int64_t idle_timeout_ms;
     int64_t max_response_bytes; /* buffered (non-stream) answers */
+    struct cairn_marker_template template;
 };
 
 struct cairn_config {
@@ -47,12 +76,22 @@ struct cairn_config {
     struct {
         int64_t header_ms;    /* whole head, from its first byte */
         int64_t body_idle_ms; /* silence while a body is being received */
+        int64_t body_ms;      /* whole body, from the end of the head */
         int64_t keepalive_ms; /* idle connection between requests */
         int64_t send_idle_ms; /* client not reading what is pending */
         int64_t drain_ms;     /* SIGTERM: time given to requests in flight */
     } timeouts;
 
     struct cairn_upstream_config upstream;
+
+    struct {
+        char *rules_dir;       /* taxonomy.json and the annotator's rules */
+        int64_t annotate;      /* enum cairn_annotate_mode */
+        bool allow_pinning;    /* callers may set markers (body field, header) */
+        int64_t injected;      /* enum cairn_injected_policy */
+        bool unwrap;           /* remove the model's own block from answers */
+        struct cairn_strmap fixed; /* markers the policy fixes: tag -> value */
+    } markers;
 
     struct {
         char *access; /* "-" = stderr, else a file appended to */

@@ -79,6 +79,10 @@ void cairn_http_head_free(struct cairn_http_head *head);
 const struct cairn_http_header *cairn_http_head_find(const struct cairn_http_head *head,
                                                      const char *name);
 
+/** True when `name` is a token and `value` only field characters (RFC 9110
+ *  §5.5): what may be written into a header line. */
+bool cairn_http_field_valid(const char *name, const char *value);
+
 /** True when the comma-separated header value holds `token` (any case),
  *  e.g. "close" in "Connection: keep-alive, Close". */
 bool cairn_http_list_has_token(const char *value, const char *token);

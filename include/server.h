@@ -50,6 +50,8 @@ struct cairn_request {
     uint64_t upstream_first_byte_us; /* 0 = none */
     int upstream_status;             /* 0 = no upstream answer */
     const char *error_code;          /* set by cairn_response_error */
+    char *log_fields;                /* owned: extra JSON members for the access
+                                        record ("k":v,"k2":v2), or NULL */
     uint64_t bytes_in, bytes_out;
 
     /* set by the handler that takes the request */

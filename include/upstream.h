@@ -30,6 +30,7 @@ extern const char *const CAIRN_UPSTREAM_ECLOSED;      /* closed after the reques
 extern const char *const CAIRN_UPSTREAM_EPROTOCOL;    /* malformed or truncated answer */
 extern const char *const CAIRN_UPSTREAM_ETOO_LARGE;   /* answer over the limit */
 extern const char *const CAIRN_UPSTREAM_EABORTED;     /* our side gave up (on_data < 0) */
+extern const char *const CAIRN_UPSTREAM_EKEY_ECHO;    /* the answer held the gateway's key */
 
 /** Upstream response header, as received (name without the colon). */
 struct cairn_upstream_header {

@@ -23,7 +23,18 @@
 #define CONFIG_MAX_DEPTH 16
 #define CONFIG_MAX_LISTEN 16
 
-enum key_type { KEY_INT, KEY_STRING, KEY_SECTION, KEY_LISTEN, KEY_URL };
+enum key_type {
+    KEY_INT,     /* int64_t in [min, max] */
+    KEY_BOOL,    /* bool */
+    KEY_STRING,  /* char *, or NULL for null */
+    KEY_TEXT,    /* char *, may be empty (template pieces) */
+    KEY_CHOICE,  /* int64_t: index of the string in `choices` */
+    KEY_LIST,    /* struct cairn_strlist: array of strings */
+    KEY_MAP,     /* struct cairn_strmap: object of strings and numbers */
+    KEY_SECTION,
+    KEY_LISTEN,
+    KEY_URL,
+};
 
 struct key {
     const char *name;
@@ -31,11 +42,16 @@ struct key {
     size_t offset;                 /* of the field in struct cairn_config */
     int64_t min, max;              /* KEY_INT */
     const struct key *section;     /* KEY_SECTION: its keys, NULL-terminated */
+    const char *const *choices;    /* KEY_CHOICE: NULL-terminated */
 };
 
-#define INT_KEY(name, field, lo, hi) {name, KEY_INT, offsetof(struct cairn_config, field), lo, hi, NULL}
-#define STR_KEY(name, field) {name, KEY_STRING, offsetof(struct cairn_config, field), 0, 0, NULL}
-#define SECTION(name, keys) {name, KEY_SECTION, 0, 0, 0, keys}
+#define FIELD(f) offsetof(struct cairn_config, f)
+#define INT_KEY(name, field, lo, hi) {name, KEY_INT, FIELD(field), lo, hi, NULL, NULL}
+#define STR_KEY(name, field) {name, KEY_STRING, FIELD(field), 0, 0, NULL, NULL}
+#define TYPED_KEY(name, type, field) {name, type, FIELD(field), 0, 0, NULL, NULL}
+#define CHOICE_KEY(name, field, list) {name, KEY_CHOICE, FIELD(field), 0, 0, NULL, list}
+#define SECTION(name, keys) {name, KEY_SECTION, 0, 0, 0, keys, NULL}
+#define END_KEYS {NULL, 0, 0, 0, 0, NULL, NULL}
 #define KIB(n) ((int64_t)(n) << 10)
 #define MIB(n) ((int64_t)(n) << 20)
 #define HOUR_MS (3600 * 1000)
@@ -47,41 +63,68 @@ static const struct key limits_keys[] = {
     INT_KEY("body_bytes", limits.body_bytes, KIB(1), MIB(1024)),
     INT_KEY("json_depth", limits.json_depth, 8, 512),
     INT_KEY("stream_buffer_bytes", limits.stream_buffer_bytes, KIB(4), MIB(64)),
-    {NULL, 0, 0, 0, 0, NULL},
+    END_KEYS,
 };
 
 static const struct key timeouts_keys[] = {
     INT_KEY("header_ms", timeouts.header_ms, 100, HOUR_MS),
     INT_KEY("body_idle_ms", timeouts.body_idle_ms, 100, HOUR_MS),
+    INT_KEY("body_ms", timeouts.body_ms, 100, HOUR_MS),
     INT_KEY("keepalive_ms", timeouts.keepalive_ms, 100, HOUR_MS),
     INT_KEY("send_idle_ms", timeouts.send_idle_ms, 100, HOUR_MS),
     INT_KEY("drain_ms", timeouts.drain_ms, 0, HOUR_MS),
-    {NULL, 0, 0, 0, 0, NULL},
+    END_KEYS,
+};
+
+static const char *const target_choices[] = {"last_user", "system", NULL};
+static const char *const annotate_choices[] = {"off", "rules", NULL};
+static const char *const injected_choices[] = {"strip", "escape", NULL};
+
+static const struct key template_keys[] = {
+    TYPED_KEY("open", KEY_TEXT, upstream.template.open),
+    TYPED_KEY("close", KEY_TEXT, upstream.template.close),
+    TYPED_KEY("separator", KEY_TEXT, upstream.template.separator),
+    TYPED_KEY("prefix", KEY_TEXT, upstream.template.prefix),
+    TYPED_KEY("order", KEY_LIST, upstream.template.order),
+    CHOICE_KEY("target", upstream.template.target, target_choices),
+    END_KEYS,
+};
+
+static const struct key markers_keys[] = {
+    TYPED_KEY("rules_dir", KEY_TEXT, markers.rules_dir),
+    CHOICE_KEY("annotate", markers.annotate, annotate_choices),
+    TYPED_KEY("allow_pinning", KEY_BOOL, markers.allow_pinning),
+    CHOICE_KEY("injected", markers.injected, injected_choices),
+    TYPED_KEY("unwrap", KEY_BOOL, markers.unwrap),
+    TYPED_KEY("fixed", KEY_MAP, markers.fixed),
+    END_KEYS,
 };
 
 static const struct key upstream_keys[] = {
-    {"base_url", KEY_URL, offsetof(struct cairn_config, upstream.base_url), 0, 0, NULL},
+    TYPED_KEY("base_url", KEY_URL, upstream.base_url),
     STR_KEY("api_key_env", upstream.api_key_env),
     STR_KEY("ca_file", upstream.ca_file),
     INT_KEY("connect_timeout_ms", upstream.connect_timeout_ms, 10, HOUR_MS),
     INT_KEY("first_byte_timeout_ms", upstream.first_byte_timeout_ms, 10, HOUR_MS),
     INT_KEY("idle_timeout_ms", upstream.idle_timeout_ms, 10, HOUR_MS),
     INT_KEY("max_response_bytes", upstream.max_response_bytes, KIB(1), MIB(1024)),
-    {NULL, 0, 0, 0, 0, NULL},
+    SECTION("template", template_keys),
+    END_KEYS,
 };
 
 static const struct key log_keys[] = {
     STR_KEY("access", log.access),
-    {NULL, 0, 0, 0, 0, NULL},
+    END_KEYS,
 };
 
 static const struct key root_keys[] = {
-    {"listen", KEY_LISTEN, 0, 0, 0, NULL},
+    {"listen", KEY_LISTEN, 0, 0, 0, NULL, NULL},
     SECTION("limits", limits_keys),
     SECTION("timeouts", timeouts_keys),
     SECTION("upstream", upstream_keys),
+    SECTION("markers", markers_keys),
     SECTION("log", log_keys),
-    {NULL, 0, 0, 0, 0, NULL},
+    END_KEYS,
 };
 
 void cairn_config_defaults(struct cairn_config *cfg)
@@ -101,6 +144,7 @@ void cairn_config_defaults(struct cairn_config *cfg)
 
     cfg->timeouts.header_ms = 10000;
     cfg->timeouts.body_idle_ms = 10000;
+    cfg->timeouts.body_ms = 60000;
     cfg->timeouts.keepalive_ms = 75000;
     cfg->timeouts.send_idle_ms = 60000;
     cfg->timeouts.drain_ms = 30000;
@@ -111,8 +155,38 @@ void cairn_config_defaults(struct cairn_config *cfg)
     cfg->upstream.first_byte_timeout_ms = 120000;
     cfg->upstream.idle_timeout_ms = 60000;
     cfg->upstream.max_response_bytes = MIB(16);
+    cfg->upstream.template.open = cairn_strdup("<MARKER_LIST>");
+    cfg->upstream.template.close = cairn_strdup("</MARKER_LIST>");
+    cfg->upstream.template.separator = cairn_strdup("\n");
+    cfg->upstream.template.prefix = cairn_strdup("\n\n");
+    cfg->upstream.template.target = CAIRN_TARGET_LAST_USER;
+
+    cfg->markers.rules_dir = cairn_strdup("rules");
+    cfg->markers.annotate = CAIRN_ANNOTATE_RULES;
+    cfg->markers.allow_pinning = true;
+    cfg->markers.injected = CAIRN_INJECTED_STRIP;
+    cfg->markers.unwrap = true;
 
     cfg->log.access = cairn_strdup("-");
+}
+
+static void strlist_free(struct cairn_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+static void strmap_free(struct cairn_strmap *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->keys[i]);
+        free(m->values[i]);
+    }
+    free(m->keys);
+    free(m->values);
+    memset(m, 0, sizeof(*m));
 }
 
 void cairn_config_free(struct cairn_config *cfg)
@@ -122,6 +196,13 @@ void cairn_config_free(struct cairn_config *cfg)
     free(cfg->upstream.base_url);
     free(cfg->upstream.api_key_env);
     free(cfg->upstream.ca_file);
+    free(cfg->upstream.template.open);
+    free(cfg->upstream.template.close);
+    free(cfg->upstream.template.separator);
+    free(cfg->upstream.template.prefix);
+    strlist_free(&cfg->upstream.template.order);
+    free(cfg->markers.rules_dir);
+    strmap_free(&cfg->markers.fixed);
     free(cfg->log.access);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -180,9 +261,15 @@ int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *e
     size_t scheme = strncmp(url, "http://", 7) == 0    ? 7
                     : strncmp(url, "https://", 8) == 0 ? 8
                                                        : 0;
+    size_t authority = strcspn(url + scheme, "/");
     if (scheme == 0 || url[scheme] == '\0' || url[scheme] == '/' || len > 2048 ||
         strpbrk(url, " \t\r\n?#") != NULL) {
         snprintf(err, errlen, "must be an http:// or https:// URL with a host and no query");
+        return -1;
+    }
+    if (memchr(url + scheme, '@', authority) != NULL) {
+        /* Credentials in the URL would end up in logs: keys go in api_key_env. */
+        snprintf(err, errlen, "must not hold user:password@ (use api_key_env)");
         return -1;
     }
     while (len > 0 && url[len - 1] == '/')
@@ -250,6 +337,72 @@ static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON 
         free(*(char **)field);
         *(char **)field = cairn_strdup(v->valuestring);
         return 0;
+    case KEY_BOOL:
+        if (!cJSON_IsBool(v)) {
+            snprintf(err, errlen, "must be true or false");
+            return -1;
+        }
+        *(bool *)field = cJSON_IsTrue(v);
+        return 0;
+    case KEY_TEXT:
+        if (!cJSON_IsString(v) || strlen(v->valuestring) > 256) {
+            snprintf(err, errlen, "must be a string of at most 256 bytes");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = cairn_strdup(v->valuestring);
+        return 0;
+    case KEY_CHOICE:
+        for (int64_t i = 0; cJSON_IsString(v) && k->choices[i] != NULL; i++) {
+            if (strcmp(v->valuestring, k->choices[i]) == 0) {
+                *(int64_t *)field = i;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "must be one of:");
+        for (size_t i = 0; k->choices[i] != NULL; i++)
+            snprintf(err + strlen(err), errlen - strlen(err), " \"%s\"", k->choices[i]);
+        return -1;
+    case KEY_LIST: {
+        struct cairn_strlist *l = field;
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > 64) {
+            snprintf(err, errlen, "must be an array of at most 64 strings");
+            return -1;
+        }
+        strlist_free(l);
+        l->items = cairn_calloc((size_t)cJSON_GetArraySize(v), sizeof(*l->items));
+        for (const cJSON *e = v->child; e != NULL; e = e->next) {
+            if (!cJSON_IsString(e)) {
+                snprintf(err, errlen, "[%zu] must be a string", l->n);
+                return -1;
+            }
+            l->items[l->n++] = cairn_strdup(e->valuestring);
+        }
+        return 0;
+    }
+    case KEY_MAP: {
+        struct cairn_strmap *m = field;
+        if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) > 64) {
+            snprintf(err, errlen, "must be an object of at most 64 members");
+            return -1;
+        }
+        strmap_free(m);
+        size_t n = (size_t)cJSON_GetArraySize(v);
+        m->keys = cairn_calloc(n, sizeof(*m->keys));
+        m->values = cairn_calloc(n, sizeof(*m->values));
+        for (const cJSON *e = v->child; e != NULL; e = e->next) {
+            char num[32];
+            if (cJSON_IsNumber(e))
+                snprintf(num, sizeof(num), "%.17g", e->valuedouble);
+            else if (!cJSON_IsString(e)) {
+                snprintf(err, errlen, "%s: must be a string or a number", e->string);
+                return -1;
+            }
+            m->keys[m->n] = cairn_strdup(e->string);
+            m->values[m->n++] = cairn_strdup(cJSON_IsNumber(e) ? num : e->valuestring);
+        }
+        return 0;
+    }
     case KEY_URL:
         if (!cJSON_IsString(v)) {
             snprintf(err, errlen, "must be a string");

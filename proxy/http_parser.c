@@ -186,6 +186,19 @@ static int parse_header_line(char *line, struct cairn_http_header *h, const char
     return 0;
 }
 
+bool cairn_http_field_valid(const char *name, const char *value)
+{
+    if (*name == '\0')
+        return false;
+    for (const char *p = name; *p != '\0'; p++)
+        if (!is_tchar((unsigned char)*p))
+            return false;
+    for (const char *p = value; *p != '\0'; p++)
+        if (!is_field_vchar((unsigned char)*p) && !is_ows((unsigned char)*p))
+            return false;
+    return true;
+}
+
 bool cairn_http_list_has_token(const char *value, const char *token)
 {
     size_t tlen = strlen(token);

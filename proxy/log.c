@@ -101,16 +101,17 @@ void cairn_log_access(const struct cairn_request *req)
     if (req->error_code != NULL)
         snprintf(error, sizeof(error), "\"%s\"", req->error_code);
 
-    char line[2048];
+    char line[8192];
     int n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\","
                      "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
                      "\"stream\":%s,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                     "\"duration_ms\":%.3f,\"upstream_first_byte_ms\":%s,\"error\":%s}\n",
+                     "\"duration_ms\":%.3f,\"upstream_first_byte_ms\":%s,\"error\":%s%s%s}\n",
                      when, req->id, req->head.method != NULL ? req->head.method : "-", path,
                      req->status, req->upstream_status, req->stream ? "true" : "false",
                      (unsigned long long)req->bytes_in, (unsigned long long)req->bytes_out,
-                     (double)total_us / 1000.0, first_byte, error);
+                     (double)total_us / 1000.0, first_byte, error, req->log_fields ? "," : "",
+                     req->log_fields ? req->log_fields : "");
     if (n > 0)
         write_line(access_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

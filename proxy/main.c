@@ -13,7 +13,9 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "annotate_cli.h"
 #include "log.h"
+#include "marking.h"
 #include "proxy.h"
 #include "server.h"
 #include "upstream.h"
@@ -22,6 +24,7 @@ struct options {
     const char *config_path;
     const char *listen;   /* --listen override, or NULL */
     const char *upstream; /* --upstream override, or NULL */
+    const char *rules;    /* --rules: annotate with this rules directory */
 };
 
 static void usage(FILE *out)
@@ -29,14 +32,18 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: cairn [serve] [-c FILE] [--listen HOST:PORT] [--upstream URL]\n"
             "       cairn check [-c FILE]\n"
+            "       cairn annotate [--rules DIR | -c FILE] < prompts.jsonl\n"
             "       cairn --version | --help\n"
             "\n"
             "  serve      run the gateway (the default command)\n"
-            "  check      validate a configuration file and exit 0 (valid) or 1\n"
+            "  check      validate a configuration file and its rules; exit 0 (valid) or 1\n"
+            "  annotate   read JSON Lines with a \"messages\" array from stdin, write one\n"
+            "             {\"id\",\"markers\"} line per input with the rule annotator's markers\n"
             "\n"
             "  -c FILE            configuration file (default %s)\n"
             "  --listen HOST:PORT listen here instead of the configured addresses\n"
-            "  --upstream URL     forward to this base URL, e.g. https://api.openai.com/v1\n",
+            "  --upstream URL     forward to this base URL, e.g. https://api.openai.com/v1\n"
+            "  --rules DIR        rules directory for annotate (default: the configuration's)\n",
             CAIRN_DEFAULT_CONFIG);
 }
 
@@ -68,9 +75,17 @@ static int load_config(const struct options *opt, struct cairn_config *cfg)
 static int cmd_check(const struct options *opt)
 {
     struct cairn_config cfg;
+    struct cairn_marking marking;
+    char err[512];
     if (load_config(opt, &cfg) < 0)
         return 1;
-    printf("cairn: %s: ok\n", opt->config_path);
+    if (cairn_marking_load(&marking, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        cairn_config_free(&cfg);
+        return 1;
+    }
+    printf("cairn: %s: ok (rules: %s)\n", opt->config_path, cfg.markers.rules_dir);
+    cairn_marking_free(&marking);
     cairn_config_free(&cfg);
     return 0;
 }
@@ -93,11 +108,18 @@ static int cmd_serve(const struct options *opt)
         cairn_config_free(&cfg);
         return 1;
     }
+    struct cairn_marking marking;
+    if (cairn_marking_load(&marking, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        cairn_log_close();
+        cairn_config_free(&cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
     struct event_base *base = event_base_new();
-    struct cairn_proxy proxy = {.cfg = &cfg};
+    struct cairn_proxy proxy = {.cfg = &cfg, .marking = &marking};
     struct cairn_server *srv = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     if (base == NULL) {
@@ -134,6 +156,41 @@ out:
     if (base != NULL)
         event_base_free(base);
     cairn_log_close();
+    cairn_marking_free(&marking);
+    cairn_config_free(&cfg);
+    return rc;
+}
+
+static int cmd_annotate(const struct options *opt)
+{
+    struct cairn_config cfg;
+    char err[512];
+    if (opt->rules != NULL) {
+        cairn_config_defaults(&cfg);
+        free(cfg.markers.rules_dir);
+        cfg.markers.rules_dir = cairn_strdup(opt->rules);
+    } else if (load_config(opt, &cfg) < 0) {
+        return 1;
+    }
+    struct cairn_taxonomy tx;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/taxonomy.json", cfg.markers.rules_dir);
+    int rc = 1;
+    struct cairn_annotator *a = NULL;
+    if (cairn_taxonomy_load(&tx, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        goto out;
+    }
+    a = cairn_annotator_load(&tx, cfg.markers.rules_dir, err, sizeof(err));
+    if (a == NULL) {
+        fprintf(stderr, "cairn: %s\n", err);
+        cairn_taxonomy_free(&tx);
+        goto out;
+    }
+    rc = cairn_annotate_stream(a, &tx, stdin, stdout) == 0 ? 0 : 1;
+    cairn_annotator_free(a);
+    cairn_taxonomy_free(&tx);
+out:
     cairn_config_free(&cfg);
     return rc;
 }
@@ -144,6 +201,7 @@ static const struct command {
 } commands[] = {
     {"serve", cmd_serve},
     {"check", cmd_check},
+    {"annotate", cmd_annotate},
 };
 
 int main(int argc, char **argv)
@@ -177,6 +235,8 @@ int main(int argc, char **argv)
             cmd = &commands[1]; /* nginx's spelling of "check" */
         } else if (strcmp(a, "-c") == 0 && has_value) {
             opt.config_path = argv[++i];
+        } else if (strcmp(a, "--rules") == 0 && has_value) {
+            opt.rules = argv[++i];
         } else if (strcmp(a, "--listen") == 0 && has_value) {
             opt.listen = argv[++i];
         } else if (strcmp(a, "--upstream") == 0 && has_value) {

@@ -25,6 +25,7 @@
 #include "chat_request.h"
 #include "json_strict.h"
 #include "log.h"
+#include "unwrap.h"
 
 struct proxy_call {
     struct cairn_proxy *proxy;
@@ -41,6 +42,11 @@ struct proxy_call {
     bool congested;                   /* client backlog over the limit */
     bool paused;                      /* the upstream transfer is paused */
     const char *failure;              /* why on_data stopped the transfer */
+    size_t nchoices;                  /* the request's n */
+    struct cairn_markers sent;        /* the markers appended to the prompt */
+    struct cairn_markers model;       /* the markers the model wrote */
+    struct cairn_sse_unwrap *unwrap;  /* owned: while a stream's start is read */
+    struct evbuffer *scratch;         /* owned: unwrapped stream bytes */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
@@ -50,7 +56,7 @@ static const char *const request_header_denylist[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length",
     "content-type", "content-encoding", "expect", "accept-encoding", "authorization",
-    "api-key", "x-api-key",
+    "api-key", "x-api-key", "x-cairn-markers",
     "openai-organization", "openai-project", "cookie", "x-request-id", NULL,
 };
 
@@ -80,8 +86,40 @@ static bool is_json_content_type(const char *ct)
 
 /* --- upstream callbacks ---------------------------------------------------- */
 
+/* The markers of this request for its access record:
+ * "markers":{"task":{"value":"CodeFix","source":"rules"}},"model_markers":{...} */
+static void log_markers(struct proxy_call *call)
+{
+    const struct cairn_markers *m = &call->sent;
+    if (m->tx == NULL)
+        return;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *sent = cJSON_AddObjectToObject(root, "markers");
+    for (size_t i = 0; i < m->tx->ntags; i++) {
+        if (m->source[i] == CAIRN_SRC_NONE)
+            continue;
+        cJSON *one = cJSON_AddObjectToObject(sent, m->tx->tags[i].name);
+        cJSON_AddStringToObject(one, "value", m->value[i]);
+        cJSON_AddStringToObject(one, "source", cairn_marker_source_name(m->source[i]));
+    }
+    if (cairn_markers_count(&call->model) > 0)
+        cairn_markers_to_json(&call->model, cJSON_AddObjectToObject(root, "model_markers"));
+    size_t n;
+    char *text = cairn_json_print(root, &n);
+    cJSON_Delete(root);
+    /* Drop the braces: the record takes these as members of its own. */
+    text[n - 1] = '\0';
+    free(call->req->log_fields);
+    call->req->log_fields = cairn_strdup(text + 1);
+    free(text);
+}
+
 static void call_free(struct proxy_call *call)
 {
+    log_markers(call);
+    cairn_sse_unwrap_free(call->unwrap);
+    if (call->scratch != NULL)
+        evbuffer_free(call->scratch);
     for (size_t i = 0; i < call->nrelay; i++)
         free(call->relay[i]);
     free(call->relay);
@@ -133,6 +171,11 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
     if (call->want_stream && status == 200 && call->content_type != NULL &&
         strncasecmp(call->content_type, "text/event-stream", 17) == 0) {
         call->streaming = true;
+        if (call->proxy->cfg->markers.unwrap) {
+            call->unwrap = cairn_sse_unwrap_new(&call->proxy->marking->format, call->nchoices,
+                                                &call->model);
+            call->scratch = evbuffer_new();
+        }
         relay_headers(call);
         if (!cache_control)
             cairn_response_add_header(req, "Cache-Control", "no-cache");
@@ -148,7 +191,20 @@ static int on_data(void *ctx, const char *data, size_t len)
             call->paused = true;
             return 1; /* not consumed: curl delivers it again on resume */
         }
-        call->congested = !cairn_response_write(call->req, data, len);
+        if (call->unwrap == NULL || cairn_sse_unwrap_done(call->unwrap)) {
+            call->congested = !cairn_response_write(call->req, data, len);
+            return 0;
+        }
+        if (cairn_sse_unwrap_feed(call->unwrap, data, len, call->scratch) < 0) {
+            call->failure = CAIRN_UPSTREAM_EPROTOCOL;
+            return -1;
+        }
+        size_t n = evbuffer_get_length(call->scratch);
+        if (n > 0) {
+            call->congested = !cairn_response_write(
+                call->req, evbuffer_pullup(call->scratch, -1), n);
+            evbuffer_drain(call->scratch, n);
+        }
         return 0;
     }
     size_t max = (size_t)call->proxy->cfg->upstream.max_response_bytes;
@@ -193,6 +249,36 @@ static void fail_upstream(struct cairn_request *req, const char *errstr)
 }
 
 
+/* A successful answer: without the model's own marker block, and with the
+ * markers reported as an extension member, "cairn": {"markers": {…},
+ * "model_markers": {…}}, when there are any. The original bytes go out
+ * untouched when there is nothing to change. */
+static void relay_completion(struct proxy_call *call, cJSON *tree, const char *body, size_t len)
+{
+    struct cairn_request *req = call->req;
+    bool unwrapped = tree != NULL && call->proxy->cfg->markers.unwrap && call->sent.tx != NULL &&
+                     cairn_unwrap_json(&call->proxy->marking->format, tree, &call->model) > 0;
+    bool report = tree != NULL && call->sent.tx != NULL &&
+                  (unwrapped || cairn_markers_count(&call->sent) > 0) &&
+                  cJSON_GetObjectItemCaseSensitive(tree, "cairn") == NULL;
+    if (!report) {
+        cairn_response_send(req, call->status, call->content_type, body, len);
+        return;
+    }
+    cJSON *ext = cJSON_AddObjectToObject(tree, "cairn");
+    cairn_markers_to_json(&call->sent, cJSON_AddObjectToObject(ext, "markers"));
+    if (cairn_markers_count(&call->model) > 0) {
+        char hdr[1024];
+        cairn_markers_to_json(&call->model, cJSON_AddObjectToObject(ext, "model_markers"));
+        cairn_markers_format_header(&call->model, hdr, sizeof(hdr));
+        cairn_response_add_header(req, "X-Cairn-Model-Markers", hdr);
+    }
+    size_t n;
+    char *out = cairn_json_print(tree, &n);
+    cairn_response_send(req, call->status, call->content_type, out, n);
+    free(out);
+}
+
 /* A complete buffered answer: relay it if it is what it claims to be.
  * JSON answers must parse (later stages read them, and a client must not
  * get half an object with a 200); error bodies must be OpenAI-shaped; and
@@ -218,25 +304,25 @@ static void relay_answer(struct proxy_call *call)
                                        sizeof(why));
     }
     bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tree, "error"));
-    bool parsed = tree != NULL;
-    cJSON_Delete(tree);
-    if (status < 400 && json && !parsed) {
+    if (status < 400 && json && tree == NULL) {
         fail_upstream(req, CAIRN_UPSTREAM_EPROTOCOL);
-        return;
-    }
-    if (status >= 300 && status < 400) {
+    } else if (status >= 300 && status < 400) {
         /* Redirects are not followed, and not relayed: they would send the
          * client to the upstream itself, around the gateway. */
         cairn_response_error(req, 502, "upstream_error",
                              "the upstream answered with a redirect (HTTP %d)", status);
-        return;
+    } else if (status >= 400) {
+        relay_headers(call); /* the status is the upstream's (Retry-After matters) */
+        if (shaped)
+            cairn_response_send(req, status, call->content_type, body, len);
+        else
+            cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
+                                 status);
+    } else {
+        relay_headers(call);
+        relay_completion(call, tree, body, len);
     }
-    relay_headers(call); /* the status is the upstream's (Retry-After matters) */
-    if (status >= 400 && !shaped)
-        cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
-                             status);
-    else
-        cairn_response_send(req, status, call->content_type, body, len);
+    cJSON_Delete(tree);
 }
 
 static void on_done(void *ctx, const char *errstr)
@@ -248,7 +334,8 @@ static void on_done(void *ctx, const char *errstr)
         if (errstr == NULL) {
             cairn_response_end(req);
         } else {
-            cairn_log_msg("warn", "request %s: stream cut: %s", req->id, errstr);
+            cairn_log_msg("warn", "request %s: stream cut: %s", req->id,
+                          call->failure != NULL ? call->failure : errstr);
             req->error_code = "upstream_stream_broken";
             cairn_response_abort(req);
         }
@@ -266,23 +353,41 @@ static const struct cairn_transfer_callbacks transfer_callbacks = {on_head, on_d
 
 #define MAX_FORWARDED_HEADERS 128
 
-/* Start the upstream transfer for `req`; the answer completes it. `body`
- * (malloc'd, or NULL for a GET) goes to the transfer. */
-static void forward(struct cairn_proxy *proxy, struct cairn_request *req, const char *path,
-                    char *body, size_t len, bool want_stream)
+/* Headers named by any Connection header are hop-by-hop too (RFC 9110
+ * §7.6.1). */
+static bool named_by_connection(const struct cairn_http_head *head, const char *name)
 {
+    for (size_t i = 0; i < head->nheaders; i++)
+        if (strcasecmp(head->headers[i].name, "connection") == 0 &&
+            cairn_http_list_has_token(head->headers[i].value, name))
+            return true;
+    return false;
+}
+
+static struct proxy_call *call_new(struct cairn_proxy *proxy, struct cairn_request *req)
+{
+    struct proxy_call *call = cairn_calloc(1, sizeof(*call));
+    call->proxy = proxy;
+    call->req = req;
+    call->nchoices = 1;
+    call->answer = evbuffer_new();
+    return call;
+}
+
+/* Start the upstream transfer of `call`; the answer completes the request.
+ * `body` (malloc'd, or NULL for a GET) goes to the transfer. */
+static void forward(struct proxy_call *call, const char *path, char *body, size_t len)
+{
+    struct cairn_request *req = call->req;
     const struct cairn_http_head *head = &req->head;
     const char *lines[MAX_FORWARDED_HEADERS + 3];
     char *owned[MAX_FORWARDED_HEADERS + 3];
     size_t n = 0;
 
-    /* Headers named by Connection are hop-by-hop too (RFC 9110 §7.6.1). */
-    const struct cairn_http_header *conn_hdr = cairn_http_head_find(head, "connection");
     for (size_t i = 0; i < head->nheaders && n < MAX_FORWARDED_HEADERS; i++) {
         const struct cairn_http_header *h = &head->headers[i];
-        if (in_list(request_header_denylist, h->name) || h->value_len == 0)
-            continue;
-        if (conn_hdr != NULL && cairn_http_list_has_token(conn_hdr->value, h->name))
+        if (in_list(request_header_denylist, h->name) || h->value_len == 0 ||
+            named_by_connection(head, h->name))
             continue;
         size_t sz = h->name_len + h->value_len + 3;
         owned[n] = cairn_malloc(sz);
@@ -298,16 +403,11 @@ static void forward(struct cairn_proxy *proxy, struct cairn_request *req, const 
         lines[n++] = "Content-Type: application/json";
     lines[n] = NULL;
 
-    struct proxy_call *call = cairn_calloc(1, sizeof(*call));
-    call->proxy = proxy;
-    call->req = req;
-    call->want_stream = want_stream;
-    call->answer = evbuffer_new();
     req->cancel = on_client_gone;
     req->drained = on_client_drained;
     req->handler_ctx = call;
-    call->transfer =
-        cairn_transfer_start(proxy->upstream, path, lines, body, len, &transfer_callbacks, call);
+    call->transfer = cairn_transfer_start(call->proxy->upstream, path, lines, body, len,
+                                          &transfer_callbacks, call);
     for (size_t i = 0; i < nowned; i++)
         free(owned[i]);
 }
@@ -349,20 +449,41 @@ static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
         cairn_response_error(req, 400, "invalid_request", "%s", err);
         return;
     }
+    struct proxy_call *call = call_new(proxy, req);
+    call->want_stream = chat.stream;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(chat.root, "n");
+    if (cJSON_IsNumber(n))
+        call->nchoices = (size_t)n->valuedouble;
+    if (proxy->marking != NULL) {
+        cairn_markers_init(&call->model, &proxy->marking->tx);
+        const struct cairn_http_header *pins = cairn_http_head_find(&req->head, "x-cairn-markers");
+        int status = cairn_marking_apply(proxy->marking, chat.root, pins ? pins->value : NULL,
+                                         &call->sent, err, sizeof(err));
+        if (status != 0) {
+            cairn_chat_request_free(&chat);
+            call_free(call);
+            cairn_response_error(req, status, status == 403 ? "markers_not_allowed"
+                                                            : "invalid_markers", "%s", err);
+            return;
+        }
+        char hdr[1024];
+        cairn_markers_format_header(&call->sent, hdr, sizeof(hdr));
+        if (hdr[0] != '\0')
+            cairn_response_add_header(req, "X-Cairn-Markers", hdr);
+    }
     size_t outlen;
     char *out = cairn_chat_request_print(&chat, &outlen);
-    bool stream = chat.stream;
     cairn_chat_request_free(&chat);
     char path[512];
     upstream_path(req, path, sizeof(path));
-    forward(proxy, req, path, out, outlen, stream);
+    forward(call, path, out, outlen);
 }
 
 static void do_models(struct cairn_proxy *proxy, struct cairn_request *req)
 {
     char path[512];
     upstream_path(req, path, sizeof(path));
-    forward(proxy, req, path, NULL, 0, false);
+    forward(call_new(proxy, req), path, NULL, 0);
 }
 
 static void do_health(struct cairn_proxy *proxy, struct cairn_request *req)

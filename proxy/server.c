@@ -62,6 +62,8 @@ struct cairn_conn {
     struct cairn_chunked chunked;
     struct cairn_request *req;   /* owned: the request being read or answered */
     uint64_t body_left;          /* Content-Length bytes not yet read */
+    uint64_t body_deadline_us;   /* the whole body is due by then */
+    bool served;                 /* a request was answered on this connection */
     bool close_after;            /* close once the current response is flushed */
     bool want_drained;           /* a handler waits for the backlog to shrink */
 };
@@ -192,6 +194,7 @@ static void request_free(struct cairn_request *req)
     if (req == NULL)
         return;
     cairn_http_head_free(&req->head);
+    free(req->log_fields);
     if (req->body != NULL)
         evbuffer_free(req->body);
     evbuffer_free(req->resp_headers);
@@ -231,9 +234,10 @@ static void write_head(struct cairn_request *req, int status, const char *conten
     size_t before = evbuffer_get_length(out);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status,
                         reason_phrase(status), date, req->id);
-    if (content_type != NULL)
+    if (content_type != NULL && cairn_http_field_valid("Content-Type", content_type))
         evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-    if (content_length >= 0)
+    bool bodiless = status == 204 || status == 304 || (status >= 100 && status < 200);
+    if (content_length >= 0 && !bodiless) /* RFC 9110 §8.6 */
         evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
     else if (req->chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
@@ -258,8 +262,8 @@ static void complete(struct cairn_request *req)
 
 void cairn_response_add_header(struct cairn_request *req, const char *name, const char *value)
 {
-    if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
-        return;
+    if (!cairn_http_field_valid(name, value))
+        return; /* an upstream's malformed header is dropped, not relayed */
     evbuffer_add_printf(req->resp_headers, "%s: %s\r\n", name, value);
 }
 
@@ -269,8 +273,10 @@ void cairn_response_send(struct cairn_request *req, int status, const char *cont
     if (req->completed || req->started)
         return;
     write_head(req, status, content_type, (long long)len);
-    evbuffer_add(bufferevent_get_output(req->conn->bev), body, len);
-    req->bytes_out += len;
+    if (status != 204 && status != 304) {
+        evbuffer_add(bufferevent_get_output(req->conn->bev), body, len);
+        req->bytes_out += len;
+    }
     complete(req);
 }
 
@@ -384,6 +390,17 @@ static void dispatch(struct cairn_conn *conn)
     conn->srv->handler(req, conn->srv->handler_arg);
 }
 
+/* The body's deadline: idle time since the last bytes, but never past the
+ * total deadline, so a body trickled a byte at a time cannot hold the
+ * connection for ever. */
+static void arm_body_timer(struct cairn_conn *conn)
+{
+    uint64_t now = cairn_now_us();
+    int64_t idle = conn->srv->cfg->timeouts.body_idle_ms;
+    int64_t left = conn->body_deadline_us > now ? (int64_t)((conn->body_deadline_us - now) / 1000u) : 0;
+    arm_timer(conn, idle < left ? idle : left);
+}
+
 /* A head was parsed: decide how the body is read. */
 static void start_body(struct cairn_conn *conn)
 {
@@ -409,11 +426,12 @@ static void start_body(struct cairn_conn *conn)
     cairn_chunked_init(&conn->chunked, (uint64_t)cfg->limits.body_bytes,
                        (size_t)cfg->limits.header_bytes);
     conn->state = CONN_BODY;
+    conn->body_deadline_us = cairn_now_us() + (uint64_t)cfg->timeouts.body_ms * 1000u;
     if (req->head.expect_continue) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         bufferevent_write(conn->bev, cont, sizeof(cont) - 1);
     }
-    arm_timer(conn, cfg->timeouts.body_idle_ms);
+    arm_body_timer(conn);
 }
 
 static void read_head(struct cairn_conn *conn)
@@ -427,7 +445,9 @@ static void read_head(struct cairn_conn *conn)
         conn->req = request_new(conn);
         cairn_http_parser_init(&conn->parser, (size_t)conn->srv->cfg->limits.header_bytes,
                                (size_t)conn->srv->cfg->limits.header_lines);
-        arm_timer(conn, conn->srv->cfg->timeouts.header_ms);
+        /* A fresh connection's head deadline runs from the accept. */
+        if (conn->served)
+            arm_timer(conn, conn->srv->cfg->timeouts.header_ms);
     }
     const char *buf = (const char *)evbuffer_pullup(in, -1);
     const char *why = NULL;
@@ -450,7 +470,7 @@ static void read_body(struct cairn_conn *conn)
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
         return;
-    arm_timer(conn, conn->srv->cfg->timeouts.body_idle_ms);
+    arm_body_timer(conn);
 
     if (req->head.body == CAIRN_BODY_LENGTH) {
         size_t n = avail < conn->body_left ? avail : (size_t)conn->body_left;
@@ -517,6 +537,7 @@ static void request_done(struct cairn_conn *conn)
     request_free(conn->req);
     conn->req = NULL;
     conn->want_drained = false;
+    conn->served = true;
 
     if (conn->close_after) {
         /* Lingering close: stop sending, keep reading (and discarding) for
@@ -632,13 +653,18 @@ static void conn_close(struct cairn_conn *conn)
 
 static void refuse_busy(evutil_socket_t fd)
 {
-    static const char busy[] =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        "Content-Length: 106\r\nConnection: close\r\n\r\n"
-        "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
-        "\"code\":\"too_many_connections\"}}\n";
-    ssize_t n = write(fd, busy, sizeof(busy) - 1); /* best effort, non-blocking */
-    (void)n;
+    static const char body[] = "{\"error\":{\"message\":\"too many connections\","
+                               "\"type\":\"server_error\",\"code\":\"too_many_connections\"}}\n";
+    char busy[512];
+    int n = snprintf(busy, sizeof(busy),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof(body) - 1, body);
+    /* Best effort on a fresh non-blocking socket; shutting down the write
+     * side first lets the answer arrive before the close. */
+    ssize_t w = write(fd, busy, (size_t)n);
+    (void)w;
+    shutdown(fd, SHUT_WR);
     evutil_closesocket(fd);
 }
 

@@ -33,9 +33,11 @@ const char *const CAIRN_UPSTREAM_ECLOSED = "upstream closed the connection witho
 const char *const CAIRN_UPSTREAM_EPROTOCOL = "upstream sent a malformed or truncated answer";
 const char *const CAIRN_UPSTREAM_ETOO_LARGE = "upstream answer too large";
 const char *const CAIRN_UPSTREAM_EABORTED = "upstream transfer aborted";
+const char *const CAIRN_UPSTREAM_EKEY_ECHO = "upstream answer contained the gateway's API key";
 
 #define MAX_RESPONSE_HEADERS 100
 #define MAX_IDLE_EASY_HANDLES 256
+#define KEY_TAIL_MAX 256 /* longer keys are checked within each write only */
 #define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
 
 struct cairn_upstream {
@@ -44,6 +46,8 @@ struct cairn_upstream {
     CURLM *multi;
     struct event *timer;  /* curl's own timeouts */
     char *authorization;  /* "Authorization: Bearer …" or NULL; never logged */
+    const char *key;      /* the key inside `authorization` */
+    size_t keylen;
     CURL *idle[MAX_IDLE_EASY_HANDLES]; /* finished easy handles, for reuse */
     size_t nidle;
 };
@@ -64,7 +68,10 @@ struct cairn_transfer {
     bool request_sent;
     bool got_first_byte;
     bool head_done;
+    char key_tail[KEY_TAIL_MAX]; /* last bytes of the body, for a key split across writes */
+    size_t key_tail_len;
     bool paused;
+    bool paused_data; /* the bytes of the last write are coming again */
     bool clean_end; /* curl completed it: its handle is fit for reuse */
     const char *error; /* why we stopped it from a curl callback */
 };
@@ -219,6 +226,8 @@ struct cairn_upstream *cairn_upstream_new(struct event_base *base,
         size_t n = strlen(key) + sizeof("Authorization: Bearer ");
         up->authorization = cairn_malloc(n);
         snprintf(up->authorization, n, "Authorization: Bearer %s", key);
+        up->key = up->authorization + strlen("Authorization: Bearer ");
+        up->keylen = strlen(up->key);
     }
     return up;
 }
@@ -297,12 +306,50 @@ static void clear_response_headers(struct cairn_transfer *t)
     t->nrhdrs = 0;
 }
 
+/*
+ * Some upstreams echo request headers back in error bodies (debug pages,
+ * proxies that quote the failed request). An answer holding the gateway's
+ * own key must never reach a client: the transfer fails instead. Body bytes
+ * are checked across write boundaries through a short tail of the previous
+ * write.
+ */
+static bool echoes_key(struct cairn_transfer *t, const char *data, size_t len, bool body)
+{
+    const struct cairn_upstream *up = t->up;
+    if (up->keylen < 8) /* no key, or one too short to tell from text */
+        return false;
+    if (memmem(data, len, up->key, up->keylen) != NULL)
+        return true;
+    if (!body || up->keylen > KEY_TAIL_MAX + 1)
+        return false;
+    size_t keep = up->keylen - 1;
+    char join[2 * KEY_TAIL_MAX];
+    size_t head = len < keep ? len : keep;
+    memcpy(join, t->key_tail, t->key_tail_len);
+    memcpy(join + t->key_tail_len, data, head);
+    bool found = memmem(join, t->key_tail_len + head, up->key, up->keylen) != NULL;
+    /* The new tail: the last `keep` bytes of (old tail + data). */
+    size_t total = t->key_tail_len + len;
+    size_t from = total > keep ? total - keep : 0;
+    char tail[KEY_TAIL_MAX];
+    size_t n = 0;
+    for (size_t i = from; i < total; i++)
+        tail[n++] = i < t->key_tail_len ? t->key_tail[i] : data[i - t->key_tail_len];
+    memcpy(t->key_tail, tail, n);
+    t->key_tail_len = n;
+    return found;
+}
+
 /* CURLOPT_HEADERFUNCTION: one line at a time, status line first. */
 static size_t on_curl_header(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct cairn_transfer *t = arg;
     size_t len = size * nmemb;
     saw_bytes(t);
+    if (echoes_key(t, data, len, false)) {
+        t->error = CAIRN_UPSTREAM_EKEY_ECHO;
+        return 0;
+    }
     if (t->head_done)
         return len; /* trailers */
     while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
@@ -351,7 +398,12 @@ static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *arg)
     struct cairn_transfer *t = arg;
     size_t len = size * nmemb;
     saw_bytes(t);
+    if (!t->paused_data && echoes_key(t, data, len, true)) {
+        t->error = CAIRN_UPSTREAM_EKEY_ECHO;
+        return 0;
+    }
     int rc = t->cb->on_data(t->ctx, data, len);
+    t->paused_data = rc > 0; /* the same bytes come again: checked already */
     if (rc == 0)
         return len;
     if (rc > 0) {
@@ -396,7 +448,11 @@ static void give_back_easy(struct cairn_upstream *up, CURL *e)
     }
     /* Drop pointers into the finished transfer before the handle idles. */
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* also forgets POSTFIELDS */
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, NULL);
     up->idle[up->nidle++] = e;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of a build: the cmocka unit binaries, then the integration
-# suite against the real binary. Prints one closing line "N passed, N failed"
+# Runs every test of a build: the cmocka unit binaries, the annotator's
+# accuracy report, then the integration suite against the real binary. Prints one closing line "N passed, N failed"
 # and exits non-zero when anything failed.
 #   usage: tests/run-all.sh BUILD_DIR
 set -u
@@ -20,16 +20,26 @@ for t in "$build"/tests/test_*; do
     if [ "$rc" -ne 0 ] && [ -z "$f" ]; then failed=$((failed + 1)); fi
 done
 
-out_file=$(mktemp)
-python3 tests/integration/run.py --build "$build" 2>&1 | tee "$out_file"
-rc=${PIPESTATUS[0]}
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n1)
-rm -f "$out_file"
-if [ -n "$line" ]; then
-    passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
-    failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
-fi
-if [ "$rc" -ne 0 ] && [ -z "$line" ]; then failed=$((failed + 1)); fi
+# run_counted CMD...: runs a suite that ends with "N passed, M failed" and
+# adds its counts (a suite that fails without that line counts one failure).
+run_counted() {
+    local out_file rc line
+    out_file=$(mktemp)
+    "$@" 2>&1 | tee "$out_file"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out_file" | tail -n1)
+    rm -f "$out_file"
+    if [ -n "$line" ]; then
+        passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+        failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+    fi
+    if [ "$rc" -ne 0 ] && [ -z "$line" ]; then failed=$((failed + 1)); fi
+}
+
+# The rule annotator against the labelled prompt set: per-tag accuracy
+# held to tests/annotator/thresholds.json.
+run_counted python3 tests/annotator/accuracy.py --cairn "$build/cairn" --rules rules
+run_counted python3 tests/integration/run.py --build "$build"
 
 echo
 echo "$passed passed, $failed failed"

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from harness import (COMPLETION, SSE_EVENTS, assert_error, assert_healthy, assert_status, build_request,
+from harness import (CANARY, COMPLETION, SSE_EVENTS, assert_error, assert_healthy, assert_status, build_request,
                      chat_body, check, default_handler, delta_event, sse_event, start_gateway,
                      start_upstream)
 
@@ -232,6 +232,28 @@ def test_stream_upstream_stall_cuts_client_at_idle_timeout():
     assert_broken(c, resp, timeout=5.0)
     elapsed = time.monotonic() - t0
     check(0.4 <= elapsed <= 4.0, "idle timeout of 1s cut the stream after %.1fs" % elapsed)
+    assert_healthy(gw, up)
+
+
+def test_stream_echoing_the_key_across_chunks_is_cut():
+    """The key split over two writes is still caught: the stream is cut
+    before the second half reaches the client."""
+    half = len(CANARY) // 2
+
+    def echo(ex):
+        ex.start_sse()
+        ex.chunk(SSE_EVENTS[0])
+        time.sleep(0.1)
+        ex.chunk(b"data: {\"leak\": \"" + CANARY[:half].encode())
+        time.sleep(0.1)
+        ex.chunk(CANARY[half:].encode() + b"\"}\n\n")
+        ex.end_chunks()
+    up = start_upstream(echo)
+    gw = start_gateway(up)
+    c, resp = open_stream(gw)
+    assert_sse_head(resp)
+    assert_broken(c, resp)
+    check(CANARY.encode() not in bytes(resp.body), "the key reached the client")
     assert_healthy(gw, up)
 
 

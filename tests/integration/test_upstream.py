@@ -210,6 +210,41 @@ def test_upstream_redirect_is_not_followed():
     check(not elsewhere.requests, "the gateway followed the redirect: %r" % elsewhere.requests)
 
 
+def test_upstream_echoing_the_key_in_an_error_body_is_not_relayed():
+    """An upstream that quotes the failed request (headers included) in an
+    OpenAI-shaped error must not hand the gateway's key to the client: the
+    harness fails the test if the canary appears in any byte received."""
+    body = {"error": {"message": "bad request; got Authorization: Bearer " + CANARY,
+                      "type": "invalid_request_error", "code": None}}
+    gw, up, resp = run_fault(answer(400, body))
+    assert_error(resp, 502)
+    assert_healthy(gw, up)
+
+
+def test_upstream_echoing_the_key_in_a_header_is_not_relayed():
+    gw, up, resp = run_fault(answer(200, COMPLETION, [("X-Debug-Auth", "Bearer " + CANARY)]))
+    assert_error(resp, 502)
+    assert_healthy(gw, up)
+
+
+def test_upstream_204_has_no_body_and_no_length():
+    gw, up, resp = run_fault(lambda ex: ex.respond(204, b"", content_type=None))
+    assert_status(resp, 204)
+    check(resp.header("content-length") is None, "Content-Length on a 204 (RFC 9110 8.6)")
+    check(not resp.body, "body on a 204: %r" % bytes(resp.body[:80]))
+    assert_healthy(gw, up)
+
+
+def test_malformed_upstream_headers_are_dropped():
+    """A header name that is not a token, or a value with a bare CR, is
+    not written into the client's response."""
+    gw, up, resp = run_fault(answer(200, COMPLETION, [("Bad Name", "v"), ("X-Ok", "fine")]))
+    assert_status(resp, 200)
+    check(resp.header("bad name") is None, "a header name with a space was relayed")
+    check(resp.header("x-ok") == "fine", "a valid upstream header was lost")
+    assert_healthy(gw, up)
+
+
 def test_gateway_errors_carry_no_upstream_headers():
     """A 502 is the gateway's answer: nothing from the upstream's head
     (cookies, rate-limit hints, ids) rides along on it."""

@@ -1,0 +1,28 @@
+/*
+ * annotate_cli.h — `cairn annotate`: run the rule annotator over JSON Lines
+ * so that operators can test rule changes offline on their own traffic.
+ */
+#ifndef CAIRN_ANNOTATE_CLI_H
+#define CAIRN_ANNOTATE_CLI_H
+
+#include <stdio.h>
+
+#include "annotator.h"
+#include "taxonomy.h"
+
+#define CAIRN_ANNOTATE_MAX_LINE (4u << 20)
+
+/**
+ * Read JSON Lines from `in` (each an object with an OpenAI "messages"
+ * array; "id", of any JSON type, is copied; other fields are ignored) and
+ * write one line per non-empty input line, in order:
+ *   {"id":...,"markers":{"<wire name>":value,...}}
+ * (integer tags as JSON numbers, the others as strings; no "id" when the
+ * input has none), or {"id":...,"error":"..."} for a line that is not
+ * valid JSON, has no messages array or is longer than 4 MiB.
+ * @return 0 once `in` is read to the end, -1 on a read or write error.
+ */
+int cairn_annotate_stream(const struct cairn_annotator *a, const struct cairn_taxonomy *tx,
+                          FILE *in, FILE *out);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * marking.c — decide a request's markers and put their block in the
+ * prompt (see marking.h).
+ *
+ * Order of work for one request: take the caller's pinned markers out of
+ * the body (so they never reach the backend as a field), neutralise
+ * marker-looking text typed into the messages (so nobody sets markers by
+ * typing tags), offer the fixed and annotated markers (lower sources never
+ * override higher ones: markers.h), render, append.
+ */
+#include "marking.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "json_strict.h"
+
+int cairn_marking_load(struct cairn_marking *mk, const struct cairn_config *cfg, char *err,
+                       size_t errlen)
+{
+    memset(mk, 0, sizeof(*mk));
+    mk->cfg = cfg;
+    char path[4096], why[256];
+    snprintf(path, sizeof(path), "%s/taxonomy.json", cfg->markers.rules_dir);
+    if (cairn_taxonomy_load(&mk->tx, path, err, errlen) < 0)
+        return -1;
+    if (cairn_marker_format_init(&mk->format, &mk->tx, &cfg->upstream.template, why,
+                                 sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: upstream.%s", cfg->path, why);
+        goto fail;
+    }
+    cairn_markers_init(&mk->fixed, &mk->tx);
+    for (size_t i = 0; i < cfg->markers.fixed.n; i++) {
+        const char *tag = cfg->markers.fixed.keys[i];
+        if (cairn_markers_offer(&mk->fixed, cairn_taxonomy_find(&mk->tx, tag),
+                                cfg->markers.fixed.values[i], CAIRN_SRC_FIXED, why,
+                                sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s: markers.fixed.%s: %s", cfg->path, tag, why);
+            goto fail;
+        }
+    }
+    mk->spoof = cairn_spoof_new(&mk->tx, &cfg->upstream.template, err, errlen);
+    if (mk->spoof == NULL)
+        goto fail;
+    if (cfg->markers.annotate == CAIRN_ANNOTATE_RULES) {
+        mk->annotator = cairn_annotator_load(&mk->tx, cfg->markers.rules_dir, err, errlen);
+        if (mk->annotator == NULL)
+            goto fail;
+    }
+    return 0;
+fail:
+    cairn_marking_free(mk);
+    return -1;
+}
+
+void cairn_marking_free(struct cairn_marking *mk)
+{
+    cairn_annotator_free(mk->annotator);
+    cairn_spoof_free(mk->spoof);
+    cairn_taxonomy_free(&mk->tx);
+    memset(mk, 0, sizeof(*mk));
+}
+
+/* Offer one pinned tag=value; a 400 naming what is wrong otherwise. */
+static int pin(const struct cairn_marking *mk, struct cairn_markers *out, const char *tag,
+               const char *value, char *err, size_t errlen)
+{
+    char why[160];
+    int t = cairn_taxonomy_find(&mk->tx, tag);
+    if (t < 0) {
+        snprintf(err, errlen, "unknown marker '%.40s'", tag);
+        return 400;
+    }
+    if (cairn_markers_offer(out, t, value, CAIRN_SRC_PINNED, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s", why);
+        return 400;
+    }
+    return 0;
+}
+
+/* Pinned markers from a JSON object {"tag": "value" | number}. */
+static int pin_object(const struct cairn_marking *mk, const cJSON *obj, struct cairn_markers *out,
+                      const char *where, char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(obj)) {
+        snprintf(err, errlen, "%s must be an object of marker values", where);
+        return 400;
+    }
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        char num[32];
+        const char *value = m->valuestring;
+        if (cJSON_IsNumber(m)) {
+            snprintf(num, sizeof(num), "%.17g", m->valuedouble);
+            value = num;
+        } else if (!cJSON_IsString(m)) {
+            snprintf(err, errlen, "%s.%.40s must be a string or a number", where, m->string);
+            return 400;
+        }
+        int rc = pin(mk, out, m->string, value, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Pinned markers from the X-Cairn-Markers header: a JSON object, or
+ * "tag=value; tag=value". */
+static int pin_header(const struct cairn_marking *mk, const char *header,
+                      struct cairn_markers *out, char *err, size_t errlen)
+{
+    const char *p = header + strspn(header, " \t");
+    if (*p == '{') {
+        char why[128];
+        cJSON *obj = cairn_json_parse_strict(p, strlen(p), 4, why, sizeof(why));
+        if (obj == NULL) {
+            snprintf(err, errlen, "X-Cairn-Markers: %s", why);
+            return 400;
+        }
+        int rc = pin_object(mk, obj, out, "X-Cairn-Markers", err, errlen);
+        cJSON_Delete(obj);
+        return rc;
+    }
+    char *copy = cairn_strdup(p), *save = NULL;
+    int rc = 0;
+    for (char *item = strtok_r(copy, ";", &save); item != NULL && rc == 0;
+         item = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(item, '=');
+        char *tag = item + strspn(item, " \t");
+        if (eq == NULL) {
+            if (*tag == '\0')
+                continue;
+            snprintf(err, errlen, "X-Cairn-Markers: '%.40s' is not tag=value", tag);
+            rc = 400;
+            break;
+        }
+        *eq = '\0';
+        char *value = eq + 1 + strspn(eq + 1, " \t");
+        for (char *e = eq; e > tag && (e[-1] == ' ' || e[-1] == '\t'); e--)
+            e[-1] = '\0';
+        for (size_t n = strlen(value); n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t');)
+            value[--n] = '\0';
+        rc = pin(mk, out, tag, value, err, errlen);
+    }
+    free(copy);
+    return rc;
+}
+
+/* The body's "cairn" extension: {"markers": {...}}; detached from the body. */
+static int take_body_pins(const struct cairn_marking *mk, cJSON *request, struct cairn_markers *out,
+                          bool *pinned, char *err, size_t errlen)
+{
+    cJSON *ext = cJSON_DetachItemFromObjectCaseSensitive(request, "cairn");
+    if (ext == NULL)
+        return 0;
+    int rc = 0;
+    if (!cJSON_IsObject(ext)) {
+        snprintf(err, errlen, "'cairn' must be an object");
+        rc = 400;
+    }
+    for (const cJSON *m = ext->child; m != NULL && rc == 0; m = m->next) {
+        if (strcmp(m->string, "markers") != 0) {
+            snprintf(err, errlen, "unknown field 'cairn.%.40s'", m->string);
+            rc = 400;
+        } else {
+            if (m->child != NULL)
+                *pinned = true;
+            rc = pin_object(mk, m, out, "cairn.markers", err, errlen);
+        }
+    }
+    cJSON_Delete(ext);
+    return rc;
+}
+
+/* Append `block` to the text of `msg`: its string content, or its last
+ * text part (a new text part when it has none). */
+static void append_to_message(cJSON *msg, const char *prefix, const char *block)
+{
+    cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    cJSON *target = NULL;
+    bool has_text = false; /* the message has text before the block */
+    if (cJSON_IsString(content)) {
+        target = content;
+        has_text = content->valuestring[0] != '\0';
+    } else if (cJSON_IsArray(content)) {
+        cJSON *part;
+        cJSON_ArrayForEach(part, content)
+        {
+            cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+            cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+            if (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 &&
+                cJSON_IsString(text)) {
+                target = text;
+                has_text |= text->valuestring[0] != '\0';
+            }
+        }
+        if (target == NULL) {
+            cJSON *part_new = cJSON_CreateObject();
+            cJSON_AddStringToObject(part_new, "type", "text");
+            cJSON_AddStringToObject(part_new, "text", block);
+            cJSON_AddItemToArray(content, part_new);
+            return;
+        }
+    } else {
+        cJSON_DeleteItemFromObjectCaseSensitive(msg, "content");
+        cJSON_AddStringToObject(msg, "content", block);
+        return;
+    }
+    const char *old = target->valuestring;
+    size_t n = strlen(old) + strlen(prefix) + strlen(block) + 1;
+    char *text = cairn_malloc(n);
+    snprintf(text, n, "%s%s%s", old, has_text ? prefix : "", block);
+    cJSON_SetValuestring(target, text);
+    free(text);
+}
+
+static cJSON *find_message(cJSON *messages, const char *role, bool last)
+{
+    cJSON *found = NULL, *msg;
+    cJSON_ArrayForEach(msg, messages)
+    {
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        if (cJSON_IsString(r) && strcmp(r->valuestring, role) == 0) {
+            found = msg;
+            if (!last)
+                break;
+        }
+    }
+    return found;
+}
+
+static void append_block(const struct cairn_marking *mk, cJSON *messages, const char *block)
+{
+    const struct cairn_marker_template *t = mk->format.t;
+    if (t->target == CAIRN_TARGET_SYSTEM) {
+        cJSON *sys = find_message(messages, "system", false);
+        if (sys == NULL) {
+            sys = cJSON_CreateObject();
+            cJSON_AddStringToObject(sys, "role", "system");
+            cJSON_AddStringToObject(sys, "content", "");
+            cJSON_InsertItemInArray(messages, 0, sys);
+        }
+        append_to_message(sys, t->prefix, block);
+        return;
+    }
+    cJSON *user = find_message(messages, "user", true);
+    if (user != NULL)
+        append_to_message(user, t->prefix, block);
+}
+
+int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const char *header,
+                        struct cairn_markers *out, char *err, size_t errlen)
+{
+    const struct cairn_config *cfg = mk->cfg;
+    cairn_markers_init(out, &mk->tx);
+    bool pinned = header != NULL;
+    int rc = take_body_pins(mk, request, out, &pinned, err, errlen);
+    if (rc == 0 && header != NULL)
+        rc = pin_header(mk, header, out, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (pinned && !cfg->markers.allow_pinning) {
+        snprintf(err, errlen, "setting markers is not allowed by this gateway's policy");
+        return 403;
+    }
+    for (size_t i = 0; i < mk->tx.ntags; i++) {
+        if (mk->fixed.source[i] != CAIRN_SRC_NONE && out->source[i] < CAIRN_SRC_FIXED) {
+            memcpy(out->value[i], mk->fixed.value[i], sizeof(out->value[i]));
+            out->source[i] = CAIRN_SRC_FIXED;
+        }
+    }
+    cJSON *messages = cJSON_GetObjectItemCaseSensitive(request, "messages");
+    cairn_spoof_clean(mk->spoof, messages, (enum cairn_injected_policy)cfg->markers.injected);
+    if (mk->annotator != NULL)
+        cairn_annotator_run(mk->annotator, messages, out);
+    char *block = cairn_marker_block_render(&mk->format, out);
+    if (block != NULL)
+        append_block(mk, messages, block);
+    free(block);
+    return 0;
+}

@@ -1,0 +1,339 @@
+/*
+ * unwrap.c — strip the model's own marker block from answers (see
+ * unwrap.h).
+ *
+ * Streams are cut into events (WHATWG SSE: an empty line ends an event;
+ * lines end in CRLF, LF or CR). An event is rewritten only while some
+ * choice is still at its start; the rest are relayed byte for byte, and
+ * once every choice has passed its start the splitter steps aside.
+ *
+ * Per choice:  START ─(could still be "<MARKER_LIST>")─▶ hold
+ *              START ─(cannot)─▶ PASS, releasing what was held
+ *              START ─(open seen)─▶ BLOCK ─(close seen)─▶ AFTER ─(text)─▶ PASS
+ * AFTER drops the white space that separated the block from the answer.
+ */
+#include "unwrap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "alloc.h"
+#include "json_strict.h"
+
+#define MAX_CHOICES 128
+#define MAX_HELD 8192            /* a block longer than this is not a block */
+#define MAX_EVENT (1024 * 1024)  /* one SSE event */
+
+enum choice_state { CH_START, CH_BLOCK, CH_AFTER, CH_PASS };
+
+struct choice {
+    enum choice_state state;
+    char *held; /* owned: content not yet released */
+    size_t nheld;
+};
+
+struct cairn_sse_unwrap {
+    const struct cairn_marker_format *f;
+    struct cairn_markers *model;
+    size_t nchoices;
+    struct choice choices[MAX_CHOICES];
+    struct evbuffer *pending; /* bytes of an incomplete event */
+    bool done;
+};
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static size_t skip_space(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && is_space(s[i]))
+        i++;
+    return i;
+}
+
+/* --- whole answers --------------------------------------------------------- */
+
+size_t cairn_unwrap_json(const struct cairn_marker_format *f, cJSON *completion,
+                         struct cairn_markers *model)
+{
+    size_t found = 0, dropped = 0;
+    cJSON *choice;
+    cJSON_ArrayForEach(choice, cJSON_GetObjectItemCaseSensitive(completion, "choices"))
+    {
+        cJSON *msg = cJSON_GetObjectItemCaseSensitive(choice, "message");
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        if (!cJSON_IsString(content))
+            continue;
+        size_t end;
+        const char *text = content->valuestring;
+        if (cairn_marker_block_parse(f, text, strlen(text), &end, model, CAIRN_SRC_MODEL,
+                                     &dropped) == 1) {
+            char *rest = cairn_strdup(text + end);
+            cJSON_SetValuestring(content, rest);
+            free(rest);
+            found++;
+        }
+    }
+    return found;
+}
+
+/* --- streams ---------------------------------------------------------------- */
+
+struct cairn_sse_unwrap *cairn_sse_unwrap_new(const struct cairn_marker_format *f,
+                                              size_t nchoices, struct cairn_markers *model)
+{
+    struct cairn_sse_unwrap *u = cairn_calloc(1, sizeof(*u));
+    u->f = f;
+    u->model = model;
+    u->nchoices = nchoices == 0 ? 1 : nchoices > MAX_CHOICES ? MAX_CHOICES : nchoices;
+    u->pending = evbuffer_new();
+    return u;
+}
+
+void cairn_sse_unwrap_free(struct cairn_sse_unwrap *u)
+{
+    if (u == NULL)
+        return;
+    for (size_t i = 0; i < MAX_CHOICES; i++)
+        free(u->choices[i].held);
+    evbuffer_free(u->pending);
+    free(u);
+}
+
+bool cairn_sse_unwrap_done(const struct cairn_sse_unwrap *u)
+{
+    return u->done;
+}
+
+static void hold(struct choice *c, const char *s, size_t n)
+{
+    c->held = cairn_realloc(c->held, c->nheld + n + 1);
+    memcpy(c->held + c->nheld, s, n);
+    c->nheld += n;
+    c->held[c->nheld] = '\0';
+}
+
+struct text_out {
+    char *p;
+    size_t n;
+};
+
+static void out_add(struct text_out *o, const char *s, size_t n)
+{
+    o->p = cairn_realloc(o->p, o->n + n + 1);
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+    o->p[o->n] = '\0';
+}
+
+/* Release what is held from offset `from` into out, and pass from now on. */
+static void release(struct choice *c, size_t from, struct text_out *out)
+{
+    if (from < c->nheld)
+        out_add(out, c->held + from, c->nheld - from);
+    free(c->held);
+    c->held = NULL;
+    c->nheld = 0;
+    c->state = CH_PASS;
+}
+
+/*
+ * Run one content delta of a choice through its state machine; what the
+ * client may see now is appended to `out`. @return true when this delta
+ * completed a block (the event reports the model's markers).
+ */
+static bool feed_choice(struct cairn_sse_unwrap *u, struct choice *c, const char *s, size_t n,
+                        struct text_out *out)
+{
+    const char *open = u->f->t->open;
+    size_t olen = strlen(open);
+    if (c->state == CH_PASS) {
+        out_add(out, s, n);
+        return false;
+    }
+    if (c->state == CH_AFTER) {
+        size_t k = skip_space(s, n);
+        if (k < n) {
+            out_add(out, s + k, n - k);
+            c->state = CH_PASS;
+        }
+        return false;
+    }
+    hold(c, s, n);
+    if (c->state == CH_START) {
+        size_t k = skip_space(c->held, c->nheld), have = c->nheld - k;
+        size_t cmp = have < olen ? have : olen;
+        if (strncasecmp(c->held + k, open, cmp) != 0) {
+            release(c, 0, out); /* not a block: everything held is answer */
+            return false;
+        }
+        if (have < olen)
+            return false; /* could still be one */
+        c->state = CH_BLOCK;
+    }
+    size_t end, dropped = 0;
+    int rc = cairn_marker_block_parse(u->f, c->held, c->nheld, &end, u->model, CAIRN_SRC_MODEL,
+                                      &dropped);
+    if (rc == 1) {
+        if (end < c->nheld) {
+            release(c, end, out);
+        } else {
+            free(c->held);
+            c->held = NULL;
+            c->nheld = 0;
+            c->state = CH_AFTER;
+        }
+        return true;
+    }
+    if (c->nheld > MAX_HELD)
+        release(c, 0, out); /* too long to be a block: give it back */
+    return false;
+}
+
+static bool all_passed(const struct cairn_sse_unwrap *u)
+{
+    for (size_t i = 0; i < u->nchoices; i++)
+        if (u->choices[i].state != CH_PASS)
+            return false;
+    return true;
+}
+
+/* Rewrite one chunk object; @return true if it changed. */
+static bool rewrite_chunk(struct cairn_sse_unwrap *u, cJSON *chunk)
+{
+    bool changed = false, reported = false;
+    cJSON *choice;
+    cJSON_ArrayForEach(choice, cJSON_GetObjectItemCaseSensitive(chunk, "choices"))
+    {
+        cJSON *index = cJSON_GetObjectItemCaseSensitive(choice, "index");
+        size_t i = cJSON_IsNumber(index) && index->valuedouble >= 0 &&
+                           index->valuedouble < MAX_CHOICES
+                       ? (size_t)index->valuedouble
+                       : 0;
+        struct choice *c = &u->choices[i];
+        if (c->state == CH_PASS)
+            continue;
+        cJSON *delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(delta, "content");
+        cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
+        struct text_out out = {0};
+        out_add(&out, "", 0);
+        if (cJSON_IsString(content))
+            reported |= feed_choice(u, c, content->valuestring, strlen(content->valuestring),
+                                    &out);
+        if (finish != NULL && !cJSON_IsNull(finish) && c->state != CH_PASS) {
+            /* The answer ends here: whatever is held is answer after all
+             * (an unfinished block is shown as the model wrote it). */
+            release(c, 0, &out);
+        }
+        /* Rewrite only what differs: content that passes at once keeps the
+         * upstream's bytes. */
+        if (cJSON_IsString(content) && strcmp(content->valuestring, out.p) != 0) {
+            cJSON_SetValuestring(content, out.p);
+            changed = true;
+        } else if (!cJSON_IsString(content) && out.n > 0 && cJSON_IsObject(delta)) {
+            cJSON_AddStringToObject(delta, "content", out.p);
+            changed = true;
+        }
+        free(out.p);
+    }
+    if (reported) {
+        cJSON *ext = cJSON_AddObjectToObject(chunk, "cairn");
+        cairn_markers_to_json(u->model, cJSON_AddObjectToObject(ext, "model_markers"));
+        changed = true;
+    }
+    return changed;
+}
+
+/* Handle one complete event ev[0..len) (ev[0..rawlen) with the empty line
+ * that ends it): relay it as it is, or rewritten. */
+static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len,
+                         size_t rawlen, struct evbuffer *out)
+{
+    /* One "data:" line holding a JSON object is a chunk we may rewrite. */
+    const char *data = NULL;
+    size_t dlen = 0, ndata = 0;
+    for (size_t i = 0; i < len;) {
+        size_t e = i;
+        while (e < len && ev[e] != '\n' && ev[e] != '\r')
+            e++;
+        if (e - i >= 5 && memcmp(ev + i, "data:", 5) == 0) {
+            data = ev + i + 5;
+            dlen = e - i - 5;
+            if (dlen > 0 && *data == ' ') {
+                data++;
+                dlen--;
+            }
+            ndata++;
+        }
+        i = e + (e < len && ev[e] == '\r' && e + 1 < len && ev[e + 1] == '\n' ? 2 : 1);
+    }
+    char why[64];
+    cJSON *chunk = ndata == 1 && dlen > 0 && data[0] == '{'
+                       ? cairn_json_parse_strict(data, dlen, 64, why, sizeof(why))
+                       : NULL;
+    if (chunk == NULL || !rewrite_chunk(u, chunk)) {
+        evbuffer_add(out, ev, rawlen);
+    } else {
+        size_t n;
+        char *text = cairn_json_print(chunk, &n);
+        evbuffer_add_printf(out, "data: %s\n\n", text);
+        free(text);
+    }
+    cJSON_Delete(chunk);
+}
+
+/* Offset just past the empty line that ends the first event in buf[0..len),
+ * with *evlen the length before that empty line; 0 when incomplete. */
+static size_t event_end(const char *buf, size_t len, size_t *evlen)
+{
+    size_t line_start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != '\n' && buf[i] != '\r')
+            continue;
+        if (buf[i] == '\r' && i + 1 == len)
+            return 0; /* a CR at the end: an LF may follow */
+        size_t next = i + (buf[i] == '\r' && buf[i + 1] == '\n' ? 2 : 1);
+        if (i == line_start) {
+            *evlen = i;
+            return next;
+        }
+        line_start = next;
+        i = next - 1;
+    }
+    return 0;
+}
+
+int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t len,
+                          struct evbuffer *out)
+{
+    if (u->done) {
+        evbuffer_add(out, data, len);
+        return 0;
+    }
+    evbuffer_add(u->pending, data, len);
+    for (;;) {
+        size_t plen = evbuffer_get_length(u->pending), evlen = 0;
+        const char *buf = (const char *)evbuffer_pullup(u->pending, -1);
+        size_t end = plen > 0 ? event_end(buf, plen, &evlen) : 0;
+        if (end == 0) {
+            if (plen > MAX_EVENT)
+                return -1;
+            return 0;
+        }
+        handle_event(u, buf, evlen, end, out);
+        evbuffer_drain(u->pending, end);
+        if (all_passed(u)) {
+            u->done = true;
+            evbuffer_add_buffer(out, u->pending);
+            return 0;
+        }
+    }
+}
