@@ -38,6 +38,7 @@ LIB_OBJS := $(patsubst proxy/%.c,$(BUILD)/obj/%.o,$(filter-out proxy/main.c,$(SR
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 STANDIN  := $(BUILD)/cairn-standin
+ANNOTATE_BENCH := $(BUILD)/annotate-bench
 
 .PHONY: all deps run test unit integration bench clean
 all: $(BUILD)/cairn $(STANDIN)
@@ -60,6 +61,9 @@ $(BUILD)/cairn: $(BUILD)/obj/main.o $(LIB_OBJS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS) $(TEST_LIBS)
 
+$(ANNOTATE_BENCH): tests/bench/annotate_bench.c $(LIB_OBJS) | $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS)
+
 $(STANDIN): tests/standin/standin.c | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs libevent libcjson 2>/dev/null)
 
@@ -75,7 +79,8 @@ test: deps
 	@tests/run-all.sh $(BUILD)
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(ANNOTATE_BENCH)
+	@$(ANNOTATE_BENCH) rules
 	@tests/bench/run.sh $(BUILD)
 
 clean:

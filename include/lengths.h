@@ -25,6 +25,9 @@ void cairn_lengths_free(struct cairn_lengths *l);
 /** Capture groups the match data must hold for these patterns. */
 uint32_t cairn_lengths_groups(const struct cairn_lengths *l);
 
+/** The number words {NUM} accepts (for the match context's lookup). */
+const struct cairn_names *cairn_lengths_numbers(const struct cairn_lengths *l);
+
 /**
  * Offer the length markers that texts[0..n) give: for each tag, the first
  * text (in order of authority: last user turn, then system prompt) with an

@@ -8,9 +8,13 @@
  *   {NUM}   a number: digits ("150", "1,000") or a number word ("two",
  *           "deux", "三"); read back with cairn_pattern_number().
  *   {LANG}  the name of a language ("French", "français", "法语");
- *           read back with cairn_pattern_which(..., "l").
+ *           read back with cairn_pattern_lang().
  *   {CODE}  the name of a programming language ("Python", "C++");
- *           read back with cairn_pattern_which(..., "c").
+ *           read back with cairn_pattern_code().
+ * A placeholder compiles to a generic word followed by a callout that
+ * accepts the word only if the name table has it, so the regular
+ * expression stays small and the engine backtracks past other words; the
+ * table lookup runs only where the rest of the pattern already matched.
  * Every pattern is compiled caseless, UTF-8, Unicode-aware (\b, \w and
  * case folding follow Unicode) and multiline (^ and $ match at line ends);
  * a pattern can turn case sensitivity back on for a part with (?-i:...).
@@ -26,11 +30,28 @@
 #include <cjson/cJSON.h>
 #include <pcre2.h>
 
-/* What the placeholders expand to; NULL makes a placeholder an error. */
+/* Names a placeholder accepts, each with the value it stands for (a number,
+ * or an index into the caller's list of languages or code types). Lookup
+ * folds case (ASCII, Latin, Greek, Cyrillic) unless the name was added
+ * with exact case, and treats any run of white space as one space. */
+struct cairn_names;
+
+struct cairn_names *cairn_names_new(void);
+void cairn_names_free(struct cairn_names *t);
+void cairn_names_add(struct cairn_names *t, const char *name, int value, bool exact_case);
+/** Sort the table; call once, after the last add and before any lookup. */
+void cairn_names_seal(struct cairn_names *t);
+/** The value of name s[0..len), or -1. */
+int cairn_names_find(const struct cairn_names *t, const char *s, size_t len);
+
+/* The tables the placeholders check their words against, at match time. */
+struct cairn_lookup {
+    const struct cairn_names *num, *lang, *code;
+};
+
+/* Which placeholders a list may use. */
 struct cairn_pattern_env {
-    const char *num;  /* "(?<num>...)" with groups n1.. for number words */
-    const char *lang; /* "(?:(?<l0>...)|(?<l1>...)...)": group l<i> = language i */
-    const char *code; /* the same with c<i> for programming language i */
+    bool num, lang, code;
 };
 
 /* A compiled list: one alternation, or a few when the whole would pass
@@ -41,8 +62,14 @@ struct cairn_pattern;
  * compiled piece it belongs to. */
 struct cairn_match {
     pcre2_match_data *md;
-    const pcre2_code *re;
+    pcre2_match_context *mc; /* carries the placeholder callout */
+    const struct cairn_lookup *lookup;
+    const pcre2_code *re; /* set by a match */
 };
+
+/** A match context whose callout checks placeholder words against
+ *  `lookup` (which must outlive it). */
+pcre2_match_context *cairn_pattern_context(const struct cairn_lookup *lookup);
 
 /**
  * Compile a JSON array of pattern strings into one alternation.
@@ -64,8 +91,9 @@ void cairn_pattern_free(struct cairn_pattern *p);
 /** Ovector pairs a match data needs for this list (NULL counts 1). */
 uint32_t cairn_pattern_groups(const struct cairn_pattern *p);
 
-/** Find the leftmost match of `p` in s[start..len). @return true with the
- *  match in `m`, false when there is none. */
+/** Find the leftmost match of `p` in s[start..len), which must be valid
+ *  UTF-8 and start on a character boundary. @return true with the match in
+ *  `m`, false when there is none. */
 bool cairn_pattern_find(const struct cairn_pattern *p, const char *s, size_t len, size_t start,
                         struct cairn_match *m);
 
@@ -77,17 +105,13 @@ size_t cairn_pattern_end(const struct cairn_match *m);
 int cairn_pattern_count(const struct cairn_pattern *p, const char *s, size_t len, int cap,
                         struct cairn_match *m);
 
-/** After a match: the index i of the set group "<prefix><i>" (i < n), or -1. */
-int cairn_pattern_which(const struct cairn_match *m, const char *prefix, size_t n);
+/** After a match: the value of the {LANG} / {CODE} word it holds, or -1. */
+int cairn_pattern_lang(const struct cairn_match *m, const char *s);
+int cairn_pattern_code(const struct cairn_match *m, const char *s);
 
 /** After a match with {NUM}: its value (digits or a number word), or -1. */
 long cairn_pattern_number(const struct cairn_match *m, const char *s);
 
-/** Group names and escaped alternatives for placeholder expansions:
- *  append `text` to `buf` as a PCRE2 literal. */
-void cairn_pattern_escape(char **buf, size_t *len, size_t *cap, const char *text);
-/** Append a raw string to a growing buffer. */
-void cairn_pattern_append(char **buf, size_t *len, size_t *cap, const char *text);
 
 /** Check that every member of object `obj` is named in `allowed` (a NULL-
  *  terminated list). @return 0, or -1 with `why` = "<path>.<key>: unknown key". */

@@ -24,9 +24,10 @@
  *     request a code task;
  *   - code_type, first that answers: a {CODE} captured by the winning task
  *     rule (the target of "port this to Rust"), the first fence's info
- *     string, a shebang, a language named in the prose, then the best
- *     syntax score (a tie gives nothing); only set for code tasks or when
- *     there is code;
+ *     string, a shebang, the best syntax score of the turn's code (a tie
+ *     gives nothing), a language named in the prose ("code_mentions", then
+ *     "code_names"), then the same for the turns before; only set for code
+ *     tasks or when there is code;
  *   - lang, first that answers: a {LANG} captured by the winning task rule
  *     (the target of a translation), an explicit instruction ("answer in
  *     Spanish") in the last user turn or the system prompt, then the
@@ -51,15 +52,15 @@
 #include "pattern.h"
 #include "prompt_text.h"
 
-#define ANNOTATE_HEAD (8 << 10)
-#define ANNOTATE_TAIL (8 << 10)
-#define ANNOTATE_CONTEXT (8 << 10)
+#define ANNOTATE_HEAD (4 << 10)
+#define ANNOTATE_TAIL (2 << 10)
+#define ANNOTATE_CONTEXT (4 << 10)
 #define ANNOTATE_TURNS 8
-#define ANNOTATE_SCAN_HEAD 2048
-#define ANNOTATE_SCAN_TAIL 2048
-#define ANNOTATE_CODE_SCAN (8 << 10)
+#define ANNOTATE_SCAN_HEAD 512
+#define ANNOTATE_SCAN_TAIL 512
+#define ANNOTATE_CODE_SCAN 1024
 #define ANNOTATE_MAX_SCORE 20 /* matches counted per rule in "most" mode */
-#define ANNOTATE_SHORT_PROSE 48 /* bytes: below, also look at the previous user turn */
+#define ANNOTATE_SHORT_PROSE 24 /* bytes: below, also look at the previous user turn */
 
 #define RULES_MAX_FILE_BYTES (4 << 20)
 #define RULES_MAX_DEPTH 16
@@ -101,16 +102,21 @@ struct cairn_annotator {
     int min_code_lines, min_syntax_score;
     struct code_type types[MAX_NAMES];
     size_t ntypes;
-    struct cairn_pattern *mentions; /* owned: {CODE} in prose */
+    struct cairn_pattern *mentions; /* owned: {CODE} named as code in prose */
+    struct cairn_pattern *bare;     /* owned: {CODE} anywhere in prose */
+    struct cairn_names *code_names;  /* owned: {CODE} words -> index in types */
     struct ruleset task, domain, format;
     /* languages.json */
-    char langs[MAX_NAMES][CAIRN_MARKER_VALUE_MAX]; /* {LANG} group l<i> = langs[i] */
+    char langs[MAX_NAMES][CAIRN_MARKER_VALUE_MAX]; /* {LANG} word value i = langs[i] */
     size_t nlangs;
+    struct cairn_names *lang_names; /* owned */
     struct cairn_pattern *instructions; /* owned: "answer in {LANG}" */
     struct cairn_langid *langid;
     /* lengths.json */
     struct cairn_lengths *lengths;
     uint32_t groups; /* ovector pairs the largest pattern needs */
+    struct cairn_lookup lookup;   /* the three tables, for the callout */
+    pcre2_match_context *context; /* owned: placeholder callout on `lookup` */
 };
 
 static void note_groups(struct cairn_annotator *a, const struct cairn_pattern *re)
@@ -263,26 +269,6 @@ static int load_ruleset(struct cairn_annotator *a, const char *key, struct rules
     return 0;
 }
 
-/* {CODE} or {LANG}: one named group per value, its names as alternatives. */
-static void add_group(char **buf, size_t *len, size_t *cap, char prefix, size_t i,
-                      const cJSON *names, const char *raw)
-{
-    char head[32];
-    snprintf(head, sizeof(head), "%s(?<%c%zu>", i ? "|" : "(?:", prefix, i);
-    cairn_pattern_append(buf, len, cap, head);
-    if (raw != NULL) {
-        cairn_pattern_append(buf, len, cap, raw);
-    } else {
-        size_t k = 0;
-        for (const cJSON *n = names->child; n != NULL; n = n->next, k++) {
-            if (k > 0)
-                cairn_pattern_append(buf, len, cap, "|");
-            cairn_pattern_escape(buf, len, cap, n->valuestring);
-        }
-    }
-    cairn_pattern_append(buf, len, cap, ")");
-}
-
 static int string_array(const cJSON *arr, const char *path, char *why, size_t whylen)
 {
     size_t i = 0;
@@ -300,11 +286,10 @@ static int string_array(const cJSON *arr, const char *path, char *why, size_t wh
 }
 
 static int load_code_type(struct cairn_annotator *a, struct code_type *t, const cJSON *j,
-                          const char *path, char **code_expansion, size_t *len, size_t *cap,
-                          char *why, size_t whylen)
+                          const char *path, char *why, size_t whylen)
 {
-    static const char *const keys[] = {"value",  "names",   "mention", "shebang",
-                                       "syntax", "extends", "comment", NULL};
+    static const char *const keys[] = {"value",  "names",   "mentions", "shebang",
+                                       "syntax", "extends", "comment",  NULL};
     char where[128];
     if (!cJSON_IsObject(j)) {
         snprintf(why, whylen, "%s: must be an object", path);
@@ -327,24 +312,18 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
         t->names[t->nnames++] = lower;
     }
-    /* "mention" is a pattern for prose when names alone would misfire
-     * ("Go" the language, not "go" the verb). Check it on its own first. */
-    const cJSON *mention = cJSON_GetObjectItemCaseSensitive(j, "mention");
-    if (mention != NULL) {
-        snprintf(where, sizeof(where), "%s.mention", path);
-        struct cairn_pattern *probe = cJSON_IsString(mention)
-                                ? cairn_pattern_compile_one(mention->valuestring, NULL, where,
-                                                            why, whylen)
-                                : NULL;
-        if (probe == NULL) {
-            if (!cJSON_IsString(mention))
-                snprintf(why, whylen, "%s: must be a pattern string", where);
-            return -1;
-        }
-        cairn_pattern_free(probe);
+    /* "mentions": what {CODE} accepts in prose. A name with capitals
+     * matches only as written: "Go" the language, not "go" the verb. */
+    const cJSON *mentions = cJSON_GetObjectItemCaseSensitive(j, "mentions");
+    snprintf(where, sizeof(where), "%s.mentions", path);
+    if (string_array(mentions, where, why, whylen) < 0)
+        return -1;
+    for (const cJSON *n = mentions->child; n != NULL; n = n->next) {
+        bool exact = false;
+        for (const char *c = n->valuestring; *c != '\0'; c++)
+            exact |= *c >= 'A' && *c <= 'Z';
+        cairn_names_add(a->code_names, n->valuestring, (int)(t - a->types), exact);
     }
-    add_group(code_expansion, len, cap, 'c', (size_t)(t - a->types), names,
-              mention ? mention->valuestring : NULL);
     if (optional_list(j, "shebang", NULL, path, &t->shebang, why, whylen) < 0 ||
         optional_list(j, "syntax", NULL, path, &t->syntax, why, whylen) < 0)
         return -1;
@@ -365,8 +344,7 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
     return 0;
 }
 
-static int load_code(struct cairn_annotator *a, const cJSON *root, char **code_expansion,
-                     char *why, size_t whylen)
+static int load_code(struct cairn_annotator *a, const cJSON *root, char *why, size_t whylen)
 {
     static const char *const keys[] = {"context", "lines", "min_lines", "min_syntax_score",
                                        "comment", NULL};
@@ -401,21 +379,19 @@ static int load_code(struct cairn_annotator *a, const cJSON *root, char **code_e
         snprintf(why, whylen, "code_types: must be an array of 1 to %d entries", MAX_NAMES);
         return -1;
     }
-    size_t len = 0, cap = 0;
     char path[64];
     for (const cJSON *t = types->child; t != NULL; t = t->next) {
         snprintf(path, sizeof(path), "code_types[%zu]", a->ntypes);
         a->ntypes++;
-        if (load_code_type(a, &a->types[a->ntypes - 1], t, path, code_expansion, &len, &cap,
-                           why, whylen) < 0)
+        if (load_code_type(a, &a->types[a->ntypes - 1], t, path, why, whylen) < 0)
             return -1;
     }
-    cairn_pattern_append(code_expansion, &len, &cap, ")");
+    cairn_names_seal(a->code_names);
     return 0;
 }
 
-static int load_languages(struct cairn_annotator *a, const cJSON *root, char **lang_expansion,
-                          char *why, size_t whylen)
+static int load_languages(struct cairn_annotator *a, const cJSON *root, char *why,
+                          size_t whylen)
 {
     static const char *const keys[] = {"names", "instructions", "scripts", "identify",
                                        "comment", NULL};
@@ -432,7 +408,6 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char **l
                               "%d languages", MAX_NAMES);
         return -1;
     }
-    size_t len = 0, cap = 0;
     char path[160];
     for (const cJSON *n = names->child; n != NULL; n = n->next) {
         snprintf(path, sizeof(path), "names.%s", n->string);
@@ -440,10 +415,12 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char **l
         if (enum_value(a->tx, "lang", &key, a->langs[a->nlangs], path, why, whylen) < 0 ||
             string_array(n, path, why, whylen) < 0)
             return -1;
-        add_group(lang_expansion, &len, &cap, 'l', a->nlangs++, n, NULL);
+        for (const cJSON *v = n->child; v != NULL; v = v->next)
+            cairn_names_add(a->lang_names, v->valuestring, (int)a->nlangs, false);
+        a->nlangs++;
     }
-    cairn_pattern_append(lang_expansion, &len, &cap, ")");
-    struct cairn_pattern_env env = {.lang = *lang_expansion};
+    cairn_names_seal(a->lang_names);
+    struct cairn_pattern_env env = {.lang = true};
     a->instructions = cairn_pattern_compile_list(
         cJSON_GetObjectItemCaseSensitive(root, "instructions"), &env, "instructions", why, whylen);
     note_groups(a, a->instructions);
@@ -453,14 +430,16 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char **l
 struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
                                              const char *rules_dir, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"code", "code_types", "code_mentions", "task", "domain",
-                                       "format", "comment", NULL};
+    static const char *const keys[] = {"code",   "code_types", "code_mentions", "code_names",
+                                       "task",   "domain",     "format",        "comment",
+                                       NULL};
     struct cairn_annotator *a = cairn_calloc(1, sizeof(*a));
     a->tx = tx;
+    a->lang_names = cairn_names_new();
+    a->code_names = cairn_names_new();
     char file[3][1024], why[768];
     const char *base[3] = {"languages.json", "lengths.json", "annotator.json"};
     cJSON *root[3] = {NULL, NULL, NULL};
-    char *lang_exp = NULL, *code_exp = NULL;
     int failed = -1; /* the file an error is about */
     for (int i = 0; i < 3; i++) {
         snprintf(file[i], sizeof(file[i]), "%s/%s", rules_dir, base[i]);
@@ -470,7 +449,7 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
             goto out;
     }
     failed = 0;
-    if (load_languages(a, root[0], &lang_exp, why, sizeof(why)) < 0)
+    if (load_languages(a, root[0], why, sizeof(why)) < 0)
         goto out;
     a->langid = cairn_langid_load(tx, root[0], rules_dir, file[0], err, errlen);
     if (a->langid == NULL) {
@@ -490,28 +469,34 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
         goto out;
     }
     if (cairn_pattern_check_keys(root[2], keys, "", why, sizeof(why)) < 0 ||
-        load_code(a, root[2], &code_exp, why, sizeof(why)) < 0)
+        load_code(a, root[2], why, sizeof(why)) < 0)
         goto out;
-    struct cairn_pattern_env mention_env = {.code = code_exp};
+    struct cairn_pattern_env mention_env = {.code = true};
     a->mentions = cairn_pattern_compile_list(
         cJSON_GetObjectItemCaseSensitive(root[2], "code_mentions"), &mention_env,
         "code_mentions", why, sizeof(why));
     if (a->mentions == NULL)
         goto out;
     note_groups(a, a->mentions);
-    struct cairn_pattern_env env = {.lang = lang_exp, .code = code_exp};
+    a->bare = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(root[2], "code_names"),
+                                         &mention_env, "code_names", why, sizeof(why));
+    if (a->bare == NULL)
+        goto out;
+    note_groups(a, a->bare);
+    struct cairn_pattern_env env = {.lang = true, .code = true};
     if (load_ruleset(a, "task", &a->task, root[2], &env, why, sizeof(why)) < 0 ||
         load_ruleset(a, "domain", &a->domain, root[2], NULL, why, sizeof(why)) < 0 ||
         load_ruleset(a, "format", &a->format, root[2], NULL, why, sizeof(why)) < 0)
         goto out;
+    a->lookup = (struct cairn_lookup){cairn_lengths_numbers(a->lengths), a->lang_names,
+                                      a->code_names};
+    a->context = cairn_pattern_context(&a->lookup);
     failed = -2;
 out:
     if (failed >= 0)
         snprintf(err, errlen, "%s: %s", file[failed], why);
     for (int i = 0; i < 3; i++)
         cJSON_Delete(root[i]);
-    free(lang_exp);
-    free(code_exp);
     if (failed != -2) {
         cairn_annotator_free(a);
         return NULL;
@@ -536,6 +521,7 @@ void cairn_annotator_free(struct cairn_annotator *a)
     cairn_pattern_free(a->code_context);
     cairn_pattern_free(a->code_lines);
     cairn_pattern_free(a->mentions);
+    cairn_pattern_free(a->bare);
     cairn_pattern_free(a->instructions);
     for (size_t i = 0; i < a->ntypes; i++) {
         for (size_t k = 0; k < a->types[i].nnames; k++)
@@ -549,6 +535,10 @@ void cairn_annotator_free(struct cairn_annotator *a)
     free_ruleset(&a->format);
     cairn_langid_free(a->langid);
     cairn_lengths_free(a->lengths);
+    cairn_names_free(a->lang_names);
+    cairn_names_free(a->code_names);
+    if (a->context != NULL)
+        pcre2_match_context_free(a->context);
     free(a);
 }
 
@@ -564,6 +554,7 @@ struct scan {
 static void scan_of(struct scan *s, const struct prompt_text *pt)
 {
     memset(s, 0, sizeof(*s));
+    s->p = "";
     if (pt == NULL)
         return;
     if (pt->prose_len <= ANNOTATE_SCAN_HEAD + ANNOTATE_SCAN_TAIL) {
@@ -606,16 +597,16 @@ static bool in_list(const char *v, char (*list)[CAIRN_MARKER_VALUE_MAX], size_t 
 }
 
 /* Matches of rule `r` in `s` (up to cap), noting the first captures. */
-static int rule_matches(const struct cairn_annotator *a, const struct rule *r,
+static int rule_matches(const struct rule *r,
                         const struct scan *s, int cap, struct cairn_match *md, struct verdict *v)
 {
     int n = 0;
     size_t at = 0;
     while (n < cap && cairn_pattern_find(r->re, s->p, s->len, at, md)) {
         if (v->lang < 0)
-            v->lang = cairn_pattern_which(md, "l", a->nlangs);
+            v->lang = cairn_pattern_lang(md, s->p);
         if (v->code < 0)
-            v->code = cairn_pattern_which(md, "c", a->ntypes);
+            v->code = cairn_pattern_code(md, s->p);
         n++;
         at = cairn_pattern_end(md) > cairn_pattern_start(md) ? cairn_pattern_end(md)
                                                           : cairn_pattern_end(md) + 1;
@@ -625,9 +616,8 @@ static int rule_matches(const struct cairn_annotator *a, const struct rule *r,
 
 /* Decide one tag from texts[0..n) in order: the first text where a rule
  * fires decides. */
-static struct verdict decide(const struct cairn_annotator *a, const struct ruleset *rs,
-                             const struct scan *texts, size_t n, const struct facts *f,
-                             struct cairn_match *md)
+static struct verdict decide(const struct ruleset *rs, const struct scan *texts, size_t n,
+                             const struct facts *f, struct cairn_match *md)
 {
     struct verdict best = {NULL, -1, -1};
     /* Rules that follow the task come before any keyword. */
@@ -644,7 +634,7 @@ static struct verdict decide(const struct cairn_annotator *a, const struct rules
                 continue;
             struct verdict v = {r, -1, -1};
             int cap = rs->most ? ANNOTATE_MAX_SCORE : r->min_matches;
-            int score = rule_matches(a, r, &texts[t], cap, md, &v);
+            int score = rule_matches(r, &texts[t], cap, md, &v);
             if (score < r->min_matches || score < rs->min_score || score <= best_score)
                 continue;
             if (r->unless != NULL && cairn_pattern_find(r->unless, texts[t].p, texts[t].len, 0, md))
@@ -790,24 +780,27 @@ static void free_conversation(struct conversation *c)
 }
 
 static void offer_code_type(const struct cairn_annotator *a, const struct conversation *c,
-                            const struct verdict *task, int mention, struct cairn_markers *out,
-                            struct cairn_match *md)
+                            const struct scan *user, const struct verdict *task, int mention,
+                            struct cairn_markers *out, struct cairn_match *md)
 {
     bool code_task = task->rule != NULL && task->rule->needs_code;
     bool code_here = c->last.code_len > 0;
     if (!code_task && !code_here && !c->context_code)
         return;
     /* Most explicit first: a translation's target, the fence's own label,
-     * a shebang, the name in the prose, then what the syntax suggests. */
+     * a shebang, what the syntax of the code in this turn shows, a name
+     * in the prose (as code, then anywhere), then the turns before. */
     int type = task->code;
     if (type < 0 && c->last.info[0] != '\0')
         type = type_by_name(a, c->last.info);
     if (type < 0 && code_here)
         type = shebang_type(a, c->last.code, c->last.code_len, md);
-    if (type < 0)
-        type = mention;
     if (type < 0 && code_here)
         type = syntax_type(a, c->last.code, c->last.code_len, md);
+    if (type < 0)
+        type = mention;
+    if (type < 0 && user->len > 0 && cairn_pattern_find(a->bare, user->p, user->len, 0, md))
+        type = cairn_pattern_code(md, user->p);
     if (type < 0 && c->context_info[0] != '\0')
         type = type_by_name(a, c->context_info);
     if (type < 0)
@@ -826,7 +819,7 @@ static const char *find_lang(const struct cairn_annotator *a, const struct conve
         size_t at = 0;
         while (texts[t].len > 0 &&
                cairn_pattern_find(a->instructions, texts[t].p, texts[t].len, at, md)) {
-            int l = cairn_pattern_which(md, "l", a->nlangs);
+            int l = cairn_pattern_lang(md, texts[t].p);
             if (l >= 0)
                 return a->langs[l];
             at = cairn_pattern_end(md);
@@ -841,7 +834,8 @@ static const char *find_lang(const struct cairn_annotator *a, const struct conve
 void cairn_annotator_run(const struct cairn_annotator *a, const cJSON *messages,
                          struct cairn_markers *out)
 {
-    struct cairn_match match = {pcre2_match_data_create(a->groups, NULL), NULL};
+    struct cairn_match match = {pcre2_match_data_create(a->groups, NULL), a->context, &a->lookup,
+                                NULL};
     struct cairn_match *md = &match;
     struct conversation c;
     if (!read_conversation(a, messages, &c, md)) {
@@ -857,24 +851,24 @@ void cairn_annotator_run(const struct cairn_annotator *a, const cJSON *messages,
     /* A programming language named in the prose is code evidence too. */
     int mention = -1;
     if (user.len > 0 && cairn_pattern_find(a->mentions, user.p, user.len, 0, md))
-        mention = cairn_pattern_which(md, "c", a->ntypes);
+        mention = cairn_pattern_code(md, user.p);
     struct facts f = {
         .code = c.last.code_len > 0 || c.context_code || mention >= 0 ||
                 (a->code_context != NULL && user.len > 0 &&
                  cairn_pattern_find(a->code_context, user.p, user.len, 0, md)),
     };
-    struct verdict task = decide(a, &a->task, &user, 1, &f, md);
+    struct verdict task = decide(&a->task, &user, 1, &f, md);
     if (task.rule != NULL) {
         f.task = task.rule->value;
         cairn_markers_offer_key(out, "task", task.rule->value, CAIRN_SRC_RULES);
     }
-    struct verdict domain = decide(a, &a->domain, &user, 1, &f, md);
+    struct verdict domain = decide(&a->domain, &user, 1, &f, md);
     if (domain.rule != NULL)
         cairn_markers_offer_key(out, "domain", domain.rule->value, CAIRN_SRC_RULES);
-    struct verdict format = decide(a, &a->format, both, 2, &f, md);
+    struct verdict format = decide(&a->format, both, 2, &f, md);
     if (format.rule != NULL)
         cairn_markers_offer_key(out, "format", format.rule->value, CAIRN_SRC_RULES);
-    offer_code_type(a, &c, &task, mention, out, md);
+    offer_code_type(a, &c, &user, &task, mention, out, md);
 
     const char *texts[2] = {user.p, sys.p};
     size_t lens[2] = {user.len, sys.len};

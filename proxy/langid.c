@@ -9,8 +9,12 @@
  *       first guess right 67/84, 219 us per call
  *   libexttextcat, only the 15 fingerprints of our languages:
  *       first guess right 79/84, 49 us per call; accepting an answer only
- *       when textcat lists at most 2 candidates: 74 right, 1 wrong (pl
- *       taken for cs), 9 no answer
+ *       when textcat names at most 2 candidates (all within 3% of the
+ *       best score): 74 right, 1 wrong (pl taken for cs), 9 no answer;
+ *       a single candidate only: 69 / 1 / 14
+ * On the 445 labelled prompts of tests/annotator, with the scripts rules
+ * and explicit instructions in front, "max_candidates" 2 gives lang
+ * accuracy 0.94 at precision 0.99, 1 gives 0.90 at 0.99; 2 is shipped.
  *   CLD2 (git20150806): 72/84 right, 77 us per call; its misses are short
  *       Romance sentences taken for English (flagged unreliable) and
  *       Indonesian taken for Malay (flagged reliable): keeping only
@@ -21,7 +25,7 @@
  * shim, no second runtime. The scripts that name their language (Hangul,
  * Kana, Han, Greek, Hebrew, Arabic, Devanagari) never reach it. Texts
  * under "min_letters" letters get no answer: a wrong marker is worse than
- * none.
+ * none, and so is an answer naming more than "max_candidates" languages.
  */
 #include "langid.h"
 

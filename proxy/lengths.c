@@ -51,6 +51,7 @@ struct cairn_lengths {
     double per_sentence, per_paragraph;
     struct word_rule *words; /* owned */
     size_t nwords;
+    struct cairn_names *numbers; /* owned: what {NUM} accepts besides digits */
     uint32_t groups;
 };
 
@@ -84,18 +85,12 @@ static int bucket_value(const struct cairn_taxonomy *tx, const cJSON *v,
     return 0;
 }
 
-/* {NUM}: digits with optional thousands separators, or a number word,
- * each value's words in group n<value> so the match says which. */
-static char *number_expansion(const cJSON *words, char *why, size_t whylen)
+/* number_words: {"2": ["two", "deux", ...], ...} into the {NUM} table. */
+static int load_numbers(struct cairn_lengths *l, const cJSON *words, char *why, size_t whylen)
 {
-    char *out = NULL;
-    size_t len = 0, cap = 0;
-    char group[32];
-    cairn_pattern_append(&out, &len, &cap, "(?<num>[0-9]{1,7}(?:[,.'\\x{202F} ][0-9]{3})*");
     if (!cJSON_IsObject(words)) {
         snprintf(why, whylen, "number_words: must be an object {\"2\": [\"two\", ...], ...}");
-        free(out);
-        return NULL;
+        return -1;
     }
     for (const cJSON *w = words->child; w != NULL; w = w->next) {
         char *end;
@@ -106,27 +101,20 @@ static char *number_expansion(const cJSON *words, char *why, size_t whylen)
                      "number_words.%s: keys must be numbers 1-100000, values non-empty "
                      "arrays of words",
                      w->string);
-            free(out);
-            return NULL;
+            return -1;
         }
-        snprintf(group, sizeof(group), "|(?<n%ld>", v);
-        cairn_pattern_append(&out, &len, &cap, group);
         size_t i = 0;
         for (const cJSON *s = w->child; s != NULL; s = s->next, i++) {
             if (!cJSON_IsString(s) || s->valuestring[0] == '\0') {
                 snprintf(why, whylen, "number_words.%s[%zu]: must be a non-empty string",
                          w->string, i);
-                free(out);
-                return NULL;
+                return -1;
             }
-            if (i > 0)
-                cairn_pattern_append(&out, &len, &cap, "|");
-            cairn_pattern_escape(&out, &len, &cap, s->valuestring);
+            cairn_names_add(l->numbers, s->valuestring, (int)v, false);
         }
-        cairn_pattern_append(&out, &len, &cap, ")");
     }
-    cairn_pattern_append(&out, &len, &cap, ")");
-    return out;
+    cairn_names_seal(l->numbers);
+    return 0;
 }
 
 static int load_limits(struct cairn_lengths *l, const cJSON *limits,
@@ -282,27 +270,24 @@ struct cairn_lengths *cairn_lengths_load(const struct cairn_taxonomy *tx, const 
     static const char *const keys[] = {"number_words", "limits", "bucket", "comment", NULL};
     struct cairn_lengths *l = cairn_calloc(1, sizeof(*l));
     char why[512];
-    char *num = NULL;
+    l->numbers = cairn_names_new();
     if (!cJSON_IsObject(root)) {
         snprintf(why, sizeof(why), "must be an object");
         goto fail;
     }
     if (cairn_pattern_check_keys(root, keys, "", why, sizeof(why)) < 0)
         goto fail;
-    num = number_expansion(cJSON_GetObjectItemCaseSensitive(root, "number_words"), why,
-                           sizeof(why));
-    if (num == NULL)
+    if (load_numbers(l, cJSON_GetObjectItemCaseSensitive(root, "number_words"), why,
+                     sizeof(why)) < 0)
         goto fail;
-    struct cairn_pattern_env env = {.num = num};
+    struct cairn_pattern_env env = {.num = true};
     if (load_limits(l, cJSON_GetObjectItemCaseSensitive(root, "limits"), &env, why,
                     sizeof(why)) < 0 ||
         load_bucket(l, tx, cJSON_GetObjectItemCaseSensitive(root, "bucket"), why,
                     sizeof(why)) < 0)
         goto fail;
-    free(num);
     return l;
 fail:
-    free(num);
     snprintf(err, errlen, "%s: %s", file, why);
     cairn_lengths_free(l);
     return NULL;
@@ -318,12 +303,18 @@ void cairn_lengths_free(struct cairn_lengths *l)
         cairn_pattern_free(l->words[i].re);
     free(l->limits);
     free(l->words);
+    cairn_names_free(l->numbers);
     free(l);
 }
 
 uint32_t cairn_lengths_groups(const struct cairn_lengths *l)
 {
     return l->groups;
+}
+
+const struct cairn_names *cairn_lengths_numbers(const struct cairn_lengths *l)
+{
+    return l->numbers;
 }
 
 /* The first limit of `kind` in the text, scaled to tokens, or -1. Matches
@@ -340,7 +331,7 @@ static double find_limit(const struct cairn_lengths *l, enum limit_kind kind, co
             long n = cairn_pattern_number(md, s);
             if (n > 0)
                 return (double)n * rule->per_unit;
-            at = cairn_pattern_end(md);
+            at = cairn_pattern_end(md) > at ? cairn_pattern_end(md) : at + 1;
         }
     }
     return -1;

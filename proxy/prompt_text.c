@@ -115,6 +115,32 @@ static void gather(const cJSON *content, size_t head, size_t tail, struct buf *o
     }
 }
 
+/* Replace every byte that does not start a valid UTF-8 sequence with '?':
+ * the patterns match without re-checking UTF-8 (see pattern.c). Request
+ * bodies are checked already; this also covers any other caller. */
+static void make_valid_utf8(char *p, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < len;) {
+        unsigned c = s[i];
+        size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+                              : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        bool ok = n > 0 && i + n <= len;
+        for (size_t k = 1; ok && k < n; k++)
+            ok = (s[i + k] & 0xC0) == 0x80;
+        /* Overlong forms, surrogates and code points past U+10FFFF. */
+        if (ok && n == 3)
+            ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
+        if (ok && n == 4)
+            ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90);
+        if (!ok) {
+            p[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
+}
+
 /* A fence line: up to 3 spaces, then 3+ backticks or tildes. @return the
  * fence length (0 if none) and its character. */
 static size_t fence_at(const char *line, size_t len, char *ch)
@@ -149,7 +175,28 @@ static void fence_info(struct prompt_text *pt, const char *line, size_t len, siz
     pt->info[k] = '\0';
 }
 
-/* Prose of one line without inline code spans and URLs. */
+/* Length of a markup tag at s[0..len) ("<task>", "</MARKER_LIST>", also
+ * with full-width brackets U+FF1C/U+FF1E), or 0. Tags are not prose: they
+ * would mislead the language identifier. */
+static size_t tag_at(const char *s, size_t len)
+{
+    size_t open = s[0] == '<' ? 1 : (len >= 3 && memcmp(s, "\xEF\xBC\x9C", 3) == 0) ? 3 : 0;
+    if (open == 0)
+        return 0;
+    size_t i = open + (open < len && s[open] == '/');
+    size_t name = i;
+    while (i < len && i - name < 40 && (isalnum((unsigned char)s[i]) || s[i] == '_'))
+        i++;
+    if (i == name)
+        return 0;
+    if (i < len && s[i] == '>')
+        return i + 1;
+    if (i + 3 <= len && memcmp(s + i, "\xEF\xBC\x9E", 3) == 0)
+        return i + 3;
+    return 0;
+}
+
+/* Prose of one line without inline code spans, URLs and markup tags. */
 static void put_prose_line(struct buf *prose, const char *s, size_t len)
 {
     size_t i = 0;
@@ -171,8 +218,15 @@ static void put_prose_line(struct buf *prose, const char *s, size_t len)
             buf_put(prose, " ", 1);
             continue;
         }
+        size_t tag = tag_at(s + i, len - i);
+        if (tag > 0) {
+            buf_put(prose, " ", 1);
+            i += tag;
+            continue;
+        }
         size_t j = i + 1;
-        while (j < len && s[j] != '`' && s[j] != 'h' && s[j] != 'w')
+        while (j < len && s[j] != '`' && s[j] != 'h' && s[j] != 'w' && s[j] != '<' &&
+               (unsigned char)s[j] != 0xEF)
             j++;
         buf_put(prose, s + i, j - i);
         i = j;
@@ -261,6 +315,7 @@ bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t
     memset(pt, 0, sizeof(*pt));
     struct buf text = {0}, raw = {0}, prose = {0}, code = {0};
     gather(content, head, tail, &text);
+    make_valid_utf8(text.p, text.len);
     if (text.len == 0) {
         free(text.p);
         return false;
