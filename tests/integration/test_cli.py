@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import harness
 from harness import (CHAT_BODY, SSE_EVENTS, Client, Gateway, assert_status, build_request,
                      chat_body, check, delta_event, gateway_config, gateway_env, refused_url,
                      run_cairn, sse_event, start_gateway, start_upstream, wait_for,
@@ -271,3 +272,66 @@ def test_drain_deadline_cuts_stuck_requests():
     c.read_body(resp, timeout=2)
     check(not resp.complete, "a stream cut by the drain deadline ended as if complete")
 
+
+
+def run_annotate(lines, args=("--rules", os.path.join(REPO, "rules"))):
+    """`cairn annotate` over JSON Lines; returns (exit code, output lines)."""
+    p = subprocess.run([os.path.join(harness.BUILD_DIR, "cairn"), "annotate"] + list(args),
+                       input="\n".join(lines).encode() + b"\n", capture_output=True, timeout=30,
+                       env=gateway_env())
+    err = p.stderr.decode("utf-8", "replace")
+    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        check(marker not in err, "sanitizer report: %s" % err[-2000:])
+    return p.returncode, [json.loads(l) for l in p.stdout.decode().splitlines()]
+
+
+def test_annotate_reads_jsonl_and_survives_bad_lines():
+    """One output line per input line, in order, ids copied; a malformed
+    line gets an error object on its own line and the run goes on."""
+    prompt = "Fix this bug in my Go code, answer in under 100 words"
+    code, out = run_annotate([
+        json.dumps({"id": "a", "messages": [{"role": "user", "content": prompt}]}),
+        "{not json",
+        json.dumps({"id": 7, "no_messages": True}),
+        json.dumps({"messages": [{"role": "user", "content": "Hi!"}], "model": "ignored"}),
+    ])
+    check(code == 0, "annotate exited %d" % code)
+    check(len(out) == 4, "expected 4 output lines, got %d: %r" % (len(out), out))
+    check(out[0] == {"id": "a", "markers": {"task": "CodeFix", "domain": "Code",
+                                            "code_type": "go", "lang": "English",
+                                            "length_tokens": 100, "length_bucket": "concise"}},
+          "markers of the Done-when prompt: %r" % out[0])
+    check("error" in out[1] and "markers" not in out[1], "bad JSON line: %r" % out[1])
+    check(out[2].get("id") == 7 and "error" in out[2], "line without messages: %r" % out[2])
+    check("id" not in out[3] and "markers" in out[3], "line without id: %r" % out[3])
+
+
+def test_annotate_uses_the_configured_rules_dir():
+    cfg = write_config({"markers": {"rules_dir": os.path.join(REPO, "rules")}})
+    code, out = run_annotate([json.dumps({"messages": [{"role": "user", "content":
+                                                        "Réponds en moins de 50 mots : pourquoi le ciel est-il bleu ?"}]})],
+                             args=("-c", cfg))
+    check(code == 0, "annotate -c exited %d" % code)
+    check(out[0]["markers"].get("length_tokens") == 50 and out[0]["markers"].get("lang") == "French",
+          "French length instruction: %r" % out[0])
+
+
+def test_check_names_a_broken_rules_file():
+    rules = ctx_rules_copy()
+    with open(os.path.join(rules, "taxonomy.json")) as f:
+        tx = json.load(f)
+    tx["tags"][0]["values"].append(tx["tags"][0]["values"][0])
+    with open(os.path.join(rules, "taxonomy.json"), "w") as f:
+        json.dump(tx, f)
+    code, out, err = run_cairn(["check", "-c", write_config({"markers": {"rules_dir": rules}})])
+    check(code == 1, "check of a broken taxonomy exited %d" % code)
+    check("taxonomy.json" in err and "tags[0].values" in err,
+          "the message does not name the file and key: %r" % err)
+
+
+def ctx_rules_copy():
+    """A private copy of rules/ for a test to break."""
+    import shutil
+    dst = os.path.join(harness.ctx().tmpdir, "rules")
+    shutil.copytree(os.path.join(REPO, "rules"), dst)
+    return dst

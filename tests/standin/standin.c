@@ -7,7 +7,9 @@
  * model: every answer is canned.
  *
  *   POST /v1/chat/completions  chat.completion JSON echoing the last user
- *                              message; with "stream": true an SSE stream of
+ *                              message, led by its <MARKER_LIST> block when it
+ *                              has one (as a marker-trained model answers);
+ *                              with "stream": true an SSE stream of
  *                              chat.completion.chunk events ending in [DONE]
  *   GET  /v1/models            one model, "standin-1"
  *   anything else              404, OpenAI-shaped error
@@ -155,9 +157,24 @@ static void chat_completions(struct evhttp_request *req)
     const char *model = cJSON_IsString(jmodel) ? jmodel->valuestring : "standin-1";
     size_t prompt_bytes, n_messages = (size_t)cJSON_GetArraySize(messages);
     const char *said = last_user_text(messages, &prompt_bytes);
-    char reply[96 + 4 * SUMMARY_CHARS], id[48];
-    int rlen = snprintf(reply, sizeof reply, "Hello from the cairn stand-in backend. You said: %.*s",
-                        (int)utf8_prefix(said, SUMMARY_CHARS), said);
+    /* Like a marker-trained model, answer with the prompt's marker block
+     * first (so `make run` shows cairn removing it), then the echo of the
+     * prose before the block. */
+    const char *block = strstr(said, "<MARKER_LIST>");
+    const char *block_end = block ? strstr(block, "</MARKER_LIST>") : NULL;
+    size_t prose = block_end ? (size_t)(block - said) : strlen(said);
+    while (prose > 0 && (said[prose - 1] == '\n' || said[prose - 1] == ' '))
+        prose--;
+    size_t echo = utf8_prefix(said, SUMMARY_CHARS);
+    if (echo > prose)
+        echo = prose;
+    int blen = block_end && block_end - block < 1024
+                   ? (int)(block_end - block + strlen("</MARKER_LIST>"))
+                   : 0;
+    char reply[1200 + 4 * SUMMARY_CHARS], id[48];
+    int rlen = snprintf(reply, sizeof reply,
+                        "%.*s%sHello from the cairn stand-in backend. You said: %.*s", blen,
+                        block ? block : "", blen ? "\n\n" : "", (int)echo, said);
     double created = (double)time(NULL);
     snprintf(id, sizeof id, "chatcmpl-standin-%lu", ++next_id);
 
