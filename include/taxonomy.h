@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
+
 #define CAIRN_MAX_TAGS 32
 #define CAIRN_MARKER_VALUE_MAX 64 /* longest value, NUL included */
 
@@ -50,5 +52,15 @@ int cairn_taxonomy_key(const struct cairn_taxonomy *tx, const char *key);
  */
 int cairn_taxonomy_canonical(const struct cairn_taxonomy *tx, int tag, const char *value,
                              char out[CAIRN_MARKER_VALUE_MAX], char *err, size_t errlen);
+
+/**
+ * A value named by a rules file (`v`, at key path `path`) for tag `key`:
+ * its canonical spelling goes to out[]. A value the taxonomy lacks is an
+ * error naming the path; when the deployment dropped the tag altogether
+ * any value is accepted (rules for it then set nothing).
+ */
+int cairn_taxonomy_rule_value(const struct cairn_taxonomy *tx, const char *key, const cJSON *v,
+                              char out[CAIRN_MARKER_VALUE_MAX], const char *path, char *why,
+                              size_t whylen);
 
 #endif

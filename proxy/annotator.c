@@ -125,30 +125,6 @@ static void note_groups(struct cairn_annotator *a, const struct cairn_pattern *r
         a->groups = cairn_pattern_groups(re);
 }
 
-/* `v` must be a value of tag `key`; the taxonomy's spelling goes to out.
- * Without the tag in the taxonomy any value goes: its offers are no-ops. */
-static int enum_value(const struct cairn_taxonomy *tx, const char *key, const cJSON *v,
-                      char out[CAIRN_MARKER_VALUE_MAX], const char *path, char *why,
-                      size_t whylen)
-{
-    char msg[160];
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
-        strlen(v->valuestring) >= CAIRN_MARKER_VALUE_MAX) {
-        snprintf(why, whylen, "%s: must be a value of '%s'", path, key);
-        return -1;
-    }
-    int tag = cairn_taxonomy_key(tx, key);
-    if (tag < 0) {
-        snprintf(out, CAIRN_MARKER_VALUE_MAX, "%s", v->valuestring);
-        return 0;
-    }
-    if (cairn_taxonomy_canonical(tx, tag, v->valuestring, out, msg, sizeof(msg)) < 0) {
-        snprintf(why, whylen, "%s: %s", path, msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* Optional pattern list `key` of object `obj`: NULL without error when the
  * key is absent. */
 static int optional_list(const cJSON *obj, const char *key, const struct cairn_pattern_env *env,
@@ -178,7 +154,7 @@ static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r,
     if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
         return -1;
     snprintf(where, sizeof(where), "%s.value", path);
-    if (enum_value(a->tx, key, cJSON_GetObjectItemCaseSensitive(j, "value"), r->value, where,
+    if (cairn_taxonomy_rule_value(a->tx, key, cJSON_GetObjectItemCaseSensitive(j, "value"), r->value, where,
                    why, whylen) < 0)
         return -1;
     if (optional_list(j, "patterns", env, path, &r->re, why, whylen) < 0 ||
@@ -210,7 +186,7 @@ static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r,
         r->if_task = cairn_calloc((size_t)cJSON_GetArraySize(tasks), sizeof(*r->if_task));
         for (const cJSON *t = tasks->child; t != NULL; t = t->next, r->nif_task++) {
             snprintf(where, sizeof(where), "%s.if_task[%zu]", path, r->nif_task);
-            if (enum_value(a->tx, "task", t, r->if_task[r->nif_task], where, why, whylen) < 0)
+            if (cairn_taxonomy_rule_value(a->tx, "task", t, r->if_task[r->nif_task], where, why, whylen) < 0)
                 return -1;
         }
     }
@@ -298,7 +274,7 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
     if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
         return -1;
     snprintf(where, sizeof(where), "%s.value", path);
-    if (enum_value(a->tx, "code_type", cJSON_GetObjectItemCaseSensitive(j, "value"), t->value,
+    if (cairn_taxonomy_rule_value(a->tx, "code_type", cJSON_GetObjectItemCaseSensitive(j, "value"), t->value,
                    where, why, whylen) < 0)
         return -1;
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(j, "names");
@@ -412,7 +388,7 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char *wh
     for (const cJSON *n = names->child; n != NULL; n = n->next) {
         snprintf(path, sizeof(path), "names.%s", n->string);
         cJSON key = {.type = cJSON_String, .valuestring = n->string};
-        if (enum_value(a->tx, "lang", &key, a->langs[a->nlangs], path, why, whylen) < 0 ||
+        if (cairn_taxonomy_rule_value(a->tx, "lang", &key, a->langs[a->nlangs], path, why, whylen) < 0 ||
             string_array(n, path, why, whylen) < 0)
             return -1;
         for (const cJSON *v = n->child; v != NULL; v = v->next)

@@ -61,30 +61,6 @@ static void note_groups(struct cairn_lengths *l, const struct cairn_pattern *re)
         l->groups = cairn_pattern_groups(re);
 }
 
-/* An enum value for tag `key` as the taxonomy spells it; any value goes
- * when the deployment dropped the tag (its offers are then no-ops). */
-static int bucket_value(const struct cairn_taxonomy *tx, const cJSON *v,
-                        char out[CAIRN_MARKER_VALUE_MAX], const char *path, char *why,
-                        size_t whylen)
-{
-    char msg[160];
-    int tag = cairn_taxonomy_key(tx, "length_bucket");
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
-        strlen(v->valuestring) >= CAIRN_MARKER_VALUE_MAX) {
-        snprintf(why, whylen, "%s: must be a length_bucket value", path);
-        return -1;
-    }
-    if (tag < 0) {
-        snprintf(out, CAIRN_MARKER_VALUE_MAX, "%s", v->valuestring);
-        return 0;
-    }
-    if (cairn_taxonomy_canonical(tx, tag, v->valuestring, out, msg, sizeof(msg)) < 0) {
-        snprintf(why, whylen, "%s: %s", path, msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* number_words: {"2": ["two", "deux", ...], ...} into the {NUM} table. */
 static int load_numbers(struct cairn_lengths *l, const cJSON *words, char *why, size_t whylen)
 {
@@ -213,7 +189,7 @@ static int load_bucket(struct cairn_lengths *l, const struct cairn_taxonomy *tx,
         }
         char vpath[96];
         snprintf(vpath, sizeof(vpath), "%s.value", path);
-        if (bucket_value(tx, cJSON_GetObjectItemCaseSensitive(r, "value"), range->value, vpath,
+        if (cairn_taxonomy_rule_value(tx, "length_bucket", cJSON_GetObjectItemCaseSensitive(r, "value"), range->value, vpath,
                          why, whylen) < 0)
             return -1;
         const cJSON *up = cJSON_GetObjectItemCaseSensitive(r, "up_to");
@@ -250,7 +226,7 @@ static int load_bucket(struct cairn_lengths *l, const struct cairn_taxonomy *tx,
         }
         char vpath[96];
         snprintf(vpath, sizeof(vpath), "%s.value", path);
-        if (bucket_value(tx, cJSON_GetObjectItemCaseSensitive(w, "value"), rule->value, vpath,
+        if (cairn_taxonomy_rule_value(tx, "length_bucket", cJSON_GetObjectItemCaseSensitive(w, "value"), rule->value, vpath,
                          why, whylen) < 0)
             return -1;
         snprintf(vpath, sizeof(vpath), "%s.patterns", path);

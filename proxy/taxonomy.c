@@ -208,3 +208,25 @@ int cairn_taxonomy_canonical(const struct cairn_taxonomy *tx, int tagi, const ch
         snprintf(out, CAIRN_MARKER_VALUE_MAX, "%g", d);
     return 0;
 }
+
+int cairn_taxonomy_rule_value(const struct cairn_taxonomy *tx, const char *key, const cJSON *v,
+                              char out[CAIRN_MARKER_VALUE_MAX], const char *path, char *why,
+                              size_t whylen)
+{
+    char msg[160];
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
+        strlen(v->valuestring) >= CAIRN_MARKER_VALUE_MAX) {
+        snprintf(why, whylen, "%s: must be a value of '%s'", path, key);
+        return -1;
+    }
+    int tag = cairn_taxonomy_key(tx, key);
+    if (tag < 0) {
+        snprintf(out, CAIRN_MARKER_VALUE_MAX, "%s", v->valuestring);
+        return 0;
+    }
+    if (cairn_taxonomy_canonical(tx, tag, v->valuestring, out, msg, sizeof(msg)) < 0) {
+        snprintf(why, whylen, "%s: %s", path, msg);
+        return -1;
+    }
+    return 0;
+}
