@@ -17,8 +17,8 @@ struct cairn_annotator;
 
 /** Load the rules in `rules_dir` for taxonomy `tx` (which must outlive the
  *  annotator). @return NULL with `err` naming the file, key and problem. */
-struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
-                                             const char *rules_dir, char *err, size_t errlen);
+struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx, const char *rules_dir,
+                                             char *err, size_t errlen);
 void cairn_annotator_free(struct cairn_annotator *a);
 
 /** Infer markers from an OpenAI `messages` array (the last user turn

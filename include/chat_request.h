@@ -16,9 +16,9 @@
 #include <cjson/cJSON.h>
 
 struct cairn_chat_request {
-    cJSON *root;          /* owned: the whole request object */
-    const char *model;    /* borrowed from root */
-    cJSON *messages;      /* borrowed from root: a non-empty array */
+    cJSON *root;       /* owned: the whole request object */
+    const char *model; /* borrowed from root */
+    cJSON *messages;   /* borrowed from root: a non-empty array */
     bool stream;
 };
 

@@ -35,13 +35,13 @@ struct cairn_strmap {
 enum cairn_marker_target { CAIRN_TARGET_LAST_USER, CAIRN_TARGET_SYSTEM };
 
 struct cairn_marker_template {
-    char *open;      /* "<MARKER_LIST>" */
-    char *close;     /* "</MARKER_LIST>" */
-    char *separator; /* between the open line, each tag line and the close: "\n" */
-    char *prefix;    /* between the prompt and the block: "\n\n" */
+    char *open;                 /* "<MARKER_LIST>" */
+    char *close;                /* "</MARKER_LIST>" */
+    char *separator;            /* between the open line, each tag line and the close: "\n" */
+    char *prefix;               /* between the prompt and the block: "\n\n" */
     struct cairn_strlist order; /* tags rendered first, in this order; the
                                    rest follow alphabetically by wire name */
-    int64_t target;  /* enum cairn_marker_target */
+    int64_t target;             /* enum cairn_marker_target */
 };
 
 enum cairn_annotate_mode { CAIRN_ANNOTATE_OFF, CAIRN_ANNOTATE_RULES };
@@ -85,11 +85,11 @@ struct cairn_config {
     struct cairn_upstream_config upstream;
 
     struct {
-        char *rules_dir;       /* taxonomy.json and the annotator's rules */
-        int64_t annotate;      /* enum cairn_annotate_mode */
-        bool allow_pinning;    /* callers may set markers (body field, header) */
-        int64_t injected;      /* enum cairn_injected_policy */
-        bool unwrap;           /* remove the model's own block from answers */
+        char *rules_dir;           /* taxonomy.json and the annotator's rules */
+        int64_t annotate;          /* enum cairn_annotate_mode */
+        bool allow_pinning;        /* callers may set markers (body field, header) */
+        int64_t injected;          /* enum cairn_injected_policy */
+        bool unwrap;               /* remove the model's own block from answers */
         struct cairn_strmap fixed; /* markers the policy fixes: tag -> value */
     } markers;
 

@@ -39,7 +39,7 @@ struct cairn_http_head {
     size_t method_len;
     const char *target; /* origin-form: starts with '/' */
     size_t target_len;
-    int minor_version; /* 0 for HTTP/1.0, 1 for 1.1 and later 1.x */
+    int minor_version;                 /* 0 for HTTP/1.0, 1 for 1.1 and later 1.x */
     struct cairn_http_header *headers; /* owned */
     size_t nheaders;
     enum cairn_http_body body;
@@ -90,15 +90,15 @@ bool cairn_http_list_has_token(const char *value, const char *token);
 /* Decoder for a chunked request body (RFC 9112 §7.1). Extensions are
  * skipped, trailers read and dropped. Zero it (or call _init) per body. */
 struct cairn_chunked {
-    uint64_t max_body;      /* decoded bytes allowed in total: past it, 413 */
-    size_t max_line;        /* size line or trailer line longer than this: 400 */
-    uint64_t total;         /* decoded bytes so far */
-    uint64_t remaining;     /* data bytes left in the current chunk */
-    size_t line_len;        /* bytes of the current size/trailer line */
-    size_t trailer_lines;   /* trailer lines read */
-    int state;              /* private */
-    bool digits;            /* private: the size line has a digit */
-    bool in_ext;            /* private: inside a chunk extension */
+    uint64_t max_body;    /* decoded bytes allowed in total: past it, 413 */
+    size_t max_line;      /* size line or trailer line longer than this: 400 */
+    uint64_t total;       /* decoded bytes so far */
+    uint64_t remaining;   /* data bytes left in the current chunk */
+    size_t line_len;      /* bytes of the current size/trailer line */
+    size_t trailer_lines; /* trailer lines read */
+    int state;            /* private */
+    bool digits;          /* private: the size line has a digit */
+    bool in_ext;          /* private: inside a chunk extension */
 };
 
 void cairn_chunked_init(struct cairn_chunked *c, uint64_t max_body, size_t max_line);

@@ -28,7 +28,7 @@ cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char 
 /** Read a whole file (at most `max_bytes`) and parse it strictly.
  *  @return the tree, or NULL with `err` naming the file and the problem. */
 cJSON *cairn_json_load_file(const char *path, size_t max_bytes, int max_depth, char *err,
-                           size_t errlen);
+                            size_t errlen);
 
 /**
  * Print a tree compactly, with every number written so that it reads back

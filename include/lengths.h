@@ -34,8 +34,7 @@ const struct cairn_names *cairn_lengths_numbers(const struct cairn_lengths *l);
  * instruction decides. length_bucket comes from the token limit, else from
  * the sentence or paragraph limit (estimated tokens), else from length words.
  */
-void cairn_lengths_run(const struct cairn_lengths *l, const char *const *texts,
-                       const size_t *lens, size_t n, struct cairn_match *md,
-                       struct cairn_markers *out);
+void cairn_lengths_run(const struct cairn_lengths *l, const char *const *texts, const size_t *lens,
+                       size_t n, struct cairn_match *md, struct cairn_markers *out);
 
 #endif

@@ -33,8 +33,7 @@ int cairn_marker_format_init(struct cairn_marker_format *f, const struct cairn_t
  *   open SEP <name>value</name> SEP ... SEP close
  * @return a malloc'd string, or NULL when no marker has a value.
  */
-char *cairn_marker_block_render(const struct cairn_marker_format *f,
-                                const struct cairn_markers *m);
+char *cairn_marker_block_render(const struct cairn_marker_format *f, const struct cairn_markers *m);
 
 /**
  * Find a block at the start of text[0..len) (after whitespace). On success

@@ -23,7 +23,7 @@ enum cairn_marker_source {
 
 struct cairn_markers {
     const struct cairn_taxonomy *tx;
-    unsigned char source[CAIRN_MAX_TAGS];                /* CAIRN_SRC_NONE = no value */
+    unsigned char source[CAIRN_MAX_TAGS];               /* CAIRN_SRC_NONE = no value */
     char value[CAIRN_MAX_TAGS][CAIRN_MARKER_VALUE_MAX]; /* canonical spelling */
 };
 

@@ -22,9 +22,9 @@ struct cairn_marking {
     const struct cairn_config *cfg;
     struct cairn_taxonomy tx;
     struct cairn_marker_format format;
-    struct cairn_spoof *spoof;          /* owned */
-    struct cairn_annotator *annotator;  /* owned; NULL when annotation is off */
-    struct cairn_markers fixed;         /* the policy's fixed markers, validated */
+    struct cairn_spoof *spoof;         /* owned */
+    struct cairn_annotator *annotator; /* owned; NULL when annotation is off */
+    struct cairn_markers fixed;        /* the policy's fixed markers, validated */
 };
 
 /** Load rules_dir/taxonomy.json, the template, the fixed markers and the

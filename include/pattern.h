@@ -112,7 +112,6 @@ int cairn_pattern_code(const struct cairn_match *m, const char *s);
 /** After a match with {NUM}: its value (digits or a number word), or -1. */
 long cairn_pattern_number(const struct cairn_match *m, const char *s);
 
-
 /** Check that every member of object `obj` is named in `allowed` (a NULL-
  *  terminated list). @return 0, or -1 with `why` = "<path>.<key>: unknown key". */
 int cairn_pattern_check_keys(const cJSON *obj, const char *const *allowed, const char *path,

@@ -37,8 +37,8 @@ struct prompt_text {
  * code-looking lines; a run of them needs `min_lines` to count as code.
  * @return false when the content has no text.
  */
-bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t head,
-                            size_t tail, const struct cairn_pattern *lines, int min_lines,
+bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t head, size_t tail,
+                            const struct cairn_pattern *lines, int min_lines,
                             struct cairn_match *md);
 void cairn_prompt_text_free(struct prompt_text *pt);
 

@@ -34,7 +34,7 @@ struct cairn_request {
     struct cairn_http_head head;
     struct evbuffer *body; /* owned: the complete, de-chunked body */
     char id[CAIRN_REQUEST_ID_MAX + 1];
-    char path[256]; /* target without the query, for routing and logs */
+    char path[256];    /* target without the query, for routing and logs */
     const char *query; /* after '?', inside head.block, or NULL */
 
     /* response state */
@@ -55,7 +55,7 @@ struct cairn_request {
     uint64_t bytes_in, bytes_out;
 
     /* set by the handler that takes the request */
-    void (*cancel)(void *handler_ctx); /* client gone before completion */
+    void (*cancel)(void *handler_ctx);  /* client gone before completion */
     void (*drained)(void *handler_ctx); /* output fell below low water */
     void *handler_ctx;
 };
@@ -90,8 +90,8 @@ void cairn_response_send(struct cairn_request *req, int status, const char *cont
 
 /** An OpenAI-shaped error: {"error":{"message","type","code"}}; the type is
  *  derived from the status. Completes the request. */
-void cairn_response_error(struct cairn_request *req, int status, const char *code,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void cairn_response_error(struct cairn_request *req, int status, const char *code, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
 
 /** Start a streamed response (chunked on HTTP/1.1, close-delimited on 1.0). */
 void cairn_response_start(struct cairn_request *req, int status, const char *content_type);

@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#define CAIRN_MAX_TAGS 32
+#define CAIRN_MAX_TAGS         32
 #define CAIRN_MARKER_VALUE_MAX 64 /* longest value, NUL included */
 
 enum cairn_tag_type { CAIRN_TAG_ENUM, CAIRN_TAG_INT, CAIRN_TAG_FLOAT };

@@ -28,8 +28,8 @@ size_t cairn_unwrap_json(const struct cairn_marker_format *f, cJSON *completion,
 struct cairn_sse_unwrap;
 
 /** For a stream of `nchoices` choices (the request's n). */
-struct cairn_sse_unwrap *cairn_sse_unwrap_new(const struct cairn_marker_format *f,
-                                              size_t nchoices, struct cairn_markers *model);
+struct cairn_sse_unwrap *cairn_sse_unwrap_new(const struct cairn_marker_format *f, size_t nchoices,
+                                              struct cairn_markers *model);
 void cairn_sse_unwrap_free(struct cairn_sse_unwrap *u);
 
 /**

@@ -21,16 +21,16 @@ struct cairn_upstream;
 struct cairn_transfer;
 
 /* Asynchronous errors, compared by pointer; the text is what logs show. */
-extern const char *const CAIRN_UPSTREAM_ECONNECT;     /* refused, unreachable, DNS */
+extern const char *const CAIRN_UPSTREAM_ECONNECT; /* refused, unreachable, DNS */
 extern const char *const CAIRN_UPSTREAM_ECONNECT_TIMEOUT;
 extern const char *const CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT;
 extern const char *const CAIRN_UPSTREAM_EIDLE_TIMEOUT;
-extern const char *const CAIRN_UPSTREAM_ETLS;         /* handshake or verification */
-extern const char *const CAIRN_UPSTREAM_ECLOSED;      /* closed after the request was sent */
-extern const char *const CAIRN_UPSTREAM_EPROTOCOL;    /* malformed or truncated answer */
-extern const char *const CAIRN_UPSTREAM_ETOO_LARGE;   /* answer over the limit */
-extern const char *const CAIRN_UPSTREAM_EABORTED;     /* our side gave up (on_data < 0) */
-extern const char *const CAIRN_UPSTREAM_EKEY_ECHO;    /* the answer held the gateway's key */
+extern const char *const CAIRN_UPSTREAM_ETLS;       /* handshake or verification */
+extern const char *const CAIRN_UPSTREAM_ECLOSED;    /* closed after the request was sent */
+extern const char *const CAIRN_UPSTREAM_EPROTOCOL;  /* malformed or truncated answer */
+extern const char *const CAIRN_UPSTREAM_ETOO_LARGE; /* answer over the limit */
+extern const char *const CAIRN_UPSTREAM_EABORTED;   /* our side gave up (on_data < 0) */
+extern const char *const CAIRN_UPSTREAM_EKEY_ECHO;  /* the answer held the gateway's key */
 
 /** Upstream response header, as received (name without the colon). */
 struct cairn_upstream_header {

@@ -52,19 +52,19 @@
 #include "pattern.h"
 #include "prompt_text.h"
 
-#define ANNOTATE_HEAD (4 << 10)
-#define ANNOTATE_TAIL (2 << 10)
-#define ANNOTATE_CONTEXT (4 << 10)
-#define ANNOTATE_TURNS 8
-#define ANNOTATE_SCAN_HEAD 512
-#define ANNOTATE_SCAN_TAIL 512
-#define ANNOTATE_CODE_SCAN 1024
-#define ANNOTATE_MAX_SCORE 20 /* matches counted per rule in "most" mode */
+#define ANNOTATE_HEAD        (4 << 10)
+#define ANNOTATE_TAIL        (2 << 10)
+#define ANNOTATE_CONTEXT     (4 << 10)
+#define ANNOTATE_TURNS       8
+#define ANNOTATE_SCAN_HEAD   512
+#define ANNOTATE_SCAN_TAIL   512
+#define ANNOTATE_CODE_SCAN   1024
+#define ANNOTATE_MAX_SCORE   20 /* matches counted per rule in "most" mode */
 #define ANNOTATE_SHORT_PROSE 24 /* bytes: below, also look at the previous user turn */
 
 #define RULES_MAX_FILE_BYTES (4 << 20)
-#define RULES_MAX_DEPTH 16
-#define MAX_NAMES 64 /* languages in "names", programming languages in code_types */
+#define RULES_MAX_DEPTH      16
+#define MAX_NAMES            64 /* languages in "names", programming languages in code_types */
 
 /* One rule of a tag: its value, when it fires. */
 struct rule {
@@ -91,7 +91,7 @@ struct code_type {
     size_t nnames;
     struct cairn_pattern *shebang; /* owned, may be NULL */
     struct cairn_pattern *syntax;  /* owned, may be NULL */
-    int extends;         /* type whose syntax this one builds on, or -1 */
+    int extends;                   /* type whose syntax this one builds on, or -1 */
 };
 
 struct cairn_annotator {
@@ -104,17 +104,17 @@ struct cairn_annotator {
     size_t ntypes;
     struct cairn_pattern *mentions; /* owned: {CODE} named as code in prose */
     struct cairn_pattern *bare;     /* owned: {CODE} anywhere in prose */
-    struct cairn_names *code_names;  /* owned: {CODE} words -> index in types */
+    struct cairn_names *code_names; /* owned: {CODE} words -> index in types */
     struct ruleset task, domain, format;
     /* languages.json */
     char langs[MAX_NAMES][CAIRN_MARKER_VALUE_MAX]; /* {LANG} word value i = langs[i] */
     size_t nlangs;
-    struct cairn_names *lang_names; /* owned */
+    struct cairn_names *lang_names;     /* owned */
     struct cairn_pattern *instructions; /* owned: "answer in {LANG}" */
     struct cairn_langid *langid;
     /* lengths.json */
     struct cairn_lengths *lengths;
-    uint32_t groups; /* ovector pairs the largest pattern needs */
+    uint32_t groups;              /* ovector pairs the largest pattern needs */
     struct cairn_lookup lookup;   /* the three tables, for the callout */
     pcre2_match_context *context; /* owned: placeholder callout on `lookup` */
 };
@@ -144,8 +144,8 @@ static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r,
                      const struct cairn_pattern_env *env, const char *path, char *why,
                      size_t whylen)
 {
-    static const char *const keys[] = {"value",    "patterns", "unless", "requires",
-                                       "if_task",  "min_matches", "comment", NULL};
+    static const char *const keys[] = {"value",   "patterns",    "unless",  "requires",
+                                       "if_task", "min_matches", "comment", NULL};
     char where[160];
     if (!cJSON_IsObject(j)) {
         snprintf(why, whylen, "%s: must be an object", path);
@@ -154,8 +154,8 @@ static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r,
     if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
         return -1;
     snprintf(where, sizeof(where), "%s.value", path);
-    if (cairn_taxonomy_rule_value(a->tx, key, cJSON_GetObjectItemCaseSensitive(j, "value"), r->value, where,
-                   why, whylen) < 0)
+    if (cairn_taxonomy_rule_value(a->tx, key, cJSON_GetObjectItemCaseSensitive(j, "value"),
+                                  r->value, where, why, whylen) < 0)
         return -1;
     if (optional_list(j, "patterns", env, path, &r->re, why, whylen) < 0 ||
         optional_list(j, "unless", NULL, path, &r->unless, why, whylen) < 0)
@@ -179,14 +179,17 @@ static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r,
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(j, "if_task");
     if (tasks != NULL) {
         if (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < 1 || strcmp(key, "task") == 0) {
-            snprintf(why, whylen, "%s.if_task: must be a non-empty array of task values "
-                                  "(not in task rules)", path);
+            snprintf(why, whylen,
+                     "%s.if_task: must be a non-empty array of task values "
+                     "(not in task rules)",
+                     path);
             return -1;
         }
         r->if_task = cairn_calloc((size_t)cJSON_GetArraySize(tasks), sizeof(*r->if_task));
         for (const cJSON *t = tasks->child; t != NULL; t = t->next, r->nif_task++) {
             snprintf(where, sizeof(where), "%s.if_task[%zu]", path, r->nif_task);
-            if (cairn_taxonomy_rule_value(a->tx, "task", t, r->if_task[r->nif_task], where, why, whylen) < 0)
+            if (cairn_taxonomy_rule_value(a->tx, "task", t, r->if_task[r->nif_task], where, why,
+                                          whylen) < 0)
                 return -1;
         }
     }
@@ -224,8 +227,8 @@ static int load_ruleset(struct cairn_annotator *a, const char *key, struct rules
     if (min != NULL) {
         if (!rs->most || !cJSON_IsNumber(min) || min->valuedouble < 1 ||
             min->valuedouble > ANNOTATE_MAX_SCORE) {
-            snprintf(why, whylen, "%s.min_score: an integer from 1 to %d, with mode \"most\"",
-                     key, ANNOTATE_MAX_SCORE);
+            snprintf(why, whylen, "%s.min_score: an integer from 1 to %d, with mode \"most\"", key,
+                     ANNOTATE_MAX_SCORE);
             return -1;
         }
         rs->min_score = (int)min->valuedouble;
@@ -274,8 +277,8 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
     if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
         return -1;
     snprintf(where, sizeof(where), "%s.value", path);
-    if (cairn_taxonomy_rule_value(a->tx, "code_type", cJSON_GetObjectItemCaseSensitive(j, "value"), t->value,
-                   where, why, whylen) < 0)
+    if (cairn_taxonomy_rule_value(a->tx, "code_type", cJSON_GetObjectItemCaseSensitive(j, "value"),
+                                  t->value, where, why, whylen) < 0)
         return -1;
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(j, "names");
     snprintf(where, sizeof(where), "%s.names", path);
@@ -313,8 +316,10 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
         if (strcmp(a->types[i].value, ext->valuestring) == 0)
             t->extends = (int)i;
     if (ext != NULL && (t->extends < 0 || t->syntax == NULL)) {
-        snprintf(why, whylen, "%s.extends: must name a code type listed before this one, "
-                              "with \"syntax\" of its own", path);
+        snprintf(why, whylen,
+                 "%s.extends: must name a code type listed before this one, "
+                 "with \"syntax\" of its own",
+                 path);
         return -1;
     }
     return 0;
@@ -322,8 +327,8 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
 
 static int load_code(struct cairn_annotator *a, const cJSON *root, char *why, size_t whylen)
 {
-    static const char *const keys[] = {"context", "lines", "min_lines", "min_syntax_score",
-                                       "comment", NULL};
+    static const char *const keys[] = {"context",          "lines",   "min_lines",
+                                       "min_syntax_score", "comment", NULL};
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(root, "code");
     if (!cJSON_IsObject(code)) {
         snprintf(why, whylen, "code: must be an object");
@@ -366,11 +371,10 @@ static int load_code(struct cairn_annotator *a, const cJSON *root, char *why, si
     return 0;
 }
 
-static int load_languages(struct cairn_annotator *a, const cJSON *root, char *why,
-                          size_t whylen)
+static int load_languages(struct cairn_annotator *a, const cJSON *root, char *why, size_t whylen)
 {
-    static const char *const keys[] = {"names", "instructions", "scripts", "identify",
-                                       "comment", NULL};
+    static const char *const keys[] = {"names",    "instructions", "scripts",
+                                       "identify", "comment",      NULL};
     if (!cJSON_IsObject(root)) {
         snprintf(why, whylen, "must be an object");
         return -1;
@@ -380,15 +384,18 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char *wh
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(root, "names");
     if (!cJSON_IsObject(names) || cJSON_GetArraySize(names) < 1 ||
         cJSON_GetArraySize(names) > MAX_NAMES) {
-        snprintf(why, whylen, "names: must be an object {\"<lang value>\": [names...]} of 1 to "
-                              "%d languages", MAX_NAMES);
+        snprintf(why, whylen,
+                 "names: must be an object {\"<lang value>\": [names...]} of 1 to "
+                 "%d languages",
+                 MAX_NAMES);
         return -1;
     }
     char path[160];
     for (const cJSON *n = names->child; n != NULL; n = n->next) {
         snprintf(path, sizeof(path), "names.%s", n->string);
         cJSON key = {.type = cJSON_String, .valuestring = n->string};
-        if (cairn_taxonomy_rule_value(a->tx, "lang", &key, a->langs[a->nlangs], path, why, whylen) < 0 ||
+        if (cairn_taxonomy_rule_value(a->tx, "lang", &key, a->langs[a->nlangs], path, why, whylen) <
+                0 ||
             string_array(n, path, why, whylen) < 0)
             return -1;
         for (const cJSON *v = n->child; v != NULL; v = v->next)
@@ -403,12 +410,12 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char *wh
     return a->instructions ? 0 : -1;
 }
 
-struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
-                                             const char *rules_dir, char *err, size_t errlen)
+struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx, const char *rules_dir,
+                                             char *err, size_t errlen)
 {
-    static const char *const keys[] = {"code",   "code_types", "code_mentions", "code_names",
-                                       "task",   "domain",     "format",        "comment",
-                                       NULL};
+    static const char *const keys[] = {"code",       "code_types", "code_mentions",
+                                       "code_names", "task",       "domain",
+                                       "format",     "comment",    NULL};
     struct cairn_annotator *a = cairn_calloc(1, sizeof(*a));
     a->tx = tx;
     a->lang_names = cairn_names_new();
@@ -419,8 +426,7 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
     int failed = -1; /* the file an error is about */
     for (int i = 0; i < 3; i++) {
         snprintf(file[i], sizeof(file[i]), "%s/%s", rules_dir, base[i]);
-        root[i] = cairn_json_load_file(file[i], RULES_MAX_FILE_BYTES, RULES_MAX_DEPTH, err,
-                                       errlen);
+        root[i] = cairn_json_load_file(file[i], RULES_MAX_FILE_BYTES, RULES_MAX_DEPTH, err, errlen);
         if (root[i] == NULL)
             goto out;
     }
@@ -448,9 +454,9 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
         load_code(a, root[2], why, sizeof(why)) < 0)
         goto out;
     struct cairn_pattern_env mention_env = {.code = true};
-    a->mentions = cairn_pattern_compile_list(
-        cJSON_GetObjectItemCaseSensitive(root[2], "code_mentions"), &mention_env,
-        "code_mentions", why, sizeof(why));
+    a->mentions =
+        cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(root[2], "code_mentions"),
+                                   &mention_env, "code_mentions", why, sizeof(why));
     if (a->mentions == NULL)
         goto out;
     note_groups(a, a->mentions);
@@ -464,8 +470,8 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx,
         load_ruleset(a, "domain", &a->domain, root[2], NULL, why, sizeof(why)) < 0 ||
         load_ruleset(a, "format", &a->format, root[2], NULL, why, sizeof(why)) < 0)
         goto out;
-    a->lookup = (struct cairn_lookup){cairn_lengths_numbers(a->lengths), a->lang_names,
-                                      a->code_names};
+    a->lookup =
+        (struct cairn_lookup){cairn_lengths_numbers(a->lengths), a->lang_names, a->code_names};
     a->context = cairn_pattern_context(&a->lookup);
     failed = -2;
 out:
@@ -573,8 +579,8 @@ static bool in_list(const char *v, char (*list)[CAIRN_MARKER_VALUE_MAX], size_t 
 }
 
 /* Matches of rule `r` in `s` (up to cap), noting the first captures. */
-static int rule_matches(const struct rule *r,
-                        const struct scan *s, int cap, struct cairn_match *md, struct verdict *v)
+static int rule_matches(const struct rule *r, const struct scan *s, int cap, struct cairn_match *md,
+                        struct verdict *v)
 {
     int n = 0;
     size_t at = 0;
@@ -585,7 +591,7 @@ static int rule_matches(const struct rule *r,
             v->code = cairn_pattern_code(md, s->p);
         n++;
         at = cairn_pattern_end(md) > cairn_pattern_start(md) ? cairn_pattern_end(md)
-                                                          : cairn_pattern_end(md) + 1;
+                                                             : cairn_pattern_end(md) + 1;
     }
     return n;
 }
@@ -692,9 +698,9 @@ struct conversation {
     struct prompt_text previous; /* the user turn before it, if any */
     struct prompt_text system;   /* the first system message */
     bool has_previous, has_system;
-    bool context_code;                /* code in the turns before the last */
+    bool context_code;                  /* code in the turns before the last */
     char context_info[PROMPT_INFO_MAX]; /* latest fence info in them */
-    int context_type;                 /* code type shown by their code */
+    int context_type;                   /* code type shown by their code */
 };
 
 static bool read_conversation(const struct cairn_annotator *a, const cJSON *messages,
@@ -712,8 +718,7 @@ static bool read_conversation(const struct cairn_annotator *a, const cJSON *mess
         return false;
     const cJSON *lm = cJSON_GetArrayItem(messages, last);
     if (!cairn_prompt_text_read(&c->last, cJSON_GetObjectItemCaseSensitive(lm, "content"),
-                                ANNOTATE_HEAD, ANNOTATE_TAIL, a->code_lines, a->min_code_lines,
-                                md))
+                                ANNOTATE_HEAD, ANNOTATE_TAIL, a->code_lines, a->min_code_lines, md))
         return false;
     int first = last - ANNOTATE_TURNS > 0 ? last - ANNOTATE_TURNS : 0;
     for (int i = last - 1; i >= first; i--) {
@@ -739,9 +744,9 @@ static bool read_conversation(const struct cairn_annotator *a, const cJSON *mess
     for (int i = 0; i < n && !c->has_system; i++) {
         const cJSON *m = cJSON_GetArrayItem(messages, i);
         if (is_role(m, "system") || is_role(m, "developer"))
-            c->has_system = cairn_prompt_text_read(
-                &c->system, cJSON_GetObjectItemCaseSensitive(m, "content"), ANNOTATE_SCAN_HEAD,
-                ANNOTATE_SCAN_TAIL, NULL, 1, md);
+            c->has_system =
+                cairn_prompt_text_read(&c->system, cJSON_GetObjectItemCaseSensitive(m, "content"),
+                                       ANNOTATE_SCAN_HEAD, ANNOTATE_SCAN_TAIL, NULL, 1, md);
     }
     return true;
 }

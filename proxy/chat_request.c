@@ -48,15 +48,13 @@ static int check_scalar(const cJSON *v, size_t i, char *err, size_t errlen)
     if (!cJSON_IsNumber(v) || !isfinite(d) || (integral && d != floor(d)) ||
         d < scalar_fields[i].min || d > scalar_fields[i].max) {
         snprintf(err, errlen, "'%s' must be %s between %g and %g", name,
-                 integral ? "an integer" : "a number", scalar_fields[i].min,
-                 scalar_fields[i].max);
+                 integral ? "an integer" : "a number", scalar_fields[i].min, scalar_fields[i].max);
         return -1;
     }
     return 0;
 }
 
-static int check_content(const cJSON *msg, const char *role, size_t idx, char *err,
-                         size_t errlen)
+static int check_content(const cJSON *msg, const char *role, size_t idx, char *err, size_t errlen)
 {
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
     if (cJSON_IsString(content))
@@ -69,16 +67,15 @@ static int check_content(const cJSON *msg, const char *role, size_t idx, char *e
         return -1;
     }
     if (!cJSON_IsArray(content)) {
-        snprintf(err, errlen, "'messages[%zu].content' must be a string or an array of parts",
-                 idx);
+        snprintf(err, errlen, "'messages[%zu].content' must be a string or an array of parts", idx);
         return -1;
     }
     size_t p = 0;
     for (const cJSON *part = content->child; part != NULL; part = part->next, p++) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
-            snprintf(err, errlen, "'messages[%zu].content[%zu]' must be an object with a string 'type'",
-                     idx, p);
+            snprintf(err, errlen,
+                     "'messages[%zu].content[%zu]' must be an object with a string 'type'", idx, p);
             return -1;
         }
     }

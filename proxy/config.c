@@ -20,17 +20,17 @@
 #include "json_strict.h"
 
 #define CONFIG_MAX_FILE_BYTES (1 << 20)
-#define CONFIG_MAX_DEPTH 16
-#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_DEPTH      16
+#define CONFIG_MAX_LISTEN     16
 
 enum key_type {
-    KEY_INT,     /* int64_t in [min, max] */
-    KEY_BOOL,    /* bool */
-    KEY_STRING,  /* char *, or NULL for null */
-    KEY_TEXT,    /* char *, may be empty (template pieces) */
-    KEY_CHOICE,  /* int64_t: index of the string in `choices` */
-    KEY_LIST,    /* struct cairn_strlist: array of strings */
-    KEY_MAP,     /* struct cairn_strmap: object of strings and numbers */
+    KEY_INT,    /* int64_t in [min, max] */
+    KEY_BOOL,   /* bool */
+    KEY_STRING, /* char *, or NULL for null */
+    KEY_TEXT,   /* char *, may be empty (template pieces) */
+    KEY_CHOICE, /* int64_t: index of the string in `choices` */
+    KEY_LIST,   /* struct cairn_strlist: array of strings */
+    KEY_MAP,    /* struct cairn_strmap: object of strings and numbers */
     KEY_SECTION,
     KEY_LISTEN,
     KEY_URL,
@@ -39,21 +39,39 @@ enum key_type {
 struct key {
     const char *name;
     enum key_type type;
-    size_t offset;                 /* of the field in struct cairn_config */
-    int64_t min, max;              /* KEY_INT */
-    const struct key *section;     /* KEY_SECTION: its keys, NULL-terminated */
-    const char *const *choices;    /* KEY_CHOICE: NULL-terminated */
+    size_t offset;              /* of the field in struct cairn_config */
+    int64_t min, max;           /* KEY_INT */
+    const struct key *section;  /* KEY_SECTION: its keys, NULL-terminated */
+    const char *const *choices; /* KEY_CHOICE: NULL-terminated */
 };
 
 #define FIELD(f) offsetof(struct cairn_config, f)
-#define INT_KEY(name, field, lo, hi) {name, KEY_INT, FIELD(field), lo, hi, NULL, NULL}
-#define STR_KEY(name, field) {name, KEY_STRING, FIELD(field), 0, 0, NULL, NULL}
-#define TYPED_KEY(name, type, field) {name, type, FIELD(field), 0, 0, NULL, NULL}
-#define CHOICE_KEY(name, field, list) {name, KEY_CHOICE, FIELD(field), 0, 0, NULL, list}
-#define SECTION(name, keys) {name, KEY_SECTION, 0, 0, 0, keys, NULL}
-#define END_KEYS {NULL, 0, 0, 0, 0, NULL, NULL}
-#define KIB(n) ((int64_t)(n) << 10)
-#define MIB(n) ((int64_t)(n) << 20)
+#define INT_KEY(name, field, lo, hi)                                                               \
+    {                                                                                              \
+        name, KEY_INT, FIELD(field), lo, hi, NULL, NULL                                            \
+    }
+#define STR_KEY(name, field)                                                                       \
+    {                                                                                              \
+        name, KEY_STRING, FIELD(field), 0, 0, NULL, NULL                                           \
+    }
+#define TYPED_KEY(name, type, field)                                                               \
+    {                                                                                              \
+        name, type, FIELD(field), 0, 0, NULL, NULL                                                 \
+    }
+#define CHOICE_KEY(name, field, list)                                                              \
+    {                                                                                              \
+        name, KEY_CHOICE, FIELD(field), 0, 0, NULL, list                                           \
+    }
+#define SECTION(name, keys)                                                                        \
+    {                                                                                              \
+        name, KEY_SECTION, 0, 0, 0, keys, NULL                                                     \
+    }
+#define END_KEYS                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0, 0, 0, NULL, NULL                                                               \
+    }
+#define KIB(n)  ((int64_t)(n) << 10)
+#define MIB(n)  ((int64_t)(n) << 20)
 #define HOUR_MS (3600 * 1000)
 
 static const struct key limits_keys[] = {
@@ -238,8 +256,7 @@ int cairn_config_parse_listen(const char *s, struct cairn_listen *out, char *err
     unsigned char addr[16];
     int family = *s == '[' ? AF_INET6 : AF_INET;
     if (inet_pton(family, out->host, addr) != 1) {
-        snprintf(err, errlen, "\"%s\" is not a numeric IPv4 address or [IPv6] address",
-                 out->host);
+        snprintf(err, errlen, "\"%s\" is not a numeric IPv4 address or [IPv6] address", out->host);
         return -1;
     }
     char *end;
@@ -254,13 +271,10 @@ int cairn_config_parse_listen(const char *s, struct cairn_listen *out, char *err
     return 0;
 }
 
-int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *err,
-                              size_t errlen)
+int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *err, size_t errlen)
 {
     size_t len = strlen(url);
-    size_t scheme = strncmp(url, "http://", 7) == 0    ? 7
-                    : strncmp(url, "https://", 8) == 0 ? 8
-                                                       : 0;
+    size_t scheme = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;
     size_t authority = strcspn(url + scheme, "/");
     if (scheme == 0 || url[scheme] == '\0' || url[scheme] == '/' || len > 2048 ||
         strpbrk(url, " \t\r\n?#") != NULL) {
@@ -315,10 +329,9 @@ static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON 
     switch (k->type) {
     case KEY_INT: {
         double d = v->valuedouble;
-        if (!cJSON_IsNumber(v) || !(d >= (double)k->min && d <= (double)k->max) ||
-            d != floor(d)) {
-            snprintf(err, errlen, "must be an integer between %lld and %lld",
-                     (long long)k->min, (long long)k->max);
+        if (!cJSON_IsNumber(v) || !(d >= (double)k->min && d <= (double)k->max) || d != floor(d)) {
+            snprintf(err, errlen, "must be an integer between %lld and %lld", (long long)k->min,
+                     (long long)k->max);
             return -1;
         }
         *(int64_t *)field = (int64_t)d;
@@ -409,10 +422,8 @@ static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON 
             return -1;
         }
         return cairn_config_set_base_url(cfg, v->valuestring, err, errlen);
-    case KEY_LISTEN:
-        return set_listen(cfg, v, err, errlen);
-    case KEY_SECTION:
-        break;
+    case KEY_LISTEN: return set_listen(cfg, v, err, errlen);
+    case KEY_SECTION: break;
     }
     snprintf(err, errlen, "internal error: bad key type");
     return -1;

@@ -348,8 +348,8 @@ ssize_t cairn_http_parse_head(struct cairn_http_parser *p, const char *buf, size
     ssize_t end = scan_head(p, buf, len, errstr);
     if (end <= 0)
         return end;
-    int rc = parse_complete_head(head, buf + p->skipped, (size_t)end - p->skipped, p->lines,
-                                 errstr);
+    int rc =
+        parse_complete_head(head, buf + p->skipped, (size_t)end - p->skipped, p->lines, errstr);
     if (rc < 0) {
         cairn_http_head_free(head);
         return rc;
@@ -360,14 +360,14 @@ ssize_t cairn_http_parse_head(struct cairn_http_parser *p, const char *buf, size
 /* --- chunked bodies ------------------------------------------------------ */
 
 enum {
-    CH_SIZE,      /* hex digits of the chunk size */
-    CH_SIZE_WS,   /* whitespace after the size: only a ';' may follow */
-    CH_EXT,       /* chunk extension, skipped up to CR */
-    CH_SIZE_LF,   /* LF ending the size line */
-    CH_DATA,      /* chunk payload */
-    CH_DATA_CR,   /* CRLF after the payload */
+    CH_SIZE,    /* hex digits of the chunk size */
+    CH_SIZE_WS, /* whitespace after the size: only a ';' may follow */
+    CH_EXT,     /* chunk extension, skipped up to CR */
+    CH_SIZE_LF, /* LF ending the size line */
+    CH_DATA,    /* chunk payload */
+    CH_DATA_CR, /* CRLF after the payload */
     CH_DATA_LF,
-    CH_TRAILER,   /* start of a trailer line or of the final CRLF */
+    CH_TRAILER, /* start of a trailer line or of the final CRLF */
     CH_TRAILER_LINE,
     CH_TRAILER_LF,
     CH_FINAL_LF,
@@ -506,8 +506,7 @@ ssize_t cairn_chunked_decode(struct cairn_chunked *c, const char *in, size_t len
                 return chunk_error(errstr, "missing final CRLF", 400);
             *done = true;
             return (ssize_t)i;
-        default:
-            return chunk_error(errstr, "chunked decoder in a bad state", 400);
+        default: return chunk_error(errstr, "chunked decoder in a bad state", 400);
         }
     }
     return (ssize_t)i;

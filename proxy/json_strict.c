@@ -246,8 +246,7 @@ static bool is_json_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char *err,
-                               size_t errlen)
+cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char *err, size_t errlen)
 {
     if (prescan(buf, len, max_depth, err, errlen) < 0)
         return NULL;
@@ -326,7 +325,7 @@ char *cairn_json_print(cJSON *root, size_t *len)
 }
 
 cJSON *cairn_json_load_file(const char *path, size_t max_bytes, int max_depth, char *err,
-                           size_t errlen)
+                            size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {

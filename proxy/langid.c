@@ -39,8 +39,8 @@
 #include "alloc.h"
 #include "pattern.h"
 
-#define LANGID_MAX_RULES 32
-#define LANGID_MAX_IDS 64
+#define LANGID_MAX_RULES   32
+#define LANGID_MAX_IDS     64
 #define LANGID_MAX_LETTERS 16 /* code points in a rule's "letters" */
 
 /* Writing systems, told apart by code-point blocks: a Unicode fact, not a
@@ -66,10 +66,10 @@ static const char *const script_names[SC_COUNT] = {
 
 struct script_rule {
     enum script script;
-    double min_share;                      /* of all letters */
-    unsigned letters[LANGID_MAX_LETTERS];  /* one must occur, when nletters > 0 */
+    double min_share;                     /* of all letters */
+    unsigned letters[LANGID_MAX_LETTERS]; /* one must occur, when nletters > 0 */
     size_t nletters;
-    char value[CAIRN_MARKER_VALUE_MAX];    /* "" = ask the library */
+    char value[CAIRN_MARKER_VALUE_MAX]; /* "" = ask the library */
 };
 
 struct cairn_langid {
@@ -142,11 +142,11 @@ static int lang_value(const struct cairn_taxonomy *tx, const char *value,
     return cairn_taxonomy_canonical(tx, tag, value, out, why, whylen);
 }
 
-static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy *tx,
-                            const cJSON *r, const char *path, char *why, size_t whylen)
+static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy *tx, const cJSON *r,
+                            const char *path, char *why, size_t whylen)
 {
-    static const char *const keys[] = {"script", "min_share", "letters", "lang", "identify",
-                                       "comment", NULL};
+    static const char *const keys[] = {"script",   "min_share", "letters", "lang",
+                                       "identify", "comment",   NULL};
     struct script_rule *rule = &l->rules[l->nrules];
     char msg[160];
     if (!cJSON_IsObject(r)) {
@@ -186,8 +186,7 @@ static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy 
         size_t n = strlen(letters->valuestring);
         for (size_t i = 0; i < n;) {
             if (rule->nletters == LANGID_MAX_LETTERS) {
-                snprintf(why, whylen, "%s.letters: at most %d letters", path,
-                         LANGID_MAX_LETTERS);
+                snprintf(why, whylen, "%s.letters: at most %d letters", path, LANGID_MAX_LETTERS);
                 return -1;
             }
             rule->letters[rule->nletters++] = next_cp(s, n, &i);
@@ -200,8 +199,8 @@ static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy 
         return -1;
     }
     if (lang != NULL) {
-        if (!cJSON_IsString(lang) || lang_value(tx, lang->valuestring, rule->value, msg,
-                                                sizeof(msg)) < 0) {
+        if (!cJSON_IsString(lang) ||
+            lang_value(tx, lang->valuestring, rule->value, msg, sizeof(msg)) < 0) {
             snprintf(why, whylen, "%s.lang: %s", path,
                      cJSON_IsString(lang) ? msg : "must be a string");
             return -1;
@@ -236,8 +235,7 @@ static int check_textcat_conf(struct cairn_langid *l, const struct cairn_taxonom
                      lineno);
             rc = -1;
         } else if (l->nids == LANGID_MAX_IDS) {
-            snprintf(why, whylen, "%s:%d: at most %d fingerprints", conf, lineno,
-                     LANGID_MAX_IDS);
+            snprintf(why, whylen, "%s:%d: at most %d fingerprints", conf, lineno, LANGID_MAX_IDS);
             rc = -1;
         } else if (lang_value(tx, id, l->ids[l->nids], msg, sizeof(msg)) < 0) {
             snprintf(why, whylen, "%s:%d: %s", conf, lineno, msg);
@@ -254,11 +252,11 @@ static int check_textcat_conf(struct cairn_langid *l, const struct cairn_taxonom
     return rc;
 }
 
-static int load_identify(struct cairn_langid *l, const struct cairn_taxonomy *tx,
-                         const cJSON *id, const char *rules_dir, char *why, size_t whylen)
+static int load_identify(struct cairn_langid *l, const struct cairn_taxonomy *tx, const cJSON *id,
+                         const char *rules_dir, char *why, size_t whylen)
 {
-    static const char *const keys[] = {"textcat_conf", "fingerprints", "min_letters",
-                                       "max_bytes", "max_candidates", "comment", NULL};
+    static const char *const keys[] = {"textcat_conf",   "fingerprints", "min_letters", "max_bytes",
+                                       "max_candidates", "comment",      NULL};
     if (!cJSON_IsObject(id)) {
         snprintf(why, whylen, "identify: must be an object");
         return -1;
@@ -303,8 +301,10 @@ static int load_identify(struct cairn_langid *l, const struct cairn_taxonomy *tx
         return -1;
     l->textcat = special_textcat_Init(path, prefix);
     if (l->textcat == NULL) {
-        snprintf(why, whylen, "%s: libexttextcat cannot load it (a fingerprint file missing "
-                              "from %s?)", path, prefix);
+        snprintf(why, whylen,
+                 "%s: libexttextcat cannot load it (a fingerprint file missing "
+                 "from %s?)",
+                 path, prefix);
         return -1;
     }
     return 0;
@@ -320,8 +320,7 @@ struct cairn_langid *cairn_langid_load(const struct cairn_taxonomy *tx, const cJ
     bool library = false;
     if (!cJSON_IsArray(scripts) || cJSON_GetArraySize(scripts) < 1 ||
         cJSON_GetArraySize(scripts) > LANGID_MAX_RULES) {
-        snprintf(why, sizeof(why), "scripts: must be an array of 1 to %d rules",
-                 LANGID_MAX_RULES);
+        snprintf(why, sizeof(why), "scripts: must be an array of 1 to %d rules", LANGID_MAX_RULES);
         goto fail;
     }
     for (const cJSON *r = scripts->child; r != NULL; r = r->next) {

@@ -29,8 +29,8 @@ static const char *const limit_keys[LIM_COUNT] = {"length_tokens", "length_sente
 
 struct limit_rule {
     enum limit_kind kind;
-    double per_unit; /* tokens per counted unit, LIM_TOKENS only */
-    struct cairn_pattern *re;  /* owned */
+    double per_unit;          /* tokens per counted unit, LIM_TOKENS only */
+    struct cairn_pattern *re; /* owned */
 };
 
 struct bucket_range {
@@ -71,8 +71,7 @@ static int load_numbers(struct cairn_lengths *l, const cJSON *words, char *why, 
     for (const cJSON *w = words->child; w != NULL; w = w->next) {
         char *end;
         long v = strtol(w->string, &end, 10);
-        if (*end != '\0' || v < 1 || v > 100000 || !cJSON_IsArray(w) ||
-            cJSON_GetArraySize(w) < 1) {
+        if (*end != '\0' || v < 1 || v > 100000 || !cJSON_IsArray(w) || cJSON_GetArraySize(w) < 1) {
             snprintf(why, whylen,
                      "number_words.%s: keys must be numbers 1-100000, values non-empty "
                      "arrays of words",
@@ -82,8 +81,8 @@ static int load_numbers(struct cairn_lengths *l, const cJSON *words, char *why, 
         size_t i = 0;
         for (const cJSON *s = w->child; s != NULL; s = s->next, i++) {
             if (!cJSON_IsString(s) || s->valuestring[0] == '\0') {
-                snprintf(why, whylen, "number_words.%s[%zu]: must be a non-empty string",
-                         w->string, i);
+                snprintf(why, whylen, "number_words.%s[%zu]: must be a non-empty string", w->string,
+                         i);
                 return -1;
             }
             cairn_names_add(l->numbers, s->valuestring, (int)v, false);
@@ -119,8 +118,7 @@ static int load_limits(struct cairn_lengths *l, const cJSON *limits,
                 rule->kind = (enum limit_kind)k;
         if (rule->kind == LIM_COUNT) {
             snprintf(why, whylen,
-                     "%s.tag: must be length_tokens, length_sentences or length_paragraphs",
-                     path);
+                     "%s.tag: must be length_tokens, length_sentences or length_paragraphs", path);
             return -1;
         }
         const cJSON *per = cJSON_GetObjectItemCaseSensitive(r, "tokens_per_unit");
@@ -129,16 +127,15 @@ static int load_limits(struct cairn_lengths *l, const cJSON *limits,
             if (rule->kind != LIM_TOKENS || !cJSON_IsNumber(per) || per->valuedouble <= 0 ||
                 per->valuedouble > 100) {
                 snprintf(why, whylen,
-                         "%s.tokens_per_unit: a number in (0, 100], for length_tokens only",
-                         path);
+                         "%s.tokens_per_unit: a number in (0, 100], for length_tokens only", path);
                 return -1;
             }
             rule->per_unit = per->valuedouble;
         }
         char where[96];
         snprintf(where, sizeof(where), "%s.patterns", path);
-        rule->re = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(r, "patterns"),
-                                              env, where, why, whylen);
+        rule->re = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(r, "patterns"), env,
+                                              where, why, whylen);
         if (rule->re == NULL)
             return -1;
         l->nlimits++;
@@ -147,11 +144,11 @@ static int load_limits(struct cairn_lengths *l, const cJSON *limits,
     return 0;
 }
 
-static int load_bucket(struct cairn_lengths *l, const struct cairn_taxonomy *tx,
-                       const cJSON *b, char *why, size_t whylen)
+static int load_bucket(struct cairn_lengths *l, const struct cairn_taxonomy *tx, const cJSON *b,
+                       char *why, size_t whylen)
 {
-    static const char *const keys[] = {"tokens_per_sentence", "tokens_per_paragraph",
-                                       "from_tokens", "words", "comment", NULL};
+    static const char *const keys[] = {
+        "tokens_per_sentence", "tokens_per_paragraph", "from_tokens", "words", "comment", NULL};
     static const char *const range_keys[] = {"value", "up_to", "comment", NULL};
     static const char *const word_keys[] = {"value", "patterns", "comment", NULL};
     char path[64];
@@ -189,15 +186,17 @@ static int load_bucket(struct cairn_lengths *l, const struct cairn_taxonomy *tx,
         }
         char vpath[96];
         snprintf(vpath, sizeof(vpath), "%s.value", path);
-        if (cairn_taxonomy_rule_value(tx, "length_bucket", cJSON_GetObjectItemCaseSensitive(r, "value"), range->value, vpath,
-                         why, whylen) < 0)
+        if (cairn_taxonomy_rule_value(tx, "length_bucket",
+                                      cJSON_GetObjectItemCaseSensitive(r, "value"), range->value,
+                                      vpath, why, whylen) < 0)
             return -1;
         const cJSON *up = cJSON_GetObjectItemCaseSensitive(r, "up_to");
         bool last = r->next == NULL;
         /* Ranges ascend and the last one is open, so every number has one. */
         if (last != (up == NULL) ||
-            (up != NULL && (!cJSON_IsNumber(up) || up->valuedouble < 1 ||
-                            (l->nranges > 0 && up->valuedouble <= l->ranges[l->nranges - 1].up_to)))) {
+            (up != NULL &&
+             (!cJSON_IsNumber(up) || up->valuedouble < 1 ||
+              (l->nranges > 0 && up->valuedouble <= l->ranges[l->nranges - 1].up_to)))) {
             snprintf(why, whylen,
                      "%s.up_to: every range but the last needs an ascending number; the last "
                      "has none",
@@ -226,12 +225,13 @@ static int load_bucket(struct cairn_lengths *l, const struct cairn_taxonomy *tx,
         }
         char vpath[96];
         snprintf(vpath, sizeof(vpath), "%s.value", path);
-        if (cairn_taxonomy_rule_value(tx, "length_bucket", cJSON_GetObjectItemCaseSensitive(w, "value"), rule->value, vpath,
-                         why, whylen) < 0)
+        if (cairn_taxonomy_rule_value(tx, "length_bucket",
+                                      cJSON_GetObjectItemCaseSensitive(w, "value"), rule->value,
+                                      vpath, why, whylen) < 0)
             return -1;
         snprintf(vpath, sizeof(vpath), "%s.patterns", path);
-        rule->re = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(w, "patterns"),
-                                              NULL, vpath, why, whylen);
+        rule->re = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(w, "patterns"), NULL,
+                                              vpath, why, whylen);
         if (rule->re == NULL)
             return -1;
         l->nwords++;
@@ -253,14 +253,13 @@ struct cairn_lengths *cairn_lengths_load(const struct cairn_taxonomy *tx, const 
     }
     if (cairn_pattern_check_keys(root, keys, "", why, sizeof(why)) < 0)
         goto fail;
-    if (load_numbers(l, cJSON_GetObjectItemCaseSensitive(root, "number_words"), why,
-                     sizeof(why)) < 0)
+    if (load_numbers(l, cJSON_GetObjectItemCaseSensitive(root, "number_words"), why, sizeof(why)) <
+        0)
         goto fail;
     struct cairn_pattern_env env = {.num = true};
-    if (load_limits(l, cJSON_GetObjectItemCaseSensitive(root, "limits"), &env, why,
-                    sizeof(why)) < 0 ||
-        load_bucket(l, tx, cJSON_GetObjectItemCaseSensitive(root, "bucket"), why,
-                    sizeof(why)) < 0)
+    if (load_limits(l, cJSON_GetObjectItemCaseSensitive(root, "limits"), &env, why, sizeof(why)) <
+            0 ||
+        load_bucket(l, tx, cJSON_GetObjectItemCaseSensitive(root, "bucket"), why, sizeof(why)) < 0)
         goto fail;
     return l;
 fail:
@@ -321,9 +320,8 @@ static const char *bucket_for(const struct cairn_lengths *l, double tokens)
     return NULL;
 }
 
-void cairn_lengths_run(const struct cairn_lengths *l, const char *const *texts,
-                       const size_t *lens, size_t n, struct cairn_match *md,
-                       struct cairn_markers *out)
+void cairn_lengths_run(const struct cairn_lengths *l, const char *const *texts, const size_t *lens,
+                       size_t n, struct cairn_match *md, struct cairn_markers *out)
 {
     double found[LIM_COUNT] = {-1, -1, -1};
     for (int k = 0; k < LIM_COUNT; k++) {

@@ -48,8 +48,7 @@ int cairn_marker_format_init(struct cairn_marker_format *f, const struct cairn_t
     return 0;
 }
 
-char *cairn_marker_block_render(const struct cairn_marker_format *f,
-                                const struct cairn_markers *m)
+char *cairn_marker_block_render(const struct cairn_marker_format *f, const struct cairn_markers *m)
 {
     const struct cairn_marker_template *t = f->t;
     size_t sep = strlen(t->separator), len = strlen(t->open) + strlen(t->close) + 1, n = 0;
@@ -70,8 +69,8 @@ char *cairn_marker_block_render(const struct cairn_marker_format *f,
         if (m->source[tag] == CAIRN_SRC_NONE)
             continue;
         const char *name = f->tx->tags[tag].name;
-        o += (size_t)snprintf(out + o, len - o, "%s<%s>%s</%s>", t->separator, name,
-                              m->value[tag], name);
+        o += (size_t)snprintf(out + o, len - o, "%s<%s>%s</%s>", t->separator, name, m->value[tag],
+                              name);
     }
     snprintf(out + o, len - o, "%s%s", t->separator, t->close);
     return out;
@@ -84,8 +83,7 @@ static bool is_space(char c)
 
 /* Read "<name>value</name>" items from body[0..len) into `out`. */
 static void parse_items(const struct cairn_marker_format *f, const char *body, size_t len,
-                        struct cairn_markers *out, enum cairn_marker_source source,
-                        size_t *dropped)
+                        struct cairn_markers *out, enum cairn_marker_source source, size_t *dropped)
 {
     const char *p = body, *end = body + len;
     while (p < end) {
@@ -168,8 +166,8 @@ void cairn_markers_format_header(const struct cairn_markers *m, char *out, size_
     for (size_t i = 0; i < m->tx->ntags && o < outlen; i++) {
         if (m->source[i] == CAIRN_SRC_NONE)
             continue;
-        o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s", o ? "; " : "",
-                              m->tx->tags[i].name, m->value[i]);
+        o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s", o ? "; " : "", m->tx->tags[i].name,
+                              m->value[i]);
     }
 }
 

@@ -27,8 +27,8 @@ int cairn_marking_load(struct cairn_marking *mk, const struct cairn_config *cfg,
     snprintf(path, sizeof(path), "%s/taxonomy.json", cfg->markers.rules_dir);
     if (cairn_taxonomy_load(&mk->tx, path, err, errlen) < 0)
         return -1;
-    if (cairn_marker_format_init(&mk->format, &mk->tx, &cfg->upstream.template, why,
-                                 sizeof(why)) < 0) {
+    if (cairn_marker_format_init(&mk->format, &mk->tx, &cfg->upstream.template, why, sizeof(why)) <
+        0) {
         snprintf(err, errlen, "%s: upstream.%s", cfg->path, why);
         goto fail;
     }
@@ -108,8 +108,8 @@ static int pin_object(const struct cairn_marking *mk, const cJSON *obj, struct c
 
 /* Pinned markers from the X-Cairn-Markers header: a JSON object, or
  * "tag=value; tag=value". */
-static int pin_header(const struct cairn_marking *mk, const char *header,
-                      struct cairn_markers *out, char *err, size_t errlen)
+static int pin_header(const struct cairn_marking *mk, const char *header, struct cairn_markers *out,
+                      char *err, size_t errlen)
 {
     const char *p = header + strspn(header, " \t");
     if (*p == '{') {

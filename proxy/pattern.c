@@ -22,8 +22,7 @@
 
 #include "alloc.h"
 
-#define PATTERN_OPTIONS                                                                        \
-    (PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DUPNAMES)
+#define PATTERN_OPTIONS (PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DUPNAMES)
 
 /* Texts are valid UTF-8 (prompt_text.c makes sure), so matching skips
  * PCRE2's check of the whole subject, which would otherwise run again on
@@ -49,24 +48,25 @@ static void append(char **buf, size_t *len, size_t *cap, const char *text)
  * checks the words against the tables. */
 enum placeholder { PH_NUM = 1, PH_LANG = 2, PH_CODE = 3 };
 #define ALPHA "[\\p{Latin}\\p{Cyrillic}\\p{Greek}\\p{Arabic}\\p{Hebrew}\\p{Devanagari}\\p{M}]"
-#define CJK "[\\p{Han}\\p{Hangul}\\p{Hiragana}\\p{Katakana}\\x{30FC}]"
+#define CJK   "[\\p{Han}\\p{Hangul}\\p{Hiragana}\\p{Katakana}\\x{30FC}]"
 /* ASCII, Arabic-Indic and Persian digits ("٥٠", "۱۰۰"). */
-#define DIGIT "[0-9\\x{660}-\\x{669}\\x{6F0}-\\x{6F9}]"
+#define DIGIT   "[0-9\\x{660}-\\x{669}\\x{6F0}-\\x{6F9}]"
 #define WORD(n) "(?>" ALPHA "{1," #n "})(?!\\p{L})"
 /* Words start only after a non-letter: without the lookbehind the engine
  * would try again from every letter inside each word. */
 #define AT_WORD "(?<![\\p{L}\\p{M}\\p{N}])"
-#define EXPAND_NUM                                                                              \
-    "(?<num>(?<![0-9])" DIGIT "{1,7}+(?:[,.'\\x{202F} ]" DIGIT "{3})*+(?![0-9])|" AT_WORD WORD(12) \
-    "(?:\\h+" WORD(10) ")?|[\\p{Han}\\p{Hangul}]{1,3})"
+#define EXPAND_NUM                                                                                 \
+    "(?<num>(?<![0-9])" DIGIT "{1,7}+(?:[,.'\\x{202F} ]" DIGIT                                     \
+    "{3})*+(?![0-9])|" AT_WORD WORD(12) "(?:\\h+" WORD(10) ")?|[\\p{Han}\\p{Hangul}]{1,3})"
 #define EXPAND_LANG "(?<lang>" AT_WORD WORD(24) "(?:\\h+" WORD(16) ")?|" CJK "{1,8})"
 /* Programming-language names: a Latin word with +, #, a dotted or dashed
  * suffix ("C++", "C#", "node.js", "Java-Methode" backtracks to "Java"), or
  * a run of CJK or other letters ("파이썬으로" backtracks to "파이썬"). */
 #define CODE_WORD "(?>[\\p{Latin}\\p{N}][\\p{Latin}\\p{N}+#]{0,15})(?![\\p{Latin}\\p{N}+#])"
-#define EXPAND_CODE                                                                             \
-    "(?<code>(?<![\\p{L}\\p{N}+#])(?:" CODE_WORD "(?:[./-](?>[\\p{L}\\p{N}]{1,8}))?(?:\\h+"      \
-    CODE_WORD ")?|" CJK "{2,8}|[\\p{Arabic}\\p{Cyrillic}]{2,16}))"
+#define EXPAND_CODE                                                                                \
+    "(?<code>(?<![\\p{L}\\p{N}+#])(?:" CODE_WORD                                                   \
+    "(?:[./-](?>[\\p{L}\\p{N}]{1,8}))?(?:\\h+" CODE_WORD ")?|" CJK                                 \
+    "{2,8}|[\\p{Arabic}\\p{Cyrillic}]{2,16}))"
 
 /* Expand placeholders in `pattern`; the offset of the i-th expansion is
  * recorded so that a compile error can be mapped back to the pattern as
@@ -82,7 +82,8 @@ static char *expand(const char *pattern, const struct cairn_pattern_env *env,
                     size_t whylen)
 {
     static const char *const names[] = {"{NUM}", "{LANG}", "{CODE}"};
-    const char *with[] = {env && env->num ? EXPAND_NUM : NULL, env && env->lang ? EXPAND_LANG : NULL,
+    const char *with[] = {env && env->num ? EXPAND_NUM : NULL,
+                          env && env->lang ? EXPAND_LANG : NULL,
                           env && env->code ? EXPAND_CODE : NULL};
     bool used[3] = {false, false, false};
     char *out = NULL;
@@ -141,8 +142,8 @@ static size_t original_offset(size_t off, const struct expansion *exp, size_t ne
 static pcre2_code *compile(const char *text, char *msg, size_t msglen, PCRE2_SIZE *erroff)
 {
     int code;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED, PATTERN_OPTIONS,
-                                   &code, erroff, NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED, PATTERN_OPTIONS, &code,
+                                   erroff, NULL);
     if (re == NULL)
         pcre2_get_error_message(code, (PCRE2_UCHAR *)msg, msglen);
     return re;
@@ -209,8 +210,8 @@ static void first_gate(const pcre2_code *re, char *gate, size_t len)
 
 /* Compile `pattern` alone to check it; on success the expansion is
  * returned (for joining into a list), the test compile is discarded. */
-static char *check_one(const char *pattern, const struct cairn_pattern_env *env,
-                       const char *path, char *why, size_t whylen, struct checked *info)
+static char *check_one(const char *pattern, const struct cairn_pattern_env *env, const char *path,
+                       char *why, size_t whylen, struct checked *info)
 {
     struct expansion exp[3];
     size_t nexp;
@@ -252,7 +253,7 @@ static char *check_one(const char *pattern, const struct cairn_pattern_env *env,
 
 struct cairn_pattern {
     pcre2_code *re[PATTERN_MAX_PIECES]; /* owned */
-    int need[PATTERN_MAX_PIECES];        /* a byte every match contains, or -1 */
+    int need[PATTERN_MAX_PIECES];       /* a byte every match contains, or -1 */
     size_t n;
     uint32_t groups;
 };
@@ -562,7 +563,8 @@ static unsigned fold(unsigned c)
         return c + 80;
     if (c == 0x130)
         return 'i';
-    if (((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177) || (c >= 0x1E00 && c <= 0x1EFF)) &&
+    if (((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177) ||
+         (c >= 0x1E00 && c <= 0x1EFF)) &&
         c % 2 == 0)
         return c + 1;
     if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) && c % 2 == 1)

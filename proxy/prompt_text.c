@@ -123,8 +123,11 @@ static void make_valid_utf8(char *p, size_t len)
     const unsigned char *s = (const unsigned char *)p;
     for (size_t i = 0; i < len;) {
         unsigned c = s[i];
-        size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
-                              : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        size_t n = c < 0x80                   ? 1
+                   : (c >= 0xC2 && c <= 0xDF) ? 2
+                   : (c >= 0xE0 && c <= 0xEF) ? 3
+                   : (c >= 0xF0 && c <= 0xF4) ? 4
+                                              : 0;
         bool ok = n > 0 && i + n <= len;
         for (size_t k = 1; ok && k < n; k++)
             ok = (s[i + k] & 0xC0) == 0x80;
@@ -308,8 +311,8 @@ static void split_unfenced(struct prompt_text *pt, const struct buf *raw, struct
     free(kind);
 }
 
-bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t head,
-                            size_t tail, const struct cairn_pattern *lines, int min_lines,
+bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t head, size_t tail,
+                            const struct cairn_pattern *lines, int min_lines,
                             struct cairn_match *md)
 {
     memset(pt, 0, sizeof(*pt));

@@ -29,45 +29,49 @@
 
 struct proxy_call {
     struct cairn_proxy *proxy;
-    struct cairn_request *req;        /* the client's; the server owns it */
-    struct cairn_transfer *transfer;  /* NULL once finished or cancelled */
-    struct evbuffer *answer;          /* owned: buffered upstream body */
-    char *content_type;               /* owned: the upstream's */
-    char **relay;                     /* owned: upstream headers to pass on,
-                                         each "name\0value" in one block */
+    struct cairn_request *req;       /* the client's; the server owns it */
+    struct cairn_transfer *transfer; /* NULL once finished or cancelled */
+    struct evbuffer *answer;         /* owned: buffered upstream body */
+    char *content_type;              /* owned: the upstream's */
+    char **relay;                    /* owned: upstream headers to pass on,
+                                        each "name\0value" in one block */
     size_t nrelay;
-    int status;                       /* upstream status */
-    bool want_stream;                 /* the client asked for SSE */
-    bool streaming;                   /* relaying the answer as it comes */
-    bool congested;                   /* client backlog over the limit */
-    bool paused;                      /* the upstream transfer is paused */
-    const char *failure;              /* why on_data stopped the transfer */
-    size_t nchoices;                  /* the request's n */
-    struct cairn_markers sent;        /* the markers appended to the prompt */
-    struct cairn_markers model;       /* the markers the model wrote */
-    struct cairn_sse_unwrap *unwrap;  /* owned: while a stream's start is read */
-    struct evbuffer *scratch;         /* owned: unwrapped stream bytes */
+    int status;                      /* upstream status */
+    bool want_stream;                /* the client asked for SSE */
+    bool streaming;                  /* relaying the answer as it comes */
+    bool congested;                  /* client backlog over the limit */
+    bool paused;                     /* the upstream transfer is paused */
+    const char *failure;             /* why on_data stopped the transfer */
+    size_t nchoices;                 /* the request's n */
+    struct cairn_markers sent;       /* the markers appended to the prompt */
+    struct cairn_markers model;      /* the markers the model wrote */
+    struct cairn_sse_unwrap *unwrap; /* owned: while a stream's start is read */
+    struct evbuffer *scratch;        /* owned: unwrapped stream bytes */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
  * that the upstream request gets from libcurl, the client's credentials
  * and account selectors, and what cairn sets itself. */
+/* clang-format off */
 static const char *const request_header_denylist[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length",
     "content-type", "content-encoding", "expect", "accept-encoding", "authorization",
-    "api-key", "x-api-key", "x-cairn-markers",
-    "openai-organization", "openai-project", "cookie", "x-request-id", NULL,
+    "api-key", "x-api-key", "x-cairn-markers", "openai-organization", "openai-project",
+    "cookie", "x-request-id", NULL,
 };
+/* clang-format on */
 
 /* Response headers not relayed: hop-by-hop and framing, what cairn sets,
  * and what would tell the client about the upstream account or its
  * cookies. The upstream's request id is kept under another name. */
+/* clang-format off */
 static const char *const response_header_denylist[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "content-length", "content-type", "date", "server", "set-cookie", "alt-svc",
     "openai-organization", "openai-project", "x-request-id", NULL,
 };
+/* clang-format on */
 
 static bool in_list(const char *const *list, const char *name)
 {
@@ -172,8 +176,8 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
         strncasecmp(call->content_type, "text/event-stream", 17) == 0) {
         call->streaming = true;
         if (call->proxy->cfg->markers.unwrap) {
-            call->unwrap = cairn_sse_unwrap_new(&call->proxy->marking->format, call->nchoices,
-                                                &call->model);
+            call->unwrap =
+                cairn_sse_unwrap_new(&call->proxy->marking->format, call->nchoices, &call->model);
             call->scratch = evbuffer_new();
         }
         relay_headers(call);
@@ -201,8 +205,8 @@ static int on_data(void *ctx, const char *data, size_t len)
         }
         size_t n = evbuffer_get_length(call->scratch);
         if (n > 0) {
-            call->congested = !cairn_response_write(
-                call->req, evbuffer_pullup(call->scratch, -1), n);
+            call->congested =
+                !cairn_response_write(call->req, evbuffer_pullup(call->scratch, -1), n);
             evbuffer_drain(call->scratch, n);
         }
         return 0;
@@ -240,14 +244,13 @@ static void fail_upstream(struct cairn_request *req, const char *errstr)
     bool timeout = errstr == CAIRN_UPSTREAM_ECONNECT_TIMEOUT ||
                    errstr == CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT ||
                    errstr == CAIRN_UPSTREAM_EIDLE_TIMEOUT;
-    const char *code = timeout ? "upstream_timeout"
+    const char *code = timeout                               ? "upstream_timeout"
                        : errstr == CAIRN_UPSTREAM_ETOO_LARGE ? "upstream_response_too_large"
-                       : errstr == CAIRN_UPSTREAM_ECONNECT ? "upstream_unreachable"
-                                                            : "upstream_error";
+                       : errstr == CAIRN_UPSTREAM_ECONNECT   ? "upstream_unreachable"
+                                                             : "upstream_error";
     cairn_log_msg("warn", "request %s: %s", req->id, errstr);
     cairn_response_error(req, timeout ? 504 : 502, code, "%s", errstr);
 }
-
 
 /* A successful answer: without the model's own marker block, and with the
  * markers reported as an extension member, "cairn": {"markers": {…},
@@ -300,8 +303,7 @@ static void relay_answer(struct proxy_call *call)
     if (json || status >= 400) {
         char why[128];
         tree = cairn_json_parse_strict(body != NULL ? body : "", len,
-                                       (int)call->proxy->cfg->limits.json_depth, why,
-                                       sizeof(why));
+                                       (int)call->proxy->cfg->limits.json_depth, why, sizeof(why));
     }
     bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tree, "error"));
     if (status < 400 && json && tree == NULL) {
@@ -444,8 +446,8 @@ static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
     const char *raw = (const char *)evbuffer_pullup(req->body, -1);
     struct cairn_chat_request chat;
     char err[256];
-    if (cairn_chat_request_parse(&chat, raw ? raw : "", len,
-                                 (int)proxy->cfg->limits.json_depth, err, sizeof(err)) < 0) {
+    if (cairn_chat_request_parse(&chat, raw ? raw : "", len, (int)proxy->cfg->limits.json_depth,
+                                 err, sizeof(err)) < 0) {
         cairn_response_error(req, 400, "invalid_request", "%s", err);
         return;
     }
@@ -462,8 +464,8 @@ static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
         if (status != 0) {
             cairn_chat_request_free(&chat);
             call_free(call);
-            cairn_response_error(req, status, status == 403 ? "markers_not_allowed"
-                                                            : "invalid_markers", "%s", err);
+            cairn_response_error(
+                req, status, status == 403 ? "markers_not_allowed" : "invalid_markers", "%s", err);
             return;
         }
         char hdr[1024];

@@ -45,27 +45,27 @@
 #include "alloc.h"
 #include "log.h"
 
-#define LINGER_MS 2000
+#define LINGER_MS       2000
 #define ACCEPT_RETRY_MS 500
-#define MAX_LISTENERS 16
+#define MAX_LISTENERS   16
 
 enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_LINGER };
 
 struct cairn_conn {
     struct cairn_server *srv;
-    struct bufferevent *bev;     /* owned; closes the socket when freed */
-    struct event *timer;         /* owned: the deadline of `state` */
-    struct event *resume;        /* owned: deferred "move on" at a safe point */
+    struct bufferevent *bev;        /* owned; closes the socket when freed */
+    struct event *timer;            /* owned: the deadline of `state` */
+    struct event *resume;           /* owned: deferred "move on" at a safe point */
     struct cairn_conn *prev, *next; /* the server's list of connections */
     enum conn_state state;
     struct cairn_http_parser parser;
     struct cairn_chunked chunked;
-    struct cairn_request *req;   /* owned: the request being read or answered */
-    uint64_t body_left;          /* Content-Length bytes not yet read */
-    uint64_t body_deadline_us;   /* the whole body is due by then */
-    bool served;                 /* a request was answered on this connection */
-    bool close_after;            /* close once the current response is flushed */
-    bool want_drained;           /* a handler waits for the backlog to shrink */
+    struct cairn_request *req; /* owned: the request being read or answered */
+    uint64_t body_left;        /* Content-Length bytes not yet read */
+    uint64_t body_deadline_us; /* the whole body is due by then */
+    bool served;               /* a request was answered on this connection */
+    bool close_after;          /* close once the current response is flushed */
+    bool want_drained;         /* a handler waits for the backlog to shrink */
 };
 
 struct cairn_server {
@@ -280,8 +280,8 @@ void cairn_response_send(struct cairn_request *req, int status, const char *cont
     complete(req);
 }
 
-void cairn_response_error(struct cairn_request *req, int status, const char *code,
-                          const char *fmt, ...)
+void cairn_response_error(struct cairn_request *req, int status, const char *code, const char *fmt,
+                          ...)
 {
     char message[512];
     va_list ap;
@@ -397,7 +397,8 @@ static void arm_body_timer(struct cairn_conn *conn)
 {
     uint64_t now = cairn_now_us();
     int64_t idle = conn->srv->cfg->timeouts.body_idle_ms;
-    int64_t left = conn->body_deadline_us > now ? (int64_t)((conn->body_deadline_us - now) / 1000u) : 0;
+    int64_t left =
+        conn->body_deadline_us > now ? (int64_t)((conn->body_deadline_us - now) / 1000u) : 0;
     arm_timer(conn, idle < left ? idle : left);
 }
 
@@ -517,11 +518,8 @@ static void conn_process_input(struct cairn_conn *conn)
         if (conn->state == CONN_BODY)
             read_body(conn);
         break;
-    case CONN_BODY:
-        read_body(conn);
-        break;
-    case CONN_HANDLING:
-        break; /* pipelined bytes wait; the read watermark bounds them */
+    case CONN_BODY: read_body(conn); break;
+    case CONN_HANDLING: break; /* pipelined bytes wait; the read watermark bounds them */
     case CONN_LINGER:
         evbuffer_drain(bufferevent_get_input(conn->bev),
                        evbuffer_get_length(bufferevent_get_input(conn->bev)));
@@ -610,15 +608,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct cairn_conn *conn = arg;
     switch (conn->state) {
-    case CONN_HEAD:
-        reject(conn, 408, "timed out reading the request head");
-        break;
-    case CONN_BODY:
-        reject(conn, 408, "timed out reading the request body");
-        break;
-    default:
-        conn_close(conn);
-        break;
+    case CONN_HEAD: reject(conn, 408, "timed out reading the request head"); break;
+    case CONN_BODY: reject(conn, 408, "timed out reading the request body"); break;
+    default: conn_close(conn); break;
     }
 }
 
@@ -700,10 +692,9 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     bufferevent_setcb(conn->bev, on_read, on_write, on_event, conn);
     /* Reading stops once this much is buffered: bounds pipelined input
      * while a request is handled (a head larger than this is a 431). */
-    bufferevent_setwatermark(conn->bev, EV_READ, 0,
-                             (size_t)srv->cfg->limits.header_bytes + 1);
-    bufferevent_setwatermark(conn->bev, EV_WRITE,
-                             (size_t)srv->cfg->limits.stream_buffer_bytes / 2, 0);
+    bufferevent_setwatermark(conn->bev, EV_READ, 0, (size_t)srv->cfg->limits.header_bytes + 1);
+    bufferevent_setwatermark(conn->bev, EV_WRITE, (size_t)srv->cfg->limits.stream_buffer_bytes / 2,
+                             0);
     int64_t ms = srv->cfg->timeouts.send_idle_ms;
     struct timeval send_tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     bufferevent_set_timeouts(conn->bev, NULL, &send_tv);
@@ -759,13 +750,12 @@ static int bind_listener(struct cairn_server *srv, const struct cairn_listen *l,
         inet_pton(AF_INET, l->host, &s4->sin_addr);
         sslen = sizeof(*s4);
     }
-    struct evconnlistener *lev = evconnlistener_new_bind(
-        srv->base, on_accept, srv,
-        LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 511,
-        (struct sockaddr *)&ss, (int)sslen);
+    struct evconnlistener *lev =
+        evconnlistener_new_bind(srv->base, on_accept, srv,
+                                LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                511, (struct sockaddr *)&ss, (int)sslen);
     if (lev == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%u: %s", l->host, l->port,
-                 strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", l->host, l->port, strerror(errno));
         return -1;
     }
     evconnlistener_set_error_cb(lev, on_accept_error);
@@ -774,16 +764,16 @@ static int bind_listener(struct cairn_server *srv, const struct cairn_listen *l,
     sslen = sizeof(ss);
     getsockname(evconnlistener_get_fd(lev), (struct sockaddr *)&ss, &sslen);
     uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                              : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fprintf(stderr, ss.ss_family == AF_INET6 ? "cairn: listening on [%s]:%u\n"
-                                             : "cairn: listening on %s:%u\n",
+                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    fprintf(stderr,
+            ss.ss_family == AF_INET6 ? "cairn: listening on [%s]:%u\n"
+                                     : "cairn: listening on %s:%u\n",
             l->host, port);
     return 0;
 }
 
 struct cairn_server *cairn_server_new(struct event_base *base, const struct cairn_config *cfg,
-                                      cairn_handler_fn handler, void *arg, char *err,
-                                      size_t errlen)
+                                      cairn_handler_fn handler, void *arg, char *err, size_t errlen)
 {
     struct cairn_server *srv = cairn_calloc(1, sizeof(*srv));
     srv->base = base;

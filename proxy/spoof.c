@@ -29,12 +29,28 @@
 /* '<' and '>' and what renders like them: full-width ＜＞, small ﹤﹥, angle
  * quotes ‹›, CJK 〈〉, mathematical ⟨⟩, technical 〈〉, ornaments ❮❯,
  * modifier letters ˂˃, Canadian syllabics ᐸᐳ. */
-static const char *const open_brackets[] = {
-    "<", "\xef\xbc\x9c", "\xef\xb9\xa4", "\xe2\x80\xb9", "\xe3\x80\x88", "\xe2\x9f\xa8",
-    "\xe2\x8c\xa9", "\xe2\x9d\xae", "\xcb\x82", "\xe1\x90\xb8", NULL};
-static const char *const close_brackets[] = {
-    ">", "\xef\xbc\x9e", "\xef\xb9\xa5", "\xe2\x80\xba", "\xe3\x80\x89", "\xe2\x9f\xa9",
-    "\xe2\x8c\xaa", "\xe2\x9d\xaf", "\xcb\x83", "\xe1\x90\xb3", NULL};
+static const char *const open_brackets[] = {"<",
+                                            "\xef\xbc\x9c",
+                                            "\xef\xb9\xa4",
+                                            "\xe2\x80\xb9",
+                                            "\xe3\x80\x88",
+                                            "\xe2\x9f\xa8",
+                                            "\xe2\x8c\xa9",
+                                            "\xe2\x9d\xae",
+                                            "\xcb\x82",
+                                            "\xe1\x90\xb8",
+                                            NULL};
+static const char *const close_brackets[] = {">",
+                                             "\xef\xbc\x9e",
+                                             "\xef\xb9\xa5",
+                                             "\xe2\x80\xba",
+                                             "\xe3\x80\x89",
+                                             "\xe2\x9f\xa9",
+                                             "\xe2\x8c\xaa",
+                                             "\xe2\x9d\xaf",
+                                             "\xcb\x83",
+                                             "\xe1\x90\xb3",
+                                             NULL};
 
 /* Strip passes before the rest is escaped instead: stripping can join the
  * text around a tag into a new one ("<ta<task>sk>"), escaping cannot. */
@@ -93,8 +109,7 @@ static void add_alternatives(char *buf, size_t len, const char *const *list)
 }
 
 struct cairn_spoof *cairn_spoof_new(const struct cairn_taxonomy *tx,
-                                    const struct cairn_marker_template *t, char *err,
-                                    size_t errlen)
+                                    const struct cairn_marker_template *t, char *err, size_t errlen)
 {
     char names[32768] = "(";
     for (size_t i = 0; i < tx->ntags; i++) {
@@ -218,8 +233,8 @@ static size_t find_matches(const struct cairn_spoof *s, const char *text, size_t
 
 /* Rebuild text[from..to) of the joined string with the matches that touch
  * it neutralised. */
-static char *rebuild(const char *joined, size_t from, size_t to, const struct range *m,
-                     size_t nm, enum cairn_injected_policy policy)
+static char *rebuild(const char *joined, size_t from, size_t to, const struct range *m, size_t nm,
+                     enum cairn_injected_policy policy)
 {
     struct text_buf out = {0};
     buf_add(&out, "", 0);
@@ -318,7 +333,8 @@ static size_t clean_message(const struct cairn_spoof *s, cJSON *msg,
         struct range *m;
         size_t nm = find_matches(s, joined, total, &m);
         for (size_t i = 0; i < n && nm > 0; i++) {
-            char *part = rebuild(joined, bounds[i], bounds[i + 1], m, nm, pass_policy(policy, pass));
+            char *part =
+                rebuild(joined, bounds[i], bounds[i + 1], m, nm, pass_policy(policy, pass));
             cJSON_SetValuestring(nodes[i], part);
             free(part);
         }

@@ -21,8 +21,8 @@ static bool valid_tag_name(const char *s)
     if (*s == '\0' || strlen(s) >= 40)
         return false;
     for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '_'))
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
             return false;
     return true;
 }
@@ -34,8 +34,7 @@ static bool valid_value(const char *s)
     return n > 0 && n < CAIRN_MARKER_VALUE_MAX && strpbrk(s, "<>&\r\n") == NULL;
 }
 
-static int load_tag(struct cairn_taxonomy *tx, const cJSON *t, size_t i, char *why,
-                    size_t whylen)
+static int load_tag(struct cairn_taxonomy *tx, const cJSON *t, size_t i, char *why, size_t whylen)
 {
     struct cairn_tag *tag = &tx->tags[i];
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(t, "key");
@@ -59,8 +58,7 @@ static int load_tag(struct cairn_taxonomy *tx, const cJSON *t, size_t i, char *w
     }
     for (size_t j = 0; j < i; j++) {
         if (strcasecmp(tx->tags[j].key, key->valuestring) == 0 ||
-            strcasecmp(tx->tags[j].name, wire) == 0 ||
-            strcasecmp(tx->tags[j].key, wire) == 0 ||
+            strcasecmp(tx->tags[j].name, wire) == 0 || strcasecmp(tx->tags[j].key, wire) == 0 ||
             strcasecmp(tx->tags[j].name, key->valuestring) == 0) {
             snprintf(why, whylen, "tags[%zu]: key or name \"%s\" already used by tags[%zu]", i,
                      key->valuestring, j);
@@ -84,8 +82,7 @@ static int load_tag(struct cairn_taxonomy *tx, const cJSON *t, size_t i, char *w
             size_t k = tag->nvalues;
             if (!cJSON_IsString(v) || !valid_value(v->valuestring)) {
                 snprintf(why, whylen,
-                         "tags[%zu].values[%zu]: must be a string of 1-63 bytes without <>&",
-                         i, k);
+                         "tags[%zu].values[%zu]: must be a string of 1-63 bytes without <>&", i, k);
                 return -1;
             }
             for (size_t j = 0; j < k; j++) {

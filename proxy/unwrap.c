@@ -25,8 +25,8 @@
 #include "json_strict.h"
 
 #define MAX_CHOICES 128
-#define MAX_HELD 8192            /* a block longer than this is not a block */
-#define MAX_EVENT (1024 * 1024)  /* one SSE event */
+#define MAX_HELD    8192          /* a block longer than this is not a block */
+#define MAX_EVENT   (1024 * 1024) /* one SSE event */
 
 enum choice_state { CH_START, CH_BLOCK, CH_AFTER, CH_PASS };
 
@@ -86,8 +86,8 @@ size_t cairn_unwrap_json(const struct cairn_marker_format *f, cJSON *completion,
 
 /* --- streams ---------------------------------------------------------------- */
 
-struct cairn_sse_unwrap *cairn_sse_unwrap_new(const struct cairn_marker_format *f,
-                                              size_t nchoices, struct cairn_markers *model)
+struct cairn_sse_unwrap *cairn_sse_unwrap_new(const struct cairn_marker_format *f, size_t nchoices,
+                                              struct cairn_markers *model)
 {
     struct cairn_sse_unwrap *u = cairn_calloc(1, sizeof(*u));
     u->f = f;
@@ -213,10 +213,10 @@ static bool rewrite_chunk(struct cairn_sse_unwrap *u, cJSON *chunk)
     cJSON_ArrayForEach(choice, cJSON_GetObjectItemCaseSensitive(chunk, "choices"))
     {
         cJSON *index = cJSON_GetObjectItemCaseSensitive(choice, "index");
-        size_t i = cJSON_IsNumber(index) && index->valuedouble >= 0 &&
-                           index->valuedouble < MAX_CHOICES
-                       ? (size_t)index->valuedouble
-                       : 0;
+        size_t i =
+            cJSON_IsNumber(index) && index->valuedouble >= 0 && index->valuedouble < MAX_CHOICES
+                ? (size_t)index->valuedouble
+                : 0;
         struct choice *c = &u->choices[i];
         if (c->state == CH_PASS)
             continue;
@@ -226,8 +226,7 @@ static bool rewrite_chunk(struct cairn_sse_unwrap *u, cJSON *chunk)
         struct text_out out = {0};
         out_add(&out, "", 0);
         if (cJSON_IsString(content))
-            reported |= feed_choice(u, c, content->valuestring, strlen(content->valuestring),
-                                    &out);
+            reported |= feed_choice(u, c, content->valuestring, strlen(content->valuestring), &out);
         if (finish != NULL && !cJSON_IsNull(finish) && c->state != CH_PASS) {
             /* The answer ends here: whatever is held is answer after all
              * (an unfinished block is shown as the model wrote it). */
@@ -254,8 +253,8 @@ static bool rewrite_chunk(struct cairn_sse_unwrap *u, cJSON *chunk)
 
 /* Handle one complete event ev[0..len) (ev[0..rawlen) with the empty line
  * that ends it): relay it as it is, or rewritten. */
-static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len,
-                         size_t rawlen, struct evbuffer *out)
+static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len, size_t rawlen,
+                         struct evbuffer *out)
 {
     /* One "data:" line holding a JSON object is a chunk we may rewrite. */
     const char *data = NULL;

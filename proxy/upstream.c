@@ -35,18 +35,18 @@ const char *const CAIRN_UPSTREAM_ETOO_LARGE = "upstream answer too large";
 const char *const CAIRN_UPSTREAM_EABORTED = "upstream transfer aborted";
 const char *const CAIRN_UPSTREAM_EKEY_ECHO = "upstream answer contained the gateway's API key";
 
-#define MAX_RESPONSE_HEADERS 100
-#define MAX_IDLE_EASY_HANDLES 256
-#define KEY_TAIL_MAX 256 /* longer keys are checked within each write only */
+#define MAX_RESPONSE_HEADERS      100
+#define MAX_IDLE_EASY_HANDLES     256
+#define KEY_TAIL_MAX              256 /* longer keys are checked within each write only */
 #define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
 
 struct cairn_upstream {
     struct event_base *base;
     const struct cairn_upstream_config *cfg;
     CURLM *multi;
-    struct event *timer;  /* curl's own timeouts */
-    char *authorization;  /* "Authorization: Bearer …" or NULL; never logged */
-    const char *key;      /* the key inside `authorization` */
+    struct event *timer; /* curl's own timeouts */
+    char *authorization; /* "Authorization: Bearer …" or NULL; never logged */
+    const char *key;     /* the key inside `authorization` */
     size_t keylen;
     CURL *idle[MAX_IDLE_EASY_HANDLES]; /* finished easy handles, for reuse */
     size_t nidle;
@@ -61,8 +61,8 @@ struct cairn_transfer {
     const struct cairn_transfer_callbacks *cb;
     void *ctx;
 
-    int status;                            /* of the header block being read */
-    struct cairn_upstream_header *rhdrs;   /* owned strings: response headers */
+    int status;                          /* of the header block being read */
+    struct cairn_upstream_header *rhdrs; /* owned strings: response headers */
     size_t nrhdrs;
     size_t rhdr_bytes;
     bool request_sent;
@@ -71,8 +71,8 @@ struct cairn_transfer {
     char key_tail[KEY_TAIL_MAX]; /* last bytes of the body, for a key split across writes */
     size_t key_tail_len;
     bool paused;
-    bool paused_data; /* the bytes of the last write are coming again */
-    bool clean_end; /* curl completed it: its handle is fit for reuse */
+    bool paused_data;  /* the bytes of the last write are coming again */
+    bool clean_end;    /* curl completed it: its handle is fit for reuse */
     const char *error; /* why we stopped it from a curl callback */
 };
 
@@ -85,23 +85,18 @@ static const char *map_curl_error(const struct cairn_transfer *t, CURLcode rc)
     if (t->error != NULL)
         return t->error;
     switch (rc) {
-    case CURLE_OK:
-        return t->head_done ? NULL : CAIRN_UPSTREAM_EPROTOCOL;
+    case CURLE_OK: return t->head_done ? NULL : CAIRN_UPSTREAM_EPROTOCOL;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-        return CAIRN_UPSTREAM_ECONNECT;
+    case CURLE_COULDNT_CONNECT: return CAIRN_UPSTREAM_ECONNECT;
     case CURLE_OPERATION_TIMEDOUT:
-        return t->got_first_byte ? CAIRN_UPSTREAM_EIDLE_TIMEOUT
-                                 : CAIRN_UPSTREAM_ECONNECT_TIMEOUT;
+        return t->got_first_byte ? CAIRN_UPSTREAM_EIDLE_TIMEOUT : CAIRN_UPSTREAM_ECONNECT_TIMEOUT;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-        return CAIRN_UPSTREAM_ETLS;
-    default:
-        return CAIRN_UPSTREAM_EPROTOCOL;
+    case CURLE_SSL_CACERT_BADFILE: return CAIRN_UPSTREAM_ETLS;
+    default: return CAIRN_UPSTREAM_EPROTOCOL;
     }
 }
 
@@ -132,8 +127,8 @@ static void check_multi_info(struct cairn_upstream *up)
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
     struct cairn_upstream *up = arg;
-    int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
-                 ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int action =
+        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running = 0;
     curl_multi_socket_action(up->multi, fd, action, &running);
     check_multi_info(up);
@@ -263,8 +258,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct cairn_transfer *t = arg;
     if (t->error == NULL)
-        t->error = t->got_first_byte ? CAIRN_UPSTREAM_EIDLE_TIMEOUT
-                                     : CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT;
+        t->error =
+            t->got_first_byte ? CAIRN_UPSTREAM_EIDLE_TIMEOUT : CAIRN_UPSTREAM_EFIRST_BYTE_TIMEOUT;
     transfer_finish(t, t->error);
 }
 

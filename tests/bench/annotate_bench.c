@@ -76,8 +76,7 @@ int main(int argc, char **argv)
     }
     printf("rules loaded and compiled in %.1f ms\n", (now_us() - t0) / 1e3);
 
-    measure("short prompt", a, &tx,
-            "Fix this bug in my Go code, answer in under 100 words", 20000);
+    measure("short prompt", a, &tx, "Fix this bug in my Go code, answer in under 100 words", 20000);
     measure("short prompt (French)", a, &tx,
             "Peux-tu m'expliquer la photosynthèse en moins de 100 mots ?", 20000);
 
@@ -97,8 +96,9 @@ int main(int argc, char **argv)
     len += (size_t)snprintf(big + len, cap - len, "```\n");
     while (len < 20300)
         len += (size_t)snprintf(big + len, cap - len, "%s", prose);
-    snprintf(big + len, cap - len, "\nSummarize the above in three bullet points, "
-                                   "in under 150 words.");
+    snprintf(big + len, cap - len,
+             "\nSummarize the above in three bullet points, "
+             "in under 150 words.");
     measure("20 KB prompt", a, &tx, big, 2000);
     free(big);
 

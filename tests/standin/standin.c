@@ -66,7 +66,8 @@ static const char *last_user_text(const cJSON *messages, size_t *prompt_bytes)
     const char *text = "";
     const cJSON *m;
     *prompt_bytes = 0;
-    cJSON_ArrayForEach(m, messages) {
+    cJSON_ArrayForEach(m, messages)
+    {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         const char *t = NULL;
@@ -74,13 +75,19 @@ static const char *last_user_text(const cJSON *messages, size_t *prompt_bytes)
             t = content->valuestring;
         } else if (cJSON_IsArray(content)) {
             const cJSON *part;
-            cJSON_ArrayForEach(part, content) {
+            cJSON_ArrayForEach(part, content)
+            {
                 const cJSON *pt = cJSON_GetObjectItemCaseSensitive(part, "text");
-                if (cJSON_IsString(pt)) { t = pt->valuestring; break; }
+                if (cJSON_IsString(pt)) {
+                    t = pt->valuestring;
+                    break;
+                }
             }
         }
-        if (t) *prompt_bytes += strlen(t);
-        if (t && cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0) text = t;
+        if (t)
+            *prompt_bytes += strlen(t);
+        if (t && cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0)
+            text = t;
     }
     return text;
 }
@@ -90,7 +97,8 @@ static size_t utf8_prefix(const char *s, size_t n)
 {
     size_t i = 0, chars = 0;
     while (s[i]) {
-        if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == n) break;
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == n)
+            break;
         i++;
     }
     return i;
@@ -109,8 +117,10 @@ static cJSON *chunk_new(const char *id, double created, const char *model, cJSON
     cJSON_AddNumberToObject(choice, "index", 0);
     *delta = cJSON_AddObjectToObject(choice, "delta");
     cJSON_AddNullToObject(choice, "logprobs");
-    if (finish) cJSON_AddStringToObject(choice, "finish_reason", finish);
-    else cJSON_AddNullToObject(choice, "finish_reason");
+    if (finish)
+        cJSON_AddStringToObject(choice, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(choice, "finish_reason");
     return root;
 }
 
@@ -128,7 +138,8 @@ static void send_event(struct evhttp_request *req, cJSON *obj)
 static cJSON *usage_new(size_t prompt_bytes, size_t reply_bytes, size_t n_messages)
 {
     cJSON *u = cJSON_CreateObject();
-    double p = (double)((prompt_bytes + 3) / 4 + 3 * n_messages), c = (double)((reply_bytes + 3) / 4);
+    double p = (double)((prompt_bytes + 3) / 4 + 3 * n_messages),
+           c = (double)((reply_bytes + 3) / 4);
     cJSON_AddNumberToObject(u, "prompt_tokens", p);
     cJSON_AddNumberToObject(u, "completion_tokens", c);
     cJSON_AddNumberToObject(u, "total_tokens", p + c);
@@ -172,9 +183,9 @@ static void chat_completions(struct evhttp_request *req)
                    ? (int)(block_end - block + strlen("</MARKER_LIST>"))
                    : 0;
     char reply[1200 + 4 * SUMMARY_CHARS], id[48];
-    int rlen = snprintf(reply, sizeof reply,
-                        "%.*s%sHello from the cairn stand-in backend. You said: %.*s", blen,
-                        block ? block : "", blen ? "\n\n" : "", (int)echo, said);
+    int rlen =
+        snprintf(reply, sizeof reply, "%.*s%sHello from the cairn stand-in backend. You said: %.*s",
+                 blen, block ? block : "", blen ? "\n\n" : "", (int)echo, said);
     double created = (double)time(NULL);
     snprintf(id, sizeof id, "chatcmpl-standin-%lu", ++next_id);
 
@@ -193,7 +204,8 @@ static void chat_completions(struct evhttp_request *req)
         /* content in 4 deltas, cut on UTF-8 character boundaries */
         for (int k = 0, start = 0; k < 4 && start < rlen; k++) {
             int end = k == 3 ? rlen : rlen * (k + 1) / 4;
-            while (end < rlen && ((unsigned char)reply[end] & 0xC0) == 0x80) end++;
+            while (end < rlen && ((unsigned char)reply[end] & 0xC0) == 0x80)
+                end++;
             char piece[sizeof reply];
             memcpy(piece, reply + start, (size_t)(end - start));
             piece[end - start] = '\0';
@@ -238,7 +250,8 @@ static void handle(struct evhttp_request *req, void *arg)
     (void)arg;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (!path) path = "";
+    if (!path)
+        path = "";
     if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/chat/completions") == 0) {
         chat_completions(req);
     } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/models") == 0) {
@@ -253,7 +266,10 @@ static void handle(struct evhttp_request *req, void *arg)
     } else {
         char msg[256];
         snprintf(msg, sizeof msg, "Invalid URL (%s %.200s)",
-                 cmd == EVHTTP_REQ_GET ? "GET" : cmd == EVHTTP_REQ_POST ? "POST" : "other method", path);
+                 cmd == EVHTTP_REQ_GET    ? "GET"
+                 : cmd == EVHTTP_REQ_POST ? "POST"
+                                          : "other method",
+                 path);
         send_error(req, 404, "Not Found", msg);
     }
 }
@@ -279,7 +295,8 @@ int main(int argc, char **argv)
     char host[256];
     const char *colon = strrchr(listen, ':');
     size_t hl = colon ? (size_t)(colon - listen) : 0;
-    if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']') listen++, hl -= 2;
+    if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']')
+        listen++, hl -= 2;
     if (hl == 0 || hl >= sizeof host || !colon[1]) {
         fprintf(stderr, "standin: bad --listen address, want HOST:PORT\n");
         return 2;
@@ -290,21 +307,26 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = event_base_new();
     struct evhttp *http = base ? evhttp_new(base) : NULL;
-    if (!http) return 1;
+    if (!http)
+        return 1;
     evhttp_set_allowed_methods(http, 0x1FF); /* all methods reach handle(): 404, not 405 */
     evhttp_set_max_body_size(http, 16 << 20);
     evhttp_set_gencb(http, handle, NULL);
-    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)atoi(colon + 1));
+    struct evhttp_bound_socket *bs =
+        evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)atoi(colon + 1));
     struct sockaddr_storage ss;
     socklen_t alen = sizeof ss;
     char h[NI_MAXHOST], sv[NI_MAXSERV];
     if (!bs || getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &alen) != 0 ||
-        getnameinfo((struct sockaddr *)&ss, alen, h, sizeof h, sv, sizeof sv, NI_NUMERICHOST | NI_NUMERICSERV)) {
+        getnameinfo((struct sockaddr *)&ss, alen, h, sizeof h, sv, sizeof sv,
+                    NI_NUMERICHOST | NI_NUMERICSERV)) {
         fprintf(stderr, "standin: cannot listen on %s:%s\n", host, colon + 1);
         return 1;
     }
-    fprintf(stderr, ss.ss_family == AF_INET6 ? "standin: listening on [%s]:%s\n"
-                                             : "standin: listening on %s:%s\n", h, sv);
+    fprintf(stderr,
+            ss.ss_family == AF_INET6 ? "standin: listening on [%s]:%s\n"
+                                     : "standin: listening on %s:%s\n",
+            h, sv);
 
     struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
