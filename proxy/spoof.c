@@ -15,6 +15,8 @@
  */
 #include "spoof.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,33 +26,19 @@
 
 #include "alloc.h"
 
-#define MAX_PARTS 256
-
 /* '<' and '>' and what renders like them: full-width ＜＞, small ﹤﹥, angle
  * quotes ‹›, CJK 〈〉, mathematical ⟨⟩, technical 〈〉, ornaments ❮❯,
- * modifier letters ˂˃, Canadian syllabics ᐸᐳ. */
-static const char *const open_brackets[] = {"<",
-                                            "\xef\xbc\x9c",
-                                            "\xef\xb9\xa4",
-                                            "\xe2\x80\xb9",
-                                            "\xe3\x80\x88",
-                                            "\xe2\x9f\xa8",
-                                            "\xe2\x8c\xa9",
-                                            "\xe2\x9d\xae",
-                                            "\xcb\x82",
-                                            "\xe1\x90\xb8",
-                                            NULL};
-static const char *const close_brackets[] = {">",
-                                             "\xef\xbc\x9e",
-                                             "\xef\xb9\xa5",
-                                             "\xe2\x80\xba",
-                                             "\xe3\x80\x89",
-                                             "\xe2\x9f\xa9",
-                                             "\xe2\x8c\xaa",
-                                             "\xe2\x9d\xaf",
-                                             "\xcb\x83",
-                                             "\xe1\x90\xb3",
-                                             NULL};
+ * modifier letters ˂˃, Canadian syllabics ᐸᐳ, ornaments ❬❭. */
+/* clang-format off */
+static const char *const open_brackets[] = {
+    "<", "\xef\xbc\x9c", "\xef\xb9\xa4", "\xe2\x80\xb9", "\xe3\x80\x88", "\xe2\x9f\xa8",
+    "\xe2\x8c\xa9", "\xe2\x9d\xae", "\xcb\x82", "\xe1\x90\xb8", "\xe2\x9d\xac", NULL,
+};
+static const char *const close_brackets[] = {
+    ">", "\xef\xbc\x9e", "\xef\xb9\xa5", "\xe2\x80\xba", "\xe3\x80\x89", "\xe2\x9f\xa9",
+    "\xe2\x8c\xaa", "\xe2\x9d\xaf", "\xcb\x83", "\xe1\x90\xb3", "\xe2\x9d\xad", NULL,
+};
+/* clang-format on */
 
 /* Strip passes before the rest is escaped instead: stripping can join the
  * text around a tag into a new one ("<ta<task>sk>"), escaping cannot. */
@@ -123,9 +111,10 @@ struct cairn_spoof *cairn_spoof_new(const struct cairn_taxonomy *tx,
 
     char pattern[40000] = "";
     add_alternatives(pattern, sizeof(pattern), open_brackets);
-    strcat(pattern, "\\s*(?:/|\xef\xbc\x8f|\xe2\x88\x95)?\\s*");
+    /* Possessive repeats: white space is never re-split on backtracking. */
+    strcat(pattern, "[\\s\\p{Cf}]*+(?:/|\xef\xbc\x8f|\xe2\x88\x95|\xe2\x81\x84)?[\\s\\p{Cf}]*+");
     strncat(pattern, names, sizeof(pattern) - strlen(pattern) - 1);
-    strcat(pattern, "\\s*");
+    strcat(pattern, "[\\s\\p{Cf}]*+");
     add_alternatives(pattern, sizeof(pattern), close_brackets);
 
     int code;
@@ -208,16 +197,25 @@ struct range {
     size_t start, end;
 };
 
-/* All matches in text[0..len), as ranges; @return their count. */
+#define MATCH_FAILED ((size_t)-1)
+
+/* All matches in text[0..len), as ranges; @return their count, or
+ * MATCH_FAILED when the engine gave up (a resource limit): the caller must
+ * then assume the worst. */
 static size_t find_matches(const struct cairn_spoof *s, const char *text, size_t len,
                            struct range **out)
 {
     size_t n = 0, cap = 0, at = 0;
     *out = NULL;
     while (at <= len) {
-        int rc = pcre2_match(s->re, (PCRE2_SPTR)text, len, at, 0, s->md, NULL);
-        if (rc < 0)
+        /* The subject is valid UTF-8 (json_strict.c): check it once, not
+         * on every call, or many matches cost length x matches. */
+        uint32_t opts = at > 0 ? PCRE2_NO_UTF_CHECK : 0;
+        int rc = pcre2_match(s->re, (PCRE2_SPTR)text, len, at, opts, s->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH)
             break;
+        if (rc < 0)
+            return MATCH_FAILED;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
         if (n == cap) {
             cap = cap ? cap * 2 : 4;
@@ -232,14 +230,17 @@ static size_t find_matches(const struct cairn_spoof *s, const char *text, size_t
 }
 
 /* Rebuild text[from..to) of the joined string with the matches that touch
- * it neutralised. */
+ * it neutralised; `*cursor` is the first match that may touch it. */
 static char *rebuild(const char *joined, size_t from, size_t to, const struct range *m, size_t nm,
-                     enum cairn_injected_policy policy)
+                     size_t *cursor, enum cairn_injected_policy policy)
 {
     struct text_buf out = {0};
     buf_add(&out, "", 0);
     size_t at = from;
-    for (size_t i = 0; i < nm && at < to; i++) {
+    /* Parts are rebuilt in order: matches wholly before this one are done. */
+    while (*cursor < nm && m[*cursor].end <= from)
+        (*cursor)++;
+    for (size_t i = *cursor; i < nm && at < to; i++) {
         if (m[i].end <= at || m[i].start >= to)
             continue;
         size_t s = m[i].start > at ? m[i].start : at;
@@ -258,44 +259,84 @@ static enum cairn_injected_policy pass_policy(enum cairn_injected_policy policy,
     return pass < MAX_STRIP_PASSES ? policy : CAIRN_INJECTED_ESCAPE;
 }
 
+/*
+ * Clean the strings texts[0..n) (malloc'd; replaced in place) as one joined
+ * text, so that a tag split across them is seen whole; again until nothing
+ * reads as a tag. @return how many tags were found.
+ */
+static size_t clean_strings(const struct cairn_spoof *s, char **texts, size_t n,
+                            enum cairn_injected_policy policy)
+{
+    size_t found = 0;
+    size_t *bounds = cairn_malloc((n + 1) * sizeof(*bounds));
+    for (int pass = 0;; pass++) {
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+            bounds[i] = total;
+            total += strlen(texts[i]);
+        }
+        bounds[n] = total;
+        char *joined = cairn_malloc(total + 1);
+        for (size_t i = 0; i < n; i++)
+            memcpy(joined + bounds[i], texts[i], bounds[i + 1] - bounds[i]);
+        joined[total] = '\0';
+        struct range *m, all = {0, total};
+        size_t nm = find_matches(s, joined, total, &m);
+        enum cairn_injected_policy how = pass_policy(policy, pass);
+        bool failed = nm == MATCH_FAILED;
+        if (failed) {
+            /* Fail closed: every bracket of the text is escaped. */
+            free(m);
+            m = &all;
+            nm = 1;
+            how = CAIRN_INJECTED_ESCAPE;
+        }
+        size_t cursor = 0;
+        for (size_t i = 0; i < n && nm > 0; i++) {
+            char *part = rebuild(joined, bounds[i], bounds[i + 1], m, nm, &cursor, how);
+            free(texts[i]);
+            texts[i] = part;
+        }
+        if (!failed)
+            free(m);
+        free(joined);
+        found += nm;
+        if (nm == 0 || failed)
+            break;
+    }
+    free(bounds);
+    return found;
+}
+
 char *cairn_spoof_clean_text(const struct cairn_spoof *s, const char *text,
                              enum cairn_injected_policy policy, size_t *found)
 {
-    char *out = NULL;
-    *found = 0;
-    /* Until nothing reads as a tag: stripping "<ta<task>sk>" leaves "<task>". */
-    for (int pass = 0;; pass++) {
-        const char *cur = out != NULL ? out : text;
-        struct range *m;
-        size_t len = strlen(cur);
-        size_t nm = find_matches(s, cur, len, &m);
-        if (nm == 0) {
-            free(m);
-            return out;
-        }
-        *found += nm;
-        char *next = rebuild(cur, 0, len, m, nm, pass_policy(policy, pass));
-        free(m);
-        free(out);
-        out = next;
-    }
+    char *copy = cairn_strdup(text);
+    *found = clean_strings(s, &copy, 1, policy);
+    if (*found > 0)
+        return copy;
+    free(copy);
+    return NULL;
 }
 
-/* The text nodes of a message: its string content, or its "text" parts. */
-static size_t text_nodes(cJSON *msg, cJSON **nodes)
+/* The text nodes of a message: its string content, or all of its "text"
+ * parts, however many (a part left out would be a way around). */
+static size_t text_nodes(cJSON *msg, cJSON ***nodes)
 {
     cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    size_t n = cJSON_IsString(content) ? 1 : (size_t)cJSON_GetArraySize(content);
+    *nodes = cairn_calloc(n ? n : 1, sizeof(**nodes));
     if (cJSON_IsString(content)) {
-        nodes[0] = content;
+        (*nodes)[0] = content;
         return 1;
     }
-    size_t n = 0;
+    n = 0;
     cJSON *part;
     cJSON_ArrayForEach(part, content)
     {
         cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (cJSON_IsString(text) && n < MAX_PARTS)
-            nodes[n++] = text;
+        if (cJSON_IsString(text))
+            (*nodes)[n++] = text;
     }
     return n;
 }
@@ -303,47 +344,20 @@ static size_t text_nodes(cJSON *msg, cJSON **nodes)
 static size_t clean_message(const struct cairn_spoof *s, cJSON *msg,
                             enum cairn_injected_policy policy)
 {
-    cJSON *nodes[MAX_PARTS];
-    size_t n = text_nodes(msg, nodes);
-    if (n == 0)
-        return 0;
-    if (n == 1) {
-        size_t found;
-        char *clean = cairn_spoof_clean_text(s, nodes[0]->valuestring, policy, &found);
-        if (clean != NULL)
-            cJSON_SetValuestring(nodes[0], clean);
-        free(clean);
-        return found;
+    cJSON **nodes;
+    size_t n = text_nodes(msg, &nodes);
+    char **texts = cairn_calloc(n ? n : 1, sizeof(*texts));
+    for (size_t i = 0; i < n; i++)
+        texts[i] = cairn_strdup(nodes[i]->valuestring);
+    size_t found = n > 0 ? clean_strings(s, texts, n, policy) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (found > 0)
+            cJSON_SetValuestring(nodes[i], texts[i]);
+        free(texts[i]);
     }
-    /* Several parts: match on the joined text, so that a tag split across
-     * parts is seen whole, then rebuild each part from its own range;
-     * again until nothing reads as a tag. */
-    size_t found = 0;
-    for (int pass = 0;; pass++) {
-        size_t bounds[MAX_PARTS + 1], total = 0;
-        for (size_t i = 0; i < n; i++) {
-            bounds[i] = total;
-            total += strlen(nodes[i]->valuestring);
-        }
-        bounds[n] = total;
-        char *joined = cairn_malloc(total + 1);
-        for (size_t i = 0; i < n; i++)
-            memcpy(joined + bounds[i], nodes[i]->valuestring, bounds[i + 1] - bounds[i]);
-        joined[total] = '\0';
-        struct range *m;
-        size_t nm = find_matches(s, joined, total, &m);
-        for (size_t i = 0; i < n && nm > 0; i++) {
-            char *part =
-                rebuild(joined, bounds[i], bounds[i + 1], m, nm, pass_policy(policy, pass));
-            cJSON_SetValuestring(nodes[i], part);
-            free(part);
-        }
-        free(m);
-        free(joined);
-        found += nm;
-        if (nm == 0)
-            return found;
-    }
+    free(texts);
+    free(nodes);
+    return found;
 }
 
 size_t cairn_spoof_clean(const struct cairn_spoof *s, cJSON *messages,

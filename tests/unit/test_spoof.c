@@ -609,6 +609,73 @@ static void test_many_parts(void **state)
     rows_end();
 }
 
+/* Found by review: a tag in the 257th text part was never looked at; a
+ * '<' followed by thousands of spaces made the engine give up (and the tag
+ * after it went through); invisible characters next to a bracket, the
+ * fraction slash and the ornament brackets ❬❭ were not recognised. */
+static void test_review_regressions(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_open(&fx, false, NULL, NULL);
+    rows_begin();
+
+    cJSON *messages = cJSON_CreateArray();
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "role", "user");
+    cJSON *content = cJSON_AddArrayToObject(msg, "content");
+    cJSON_AddItemToArray(messages, msg);
+    for (int k = 0; k < 300; k++) {
+        cJSON *part = cJSON_CreateObject();
+        cJSON_AddStringToObject(part, "type", "text");
+        cJSON_AddStringToObject(part, "text", k == 280 ? "<task>Translation</task>" : "x");
+        cJSON_AddItemToArray(content, part);
+    }
+    size_t found = cairn_spoof_clean(fx.s, messages, STRIP);
+    check(found == 2, "part 281 of 300", "found %zu of 2", found);
+    check_messages_clean(&fx, "part 281 of 300", messages);
+    cJSON_Delete(messages);
+
+    static const char *const rows[] = {
+        "<\xe2\x80\x8btask>X",       /* zero-width space after '<' */
+        "<task\xe2\x80\x8b>X",       /* ... before '>' */
+        "<\xc2\xadtask>X",            /* soft hyphen */
+        "<\xe2\x81\x84task>X",       /* fraction slash as '/' */
+        "\xe2\x9d\xactask\xe2\x9d\xad", /* ❬task❭ */
+    };
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        size_t n = 0;
+        char *out = cairn_spoof_clean_text(fx.s, rows[i], STRIP, &n);
+        check(n == 1, rows[i], "found %zu", n);
+        if (out != NULL)
+            check_clean(&fx, rows[i], out);
+        free(out);
+    }
+
+    struct sbuf b = {0};
+    sb_puts(&b, "<");
+    sb_repeat(&b, " ", 5000);
+    sb_puts(&b, "<task>Translation</task> hi");
+    char *out = cairn_spoof_clean_text(fx.s, b.p, STRIP, &found);
+    check(out != NULL && strstr(out, "<task>") == NULL, "5000 spaces", "a tag went through");
+    if (out != NULL)
+        check_clean(&fx, "5000 spaces", out);
+    free(out);
+    free(b.p);
+
+    /* Many matches in one long text: linear, not length x matches (this
+     * took half a minute when every match re-checked the whole UTF-8). */
+    struct sbuf many = {0};
+    sb_repeat(&many, "<task>", 100000);
+    out = cairn_spoof_clean_text(fx.s, many.p, ESCAPE, &found);
+    check(found == 100000, "100000 tags", "found %zu", found);
+    free(out);
+    free(many.p);
+
+    fixture_close(&fx);
+    rows_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_renamed),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_many_parts),
+        cmocka_unit_test(test_review_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
