@@ -40,6 +40,10 @@ void cairn_sse_unwrap_free(struct cairn_sse_unwrap *u);
 int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t len,
                           struct evbuffer *out);
 
+/** The stream ended: release whatever is still held (text, a partial
+ *  event) into `out`, so nothing the upstream sent is lost. */
+void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out);
+
 /** True once every choice is past its start and nothing is held: from
  *  then on the upstream bytes can be relayed untouched. */
 bool cairn_sse_unwrap_done(const struct cairn_sse_unwrap *u);

@@ -262,12 +262,13 @@ static void relay_completion(struct proxy_call *call, cJSON *tree, const char *b
     bool unwrapped = tree != NULL && call->proxy->cfg->markers.unwrap && call->sent.tx != NULL &&
                      cairn_unwrap_json(&call->proxy->marking->format, tree, &call->model) > 0;
     bool report = tree != NULL && call->sent.tx != NULL &&
-                  (unwrapped || cairn_markers_count(&call->sent) > 0) &&
-                  cJSON_GetObjectItemCaseSensitive(tree, "cairn") == NULL;
+                  (unwrapped || cairn_markers_count(&call->sent) > 0);
     if (!report) {
         cairn_response_send(req, call->status, call->content_type, body, len);
         return;
     }
+    /* cairn's member replaces one of the same name from the upstream. */
+    cJSON_DeleteItemFromObjectCaseSensitive(tree, "cairn");
     cJSON *ext = cJSON_AddObjectToObject(tree, "cairn");
     cairn_markers_to_json(&call->sent, cJSON_AddObjectToObject(ext, "markers"));
     if (cairn_markers_count(&call->model) > 0) {
@@ -334,6 +335,12 @@ static void on_done(void *ctx, const char *errstr)
     call->transfer = NULL;
     if (call->streaming) {
         if (errstr == NULL) {
+            if (call->unwrap != NULL) { /* held text or a final partial event */
+                cairn_sse_unwrap_finish(call->unwrap, call->scratch);
+                size_t n = evbuffer_get_length(call->scratch);
+                if (n > 0)
+                    cairn_response_write(req, evbuffer_pullup(call->scratch, -1), n);
+            }
             cairn_response_end(req);
         } else {
             cairn_log_msg("warn", "request %s: stream cut: %s", req->id,

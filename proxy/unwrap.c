@@ -34,6 +34,7 @@ struct choice {
     enum choice_state state;
     char *held; /* owned: content not yet released */
     size_t nheld;
+    size_t space; /* leading white space of `held` already seen */
 };
 
 struct cairn_sse_unwrap {
@@ -42,6 +43,8 @@ struct cairn_sse_unwrap {
     size_t nchoices;
     struct choice choices[MAX_CHOICES];
     struct evbuffer *pending; /* bytes of an incomplete event */
+    cJSON *shell;             /* owned: id, object, created, model of the last
+                                 chunk, for chunks cairn has to write itself */
     bool done;
 };
 
@@ -104,6 +107,7 @@ void cairn_sse_unwrap_free(struct cairn_sse_unwrap *u)
     for (size_t i = 0; i < MAX_CHOICES; i++)
         free(u->choices[i].held);
     evbuffer_free(u->pending);
+    cJSON_Delete(u->shell);
     free(u);
 }
 
@@ -140,7 +144,7 @@ static void release(struct choice *c, size_t from, struct text_out *out)
         out_add(out, c->held + from, c->nheld - from);
     free(c->held);
     c->held = NULL;
-    c->nheld = 0;
+    c->nheld = c->space = 0;
     c->state = CH_PASS;
 }
 
@@ -167,8 +171,14 @@ static bool feed_choice(struct cairn_sse_unwrap *u, struct choice *c, const char
         return false;
     }
     hold(c, s, n);
+    if (c->nheld > MAX_HELD) {
+        release(c, 0, out); /* too long to be (the start of) a block */
+        return false;
+    }
     if (c->state == CH_START) {
-        size_t k = skip_space(c->held, c->nheld), have = c->nheld - k;
+        /* Only the new bytes are scanned for white space. */
+        c->space += skip_space(c->held + c->space, c->nheld - c->space);
+        size_t k = c->space, have = c->nheld - k;
         size_t cmp = have < olen ? have : olen;
         if (strncasecmp(c->held + k, open, cmp) != 0) {
             release(c, 0, out); /* not a block: everything held is answer */
@@ -192,8 +202,6 @@ static bool feed_choice(struct cairn_sse_unwrap *u, struct choice *c, const char
         }
         return true;
     }
-    if (c->nheld > MAX_HELD)
-        release(c, 0, out); /* too long to be a block: give it back */
     return false;
 }
 
@@ -213,11 +221,10 @@ static bool rewrite_chunk(struct cairn_sse_unwrap *u, cJSON *chunk)
     cJSON_ArrayForEach(choice, cJSON_GetObjectItemCaseSensitive(chunk, "choices"))
     {
         cJSON *index = cJSON_GetObjectItemCaseSensitive(choice, "index");
-        size_t i =
-            cJSON_IsNumber(index) && index->valuedouble >= 0 && index->valuedouble < MAX_CHOICES
-                ? (size_t)index->valuedouble
-                : 0;
-        struct choice *c = &u->choices[i];
+        double d = cJSON_IsNumber(index) ? index->valuedouble : index == NULL ? 0 : -1;
+        if (d < 0 || d >= MAX_CHOICES)
+            continue; /* not a choice this request asked for */
+        struct choice *c = &u->choices[(size_t)d];
         if (c->state == CH_PASS)
             continue;
         cJSON *delta = cJSON_GetObjectItemCaseSensitive(choice, "delta");
@@ -237,18 +244,65 @@ static bool rewrite_chunk(struct cairn_sse_unwrap *u, cJSON *chunk)
         if (cJSON_IsString(content) && strcmp(content->valuestring, out.p) != 0) {
             cJSON_SetValuestring(content, out.p);
             changed = true;
-        } else if (!cJSON_IsString(content) && out.n > 0 && cJSON_IsObject(delta)) {
+        } else if (!cJSON_IsString(content) && out.n > 0) {
+            if (!cJSON_IsObject(delta)) {
+                cJSON_DeleteItemFromObjectCaseSensitive(choice, "delta");
+                delta = cJSON_AddObjectToObject(choice, "delta");
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(delta, "content"); /* a null one */
             cJSON_AddStringToObject(delta, "content", out.p);
             changed = true;
         }
         free(out.p);
     }
     if (reported) {
+        cJSON_DeleteItemFromObjectCaseSensitive(chunk, "cairn");
         cJSON *ext = cJSON_AddObjectToObject(chunk, "cairn");
         cairn_markers_to_json(u->model, cJSON_AddObjectToObject(ext, "model_markers"));
         changed = true;
     }
     return changed;
+}
+
+/* Remember the chunk's identity, for the chunks cairn may have to write. */
+static void keep_shell(struct cairn_sse_unwrap *u, const cJSON *chunk)
+{
+    static const char *const fields[] = {"id", "object", "created", "model"};
+    cJSON_Delete(u->shell);
+    u->shell = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(chunk, fields[i]);
+        if (v != NULL)
+            cJSON_AddItemToObject(u->shell, fields[i], cJSON_Duplicate(v, true));
+    }
+}
+
+/* Give up holding: every choice's held text goes out in a chunk of its
+ * own, and the stream is relayed as it is from now on. Used when an event
+ * cannot be read as a chunk, and at the end of the stream. */
+static void release_all(struct cairn_sse_unwrap *u, struct evbuffer *out)
+{
+    for (size_t i = 0; i < MAX_CHOICES; i++) {
+        struct choice *c = &u->choices[i];
+        struct text_out text = {0};
+        out_add(&text, "", 0);
+        release(c, 0, &text);
+        if (text.n > 0) {
+            cJSON *chunk = u->shell ? cJSON_Duplicate(u->shell, true) : cJSON_CreateObject();
+            cJSON *choice = cJSON_CreateObject();
+            cJSON_AddNumberToObject(choice, "index", (double)i);
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(choice, "delta"), "content", text.p);
+            cJSON_AddNullToObject(choice, "finish_reason");
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(chunk, "choices"), choice);
+            size_t n;
+            char *json = cairn_json_print(chunk, &n);
+            evbuffer_add_printf(out, "data: %s\n\n", json);
+            free(json);
+            cJSON_Delete(chunk);
+        }
+        free(text.p);
+    }
+    u->done = true;
 }
 
 /* Handle one complete event ev[0..len) (ev[0..rawlen) with the empty line
@@ -274,18 +328,46 @@ static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len,
         }
         i = e + (e < len && ev[e] == '\r' && e + 1 < len && ev[e + 1] == '\n' ? 2 : 1);
     }
-    char why[64];
-    cJSON *chunk = ndata == 1 && dlen > 0 && data[0] == '{'
-                       ? cairn_json_parse_strict(data, dlen, 64, why, sizeof(why))
-                       : NULL;
-    if (chunk == NULL || !rewrite_chunk(u, chunk)) {
+    if (ndata == 0) { /* a comment, or only id:/event:/retry: lines */
         evbuffer_add(out, ev, rawlen);
-    } else {
-        size_t n;
-        char *text = cairn_json_print(chunk, &n);
-        evbuffer_add_printf(out, "data: %s\n\n", text);
-        free(text);
+        return;
     }
+    bool json = ndata == 1 && dlen > 0 && data[0] == '{';
+    if (ndata == 1 && !json && !(dlen == 6 && memcmp(data, "[DONE]", 6) == 0)) {
+        evbuffer_add(out, ev, rawlen); /* some other event: not ours to read */
+        return;
+    }
+    char why[64];
+    cJSON *chunk = json ? cairn_json_parse_strict(data, dlen, 64, why, sizeof(why)) : NULL;
+    if (chunk == NULL) {
+        /* The end ([DONE]), or a chunk we cannot read (broken JSON, split
+         * over several data lines): what is held goes out first, in order,
+         * and the rest of the stream is relayed as it is. */
+        release_all(u, out);
+        evbuffer_add(out, ev, rawlen);
+        return;
+    }
+    keep_shell(u, chunk);
+    if (!rewrite_chunk(u, chunk)) {
+        evbuffer_add(out, ev, rawlen);
+        cJSON_Delete(chunk);
+        return;
+    }
+    /* The event's other lines (id:, event:, retry:) stay as they were. */
+    for (size_t i = 0; i < len;) {
+        size_t e = i;
+        while (e < len && ev[e] != '\n' && ev[e] != '\r')
+            e++;
+        if (!(e - i >= 5 && memcmp(ev + i, "data:", 5) == 0)) {
+            evbuffer_add(out, ev + i, e - i);
+            evbuffer_add(out, "\n", 1);
+        }
+        i = e + (e < len && ev[e] == '\r' && e + 1 < len && ev[e + 1] == '\n' ? 2 : 1);
+    }
+    size_t n;
+    char *text = cairn_json_print(chunk, &n);
+    evbuffer_add_printf(out, "data: %s\n\n", text);
+    free(text);
     cJSON_Delete(chunk);
 }
 
@@ -329,10 +411,18 @@ int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t l
         }
         handle_event(u, buf, evlen, end, out);
         evbuffer_drain(u->pending, end);
-        if (all_passed(u)) {
+        if (u->done || all_passed(u)) {
             u->done = true;
             evbuffer_add_buffer(out, u->pending);
             return 0;
         }
     }
+}
+
+void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out)
+{
+    if (u->done)
+        return;
+    release_all(u, out);
+    evbuffer_add_buffer(out, u->pending);
 }

@@ -435,6 +435,23 @@ def test_markers_answer_block_removed_plain():
           "access log markers %r" % rec.get("markers"))
 
 
+def test_markers_answer_with_its_own_cairn_member_is_still_unwrapped():
+    """Found by review: an upstream answer that already had a "cairn" member
+    was relayed as received, marker block and all."""
+    def handler(ex):
+        c = completion_with(MODEL_BLOCK + "\nHi")
+        c["cairn"] = {"from": "upstream"}
+        ex.json(200, c)
+    gw, up = gateway(handler=handler)
+    resp = gw.chat(user_prompt({}))
+    assert_status(resp, 200)
+    obj = resp.json()
+    check(obj["choices"][0]["message"]["content"] == "Hi",
+          "content %r" % obj["choices"][0]["message"]["content"])
+    check(obj["cairn"].get("model_markers") == {"task": "CodeFix", "lang": "English"},
+          "extension %r" % obj.get("cairn"))
+
+
 def test_markers_answer_block_removed_without_sent_markers():
     def handler(ex):
         ex.json(200, completion_with("  " + MODEL_BLOCK + "\nHi"))

@@ -393,6 +393,8 @@ static int run_unwrap(const struct fixture *fx, const char *stream, size_t len,
     }
     if (done_after != NULL)
         *done_after = cairn_sse_unwrap_done(u);
+    if (rc == 0)
+        cairn_sse_unwrap_finish(u, eb); /* the stream ended, as the proxy does */
     size_t n = evbuffer_get_length(eb);
     out->len = 0;
     sb_putn(out, n ? (const char *)evbuffer_pullup(eb, -1) : "", n);
@@ -829,6 +831,73 @@ static void test_sse_overlong_block(void **state)
     rows_end();
 }
 
+/* Found by review: leading white space was held without limit (and
+ * rescanned on every delta); text held when the stream ended without a
+ * final empty line was lost; a finish chunk whose content was null got a
+ * second "content" key. */
+static void test_sse_review_regressions(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_open(&fx);
+    rows_begin();
+    struct cairn_markers model;
+    struct sbuf b = {0}, out = {0};
+    struct seen s;
+
+    sb_puts(&b, "");
+    for (int i = 0; i < 20000; i++)
+        add_chunk(&b, "\n", 0, NULL, "\n\n\n\n", NULL, false);
+    add_chunk(&b, "\n", 0, NULL, "Hi", NULL, false);
+    add_chunk(&b, "\n", 0, NULL, NULL, "stop", false);
+    size_t cuts[1] = {b.len};
+    cairn_markers_init(&model, &fx.tx);
+    check(run_unwrap(&fx, b.p, b.len, cuts, 1, 1, &model, &out, NULL) == 0, "newlines", "feed");
+    read_sse(out.p, out.len, &s);
+    check(s.content[0] != NULL && strlen(s.content[0]) == 80002 &&
+              strcmp(s.content[0] + 80000, "Hi") == 0,
+          "newlines", "content of %zu bytes", s.content[0] ? strlen(s.content[0]) : 0);
+    seen_free(&s);
+
+    b.len = 0;
+    sb_puts(&b, "data: {\"id\":\"chatcmpl-s1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                "\"<MARK\"},\"finish_reason\":null}]}\n");
+    cuts[0] = b.len;
+    cairn_markers_init(&model, &fx.tx);
+    check(run_unwrap(&fx, b.p, b.len, cuts, 1, 1, &model, &out, NULL) == 0, "no final line",
+          "feed");
+    check(out.p != NULL && strstr(out.p, "<MARK") != NULL, "no final line",
+          "held text lost at the end: %s", out.p ? out.p : "");
+
+    b.len = 0;
+    add_chunk(&b, "\n", 0, NULL, "<", NULL, false);
+    sb_puts(&b, "data: {\"id\":\"chatcmpl-s1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                "null},\"finish_reason\":\"stop\"}]}\n\n");
+    cuts[0] = b.len;
+    cairn_markers_init(&model, &fx.tx);
+    check(run_unwrap(&fx, b.p, b.len, cuts, 1, 1, &model, &out, NULL) == 0, "null content",
+          "feed");
+    const char *last = out.p ? strstr(out.p, "\"stop\"") : NULL;
+    const char *ev = last;
+    while (ev != NULL && ev > out.p && !(ev[-1] == '\n' && strncmp(ev, "data:", 5) == 0))
+        ev--;
+    size_t keys = 0;
+    for (const char *p = ev; p != NULL && p < last && (p = strstr(p, "\"content\"")) && p < last;
+         p++)
+        keys++;
+    check(keys == 1, "null content", "%zu content keys in the finish chunk: %s", keys,
+          out.p ? out.p : "");
+    read_sse(out.p, out.len, &s);
+    check(s.content[0] != NULL && strcmp(s.content[0], "<") == 0, "null content",
+          "content \"%s\"", s.content[0] ? s.content[0] : "");
+    seen_free(&s);
+
+    free(out.p);
+    free(b.p);
+    fixture_close(&fx);
+    rows_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -841,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_sse_other_events_while_held),
         cmocka_unit_test(test_sse_event_limit),
         cmocka_unit_test(test_sse_overlong_block),
+        cmocka_unit_test(test_sse_review_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
