@@ -36,6 +36,9 @@ struct cairn_taxonomy {
 /** Load and check a taxonomy file. @return 0, or -1 with `err` naming the
  *  file, the key path and the problem. */
 int cairn_taxonomy_load(struct cairn_taxonomy *tx, const char *path, char *err, size_t errlen);
+/** The same for `rules_dir`/taxonomy.json. */
+int cairn_taxonomy_load_dir(struct cairn_taxonomy *tx, const char *rules_dir, char *err,
+                            size_t errlen);
 void cairn_taxonomy_free(struct cairn_taxonomy *tx);
 
 /** The tag whose key or wire name is `name` (case-insensitive), or -1. */

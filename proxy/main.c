@@ -173,11 +173,9 @@ static int cmd_annotate(const struct options *opt)
         return 1;
     }
     struct cairn_taxonomy tx;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/taxonomy.json", cfg.markers.rules_dir);
     int rc = 1;
     struct cairn_annotator *a = NULL;
-    if (cairn_taxonomy_load(&tx, path, err, sizeof(err)) < 0) {
+    if (cairn_taxonomy_load_dir(&tx, cfg.markers.rules_dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "cairn: %s\n", err);
         goto out;
     }

@@ -23,9 +23,8 @@ int cairn_marking_load(struct cairn_marking *mk, const struct cairn_config *cfg,
 {
     memset(mk, 0, sizeof(*mk));
     mk->cfg = cfg;
-    char path[4096], why[256];
-    snprintf(path, sizeof(path), "%s/taxonomy.json", cfg->markers.rules_dir);
-    if (cairn_taxonomy_load(&mk->tx, path, err, errlen) < 0)
+    char why[256];
+    if (cairn_taxonomy_load_dir(&mk->tx, cfg->markers.rules_dir, err, errlen) < 0)
         return -1;
     if (cairn_marker_format_init(&mk->format, &mk->tx, &cfg->upstream.template, why, sizeof(why)) <
         0) {

@@ -146,6 +146,14 @@ out:
     return rc;
 }
 
+int cairn_taxonomy_load_dir(struct cairn_taxonomy *tx, const char *rules_dir, char *err,
+                            size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/taxonomy.json", rules_dir);
+    return cairn_taxonomy_load(tx, path, err, errlen);
+}
+
 void cairn_taxonomy_free(struct cairn_taxonomy *tx)
 {
     for (size_t i = 0; i < tx->ntags; i++) {

@@ -60,10 +60,9 @@ static void measure(const char *label, const struct cairn_annotator *a,
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "rules";
-    char path[1024], err[1024];
+    char err[1024];
     struct cairn_taxonomy tx;
-    snprintf(path, sizeof(path), "%s/taxonomy.json", dir);
-    if (cairn_taxonomy_load(&tx, path, err, sizeof(err)) < 0) {
+    if (cairn_taxonomy_load_dir(&tx, dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
