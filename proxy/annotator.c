@@ -140,12 +140,12 @@ static int optional_list(const cJSON *obj, const char *key, const struct cairn_p
     return *re ? 0 : -1;
 }
 
-static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r, const cJSON *j,
-                     const struct cairn_pattern_env *env, const char *path, char *why,
+/* What every rule object starts with: an object holding only `keys`,
+ * whose "value" is a value of tag `tag` (its taxonomy spelling to out). */
+static int rule_head(const struct cairn_annotator *a, const cJSON *j, const char *const *keys,
+                     const char *tag, char out[CAIRN_MARKER_VALUE_MAX], const char *path, char *why,
                      size_t whylen)
 {
-    static const char *const keys[] = {"value",   "patterns",    "unless",  "requires",
-                                       "if_task", "min_matches", "comment", NULL};
     char where[160];
     if (!cJSON_IsObject(j)) {
         snprintf(why, whylen, "%s: must be an object", path);
@@ -154,8 +154,18 @@ static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r,
     if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
         return -1;
     snprintf(where, sizeof(where), "%s.value", path);
-    if (cairn_taxonomy_rule_value(a->tx, key, cJSON_GetObjectItemCaseSensitive(j, "value"),
-                                  r->value, where, why, whylen) < 0)
+    return cairn_taxonomy_rule_value(a->tx, tag, cJSON_GetObjectItemCaseSensitive(j, "value"), out,
+                                     where, why, whylen);
+}
+
+static int load_rule(struct cairn_annotator *a, const char *key, struct rule *r, const cJSON *j,
+                     const struct cairn_pattern_env *env, const char *path, char *why,
+                     size_t whylen)
+{
+    static const char *const keys[] = {"value",   "patterns",    "unless",  "requires",
+                                       "if_task", "min_matches", "comment", NULL};
+    char where[160];
+    if (rule_head(a, j, keys, key, r->value, path, why, whylen) < 0)
         return -1;
     if (optional_list(j, "patterns", env, path, &r->re, why, whylen) < 0 ||
         optional_list(j, "unless", NULL, path, &r->unless, why, whylen) < 0)
@@ -269,16 +279,8 @@ static int load_code_type(struct cairn_annotator *a, struct code_type *t, const 
 {
     static const char *const keys[] = {"value",  "names",   "mentions", "shebang",
                                        "syntax", "extends", "comment",  NULL};
-    char where[128];
-    if (!cJSON_IsObject(j)) {
-        snprintf(why, whylen, "%s: must be an object", path);
-        return -1;
-    }
-    if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
-        return -1;
-    snprintf(where, sizeof(where), "%s.value", path);
-    if (cairn_taxonomy_rule_value(a->tx, "code_type", cJSON_GetObjectItemCaseSensitive(j, "value"),
-                                  t->value, where, why, whylen) < 0)
+    char where[160];
+    if (rule_head(a, j, keys, "code_type", t->value, path, why, whylen) < 0)
         return -1;
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(j, "names");
     snprintf(where, sizeof(where), "%s.names", path);

@@ -45,19 +45,6 @@ static void load_shipped(struct cairn_taxonomy *tx)
         fail_msg("%s does not load: %s", TAXONOMY, err);
 }
 
-/* Whole file as a malloc'd string. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    struct sbuf b = {0};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        sb_putn(&b, buf, n);
-    fclose(f);
-    return b.p;
-}
 
 /* Write `text` to a new temp file; its path goes to path[] (>= 64 bytes). */
 static void write_temp(char *path, const char *text)

@@ -62,18 +62,6 @@ static struct cairn_marker_template default_template(void)
     return t;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    struct sbuf b = {0};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        sb_putn(&b, buf, n);
-    fclose(f);
-    return b.p;
-}
 
 /* The shipped taxonomy, or (renamed) one with lang's wire name "language". */
 static void fixture_open(struct fixture *fx, bool renamed, const char *open_delim,

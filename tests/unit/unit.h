@@ -95,4 +95,18 @@ static inline void sb_repeat(struct sbuf *b, const char *s, size_t times)
         sb_puts(b, s);
 }
 
+/* A whole file as a malloc'd string. */
+static inline char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    struct sbuf b = {0};
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_putn(&b, buf, n);
+    fclose(f);
+    return b.p;
+}
+
 #endif
