@@ -42,9 +42,13 @@ struct cairn_sse_unwrap {
     struct cairn_markers *model;
     size_t nchoices;
     struct choice choices[MAX_CHOICES];
-    struct evbuffer *pending; /* bytes of an incomplete event */
-    cJSON *shell;             /* owned: id, object, created, model of the last
-                                 chunk, for chunks cairn has to write itself */
+    char *pending; /* owned: bytes of an incomplete event (contiguous, so
+                      that pieces append without copying the rest) */
+    size_t npending, pending_cap;
+    size_t scanned;    /* of `pending`, searched for the end of an event */
+    size_t line_start; /* where in `pending` the line being read starts */
+    cJSON *shell;      /* owned: id, object, created, model of the last
+                          chunk, for chunks cairn has to write itself */
     bool done;
 };
 
@@ -96,7 +100,6 @@ struct cairn_sse_unwrap *cairn_sse_unwrap_new(const struct cairn_marker_format *
     u->f = f;
     u->model = model;
     u->nchoices = nchoices == 0 ? 1 : nchoices > MAX_CHOICES ? MAX_CHOICES : nchoices;
-    u->pending = evbuffer_new();
     return u;
 }
 
@@ -106,7 +109,7 @@ void cairn_sse_unwrap_free(struct cairn_sse_unwrap *u)
         return;
     for (size_t i = 0; i < MAX_CHOICES; i++)
         free(u->choices[i].held);
-    evbuffer_free(u->pending);
+    free(u->pending);
     cJSON_Delete(u->shell);
     free(u);
 }
@@ -372,23 +375,29 @@ static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len,
 }
 
 /* Offset just past the empty line that ends the first event in buf[0..len),
- * with *evlen the length before that empty line; 0 when incomplete. */
-static size_t event_end(const char *buf, size_t len, size_t *evlen)
+ * with *evlen the length before that empty line; 0 when incomplete.
+ * Scanning resumes where it stopped last time (*scanned, with *line_start
+ * the start of the line being scanned), so an event arriving in many small
+ * pieces is read once, not once per piece. */
+static size_t event_end(const char *buf, size_t len, size_t *scanned, size_t *line_start,
+                        size_t *evlen)
 {
-    size_t line_start = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t i = *scanned;
+    for (; i < len; i++) {
         if (buf[i] != '\n' && buf[i] != '\r')
             continue;
         if (buf[i] == '\r' && i + 1 == len)
-            return 0; /* a CR at the end: an LF may follow */
+            break; /* a CR at the end: an LF may follow */
         size_t next = i + (buf[i] == '\r' && buf[i + 1] == '\n' ? 2 : 1);
-        if (i == line_start) {
+        if (i == *line_start) {
             *evlen = i;
+            *scanned = *line_start = 0;
             return next;
         }
-        line_start = next;
+        *line_start = next;
         i = next - 1;
     }
+    *scanned = i;
     return 0;
 }
 
@@ -399,24 +408,33 @@ int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t l
         evbuffer_add(out, data, len);
         return 0;
     }
-    evbuffer_add(u->pending, data, len);
+    if (u->npending + len > u->pending_cap) {
+        u->pending_cap = (u->npending + len) * 2;
+        u->pending = cairn_realloc(u->pending, u->pending_cap);
+    }
+    memcpy(u->pending + u->npending, data, len);
+    u->npending += len;
+    size_t used = 0; /* bytes of complete events handled */
     for (;;) {
-        size_t plen = evbuffer_get_length(u->pending), evlen = 0;
-        const char *buf = (const char *)evbuffer_pullup(u->pending, -1);
-        size_t end = plen > 0 ? event_end(buf, plen, &evlen) : 0;
-        if (end == 0) {
-            if (plen > MAX_EVENT)
-                return -1;
-            return 0;
-        }
+        size_t evlen = 0;
+        const char *buf = u->pending + used;
+        size_t end = event_end(buf, u->npending - used, &u->scanned, &u->line_start, &evlen);
+        if (end == 0)
+            break;
         handle_event(u, buf, evlen, end, out);
-        evbuffer_drain(u->pending, end);
+        used += end;
         if (u->done || all_passed(u)) {
             u->done = true;
-            evbuffer_add_buffer(out, u->pending);
-            return 0;
+            evbuffer_add(out, u->pending + used, u->npending - used);
+            used = u->npending;
+            break;
         }
     }
+    if (used > 0) {
+        memmove(u->pending, u->pending + used, u->npending - used);
+        u->npending -= used;
+    }
+    return u->npending > MAX_EVENT ? -1 : 0; /* one event that never ends */
 }
 
 void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out)
@@ -424,5 +442,6 @@ void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out)
     if (u->done)
         return;
     release_all(u, out);
-    evbuffer_add_buffer(out, u->pending);
+    evbuffer_add(out, u->pending, u->npending);
+    u->npending = 0;
 }
