@@ -408,6 +408,8 @@ int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t l
         evbuffer_add(out, data, len);
         return 0;
     }
+    if (len == 0)
+        return 0;
     if (u->npending + len > u->pending_cap) {
         u->pending_cap = (u->npending + len) * 2;
         u->pending = cairn_realloc(u->pending, u->pending_cap);
@@ -442,6 +444,7 @@ void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out)
     if (u->done)
         return;
     release_all(u, out);
-    evbuffer_add(out, u->pending, u->npending);
+    if (u->npending > 0)
+        evbuffer_add(out, u->pending, u->npending);
     u->npending = 0;
 }
