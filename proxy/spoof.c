@@ -346,6 +346,18 @@ static size_t clean_message(const struct cairn_spoof *s, cJSON *msg,
 {
     cJSON **nodes;
     size_t n = text_nodes(msg, &nodes);
+    if (n == 1) {
+        /* The usual message, one string with nothing marker-like: look
+         * before copying anything. */
+        struct range *m;
+        const char *text = nodes[0]->valuestring;
+        size_t nm = find_matches(s, text, strlen(text), &m);
+        free(m);
+        if (nm == 0) {
+            free(nodes);
+            return 0;
+        }
+    }
     char **texts = cairn_calloc(n ? n : 1, sizeof(*texts));
     for (size_t i = 0; i < n; i++)
         texts[i] = cairn_strdup(nodes[i]->valuestring);

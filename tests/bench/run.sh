@@ -11,12 +11,15 @@
 # numbers as relative, not absolute.
 #   BENCH_SECONDS      duration of each wrk run (default 10)
 #   BENCH_CONNECTIONS  connection counts to try (default "1 64")
+#   BENCH_ANNOTATE     markers.annotate for cairn: "rules" (default) or "off"
+#                      (the gateway core alone)
 # Installs wrk with apt-get if it is missing; nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
 secs=${BENCH_SECONDS:-10}
 conns_list=${BENCH_CONNECTIONS:-1 64}
+annotate=${BENCH_ANNOTATE:-rules}
 lua=tests/bench/chat.lua
 path=/v1/chat/completions
 
@@ -63,7 +66,8 @@ pids+=("$pid")
 sport=$(wait_port "$pid" "$tmp/standin.log")
 
 cat >"$tmp/cairn.json" <<EOF
-{"listen":["127.0.0.1:0"],"upstream":{"base_url":"http://127.0.0.1:$sport/v1"},"log":{"access":"/dev/null"}}
+{"listen":["127.0.0.1:0"],"upstream":{"base_url":"http://127.0.0.1:$sport/v1"},
+ "markers":{"annotate":"$annotate"},"log":{"access":"/dev/null"}}
 EOF
 "$build/cairn" serve -c "$tmp/cairn.json" 2>"$tmp/cairn.log" &
 pid=$!

@@ -408,7 +408,20 @@ def raw_request(request_line, header_lines, body=b""):
     return head.encode("latin-1") + (body.encode() if isinstance(body, str) else body)
 
 
-class Response:
+class HeaderLookup:
+    """Case-insensitive access to a list of (name, value) `headers`."""
+
+    def header(self, name, default=None):
+        for n, v in self.headers:
+            if n.lower() == name.lower():
+                return v
+        return default
+
+    def header_all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+class Response(HeaderLookup):
     def __init__(self):
         self.version = None
         self.status = None
@@ -419,14 +432,6 @@ class Response:
         self.complete = False  # the framing said the body ended
         self.raw_head = b""
 
-    def header(self, name, default=None):
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return default
-
-    def header_all(self, name):
-        return [v for n, v in self.headers if n.lower() == name.lower()]
 
     def json(self):
         try:
@@ -740,7 +745,7 @@ def wait_for(pred, timeout, interval=0.05):
 # --------------------------------------------------------------------------
 
 
-class UpstreamRequest:
+class UpstreamRequest(HeaderLookup):
     def __init__(self, method, target, version, headers, body, raw_head):
         self.method = method
         self.target = target
@@ -753,14 +758,6 @@ class UpstreamRequest:
     def path(self):
         return self.target
 
-    def header(self, name, default=None):
-        for n, v in self.headers:
-            if n.lower() == name.lower():
-                return v
-        return default
-
-    def header_all(self, name):
-        return [v for n, v in self.headers if n.lower() == name.lower()]
 
     def header_names(self):
         return {n.lower() for n, _ in self.headers}

@@ -552,6 +552,17 @@ static void test_messages(void **state)
     rows_end();
 }
 
+/* [{"role": "user", "content": []}], with *content the (empty) parts array. */
+static cJSON *user_message_with_parts(cJSON **content)
+{
+    cJSON *messages = cJSON_CreateArray();
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "role", "user");
+    *content = cJSON_AddArrayToObject(msg, "content");
+    cJSON_AddItemToArray(messages, msg);
+    return messages;
+}
+
 /* Many parts, long texts: no crash, everything found (ASan run). */
 static void test_many_parts(void **state)
 {
@@ -559,11 +570,8 @@ static void test_many_parts(void **state)
     struct fixture fx;
     fixture_open(&fx, false, NULL, NULL);
     rows_begin();
-    cJSON *messages = cJSON_CreateArray();
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON *content = cJSON_AddArrayToObject(msg, "content");
-    cJSON_AddItemToArray(messages, msg);
+    cJSON *content;
+    cJSON *messages = user_message_with_parts(&content);
     /* "<task>" one character per part, 40 times over. */
     static const char tag[] = "<task>";
     for (int k = 0; k < 40; k++) {
@@ -608,11 +616,8 @@ static void test_review_regressions(void **state)
     fixture_open(&fx, false, NULL, NULL);
     rows_begin();
 
-    cJSON *messages = cJSON_CreateArray();
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON *content = cJSON_AddArrayToObject(msg, "content");
-    cJSON_AddItemToArray(messages, msg);
+    cJSON *content;
+    cJSON *messages = user_message_with_parts(&content);
     for (int k = 0; k < 300; k++) {
         cJSON *part = cJSON_CreateObject();
         cJSON_AddStringToObject(part, "type", "text");
