@@ -13,6 +13,9 @@ CC       ?= cc
 PKGS     := libevent libcurl libcjson openssl libpcre2-8 libexttextcat cmocka
 DEB_PKGS := pkg-config libevent-dev libcurl4-openssl-dev libcjson-dev libssl-dev \
             libpcre2-dev libexttextcat-dev libcmocka-dev python3 nodejs npm
+# promtool, the Prometheus project's own parser, checks /metrics in the tests;
+# its package's recommendations (node exporter, web assets) are not needed.
+DEB_TOOLS := prometheus
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/asan
@@ -29,7 +32,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wer
             -Wno-format-truncation
 CFLAGS   := -std=c11 $(OPT) -g $(WARN) $(SANFLAGS) -D_GNU_SOURCE -DCAIRN_VERSION='"$(VERSION)"' \
             -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS     := $(shell pkg-config --libs libevent libcurl libcjson openssl libpcre2-8 libexttextcat 2>/dev/null)
+LIBS     := $(shell pkg-config --libs libevent libcurl libcjson openssl libpcre2-8 libexttextcat 2>/dev/null) -lm
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 LDFLAGS  := $(SANFLAGS)
 
@@ -46,10 +49,12 @@ all: $(BUILD)/cairn $(STANDIN)
 deps:
 	@missing=""; \
 	for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	for c in python3 node npm; do command -v $$c >/dev/null || missing=1; done; \
+	for c in python3 node npm promtool; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing $(DEB_PKGS)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS); \
+	  echo "deps: installing $(DEB_PKGS) $(DEB_TOOLS)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_TOOLS); \
 	fi
 
 $(BUILD)/obj/%.o: proxy/%.c $(wildcard include/*.h) | $(BUILD)/obj

@@ -5,6 +5,12 @@
  * type and range; unknown keys, wrong types and out-of-range values are
  * errors that name the file, the key and the reason. Durations are in
  * milliseconds, sizes in bytes.
+ *
+ * Besides the server's own settings, the file names its backends
+ * ("upstreams"), a default policy (which backend, which models, what the
+ * marker stage does, rate limits) and, with "auth": "keys", the tenants:
+ * each with its API keys (stored as SHA-256 digests) and whatever part of
+ * the policy it overrides.
  */
 #ifndef CAIRN_CONFIG_H
 #define CAIRN_CONFIG_H
@@ -14,10 +20,16 @@
 #include <stdint.h>
 
 #define CAIRN_DEFAULT_CONFIG "conf/cairn.json"
+#define CAIRN_NAME_MAX       64 /* upstream and tenant names (log fields, metric labels) */
 
 struct cairn_listen {
     char host[64]; /* numeric IPv4 or IPv6 address, without brackets */
     uint16_t port; /* 0 = any free port (tests) */
+};
+
+struct cairn_listen_list {
+    struct cairn_listen *items; /* owned */
+    size_t n;
 };
 
 struct cairn_strlist {
@@ -44,10 +56,9 @@ struct cairn_marker_template {
     int64_t target;             /* enum cairn_marker_target */
 };
 
-enum cairn_annotate_mode { CAIRN_ANNOTATE_OFF, CAIRN_ANNOTATE_RULES };
-enum cairn_injected_policy { CAIRN_INJECTED_STRIP, CAIRN_INJECTED_ESCAPE };
-
+/* One backend API, named in "upstreams"; policies refer to it by name. */
 struct cairn_upstream_config {
+    char *name;
     char *base_url;    /* e.g. "https://api.openai.com/v1", no trailing '/' */
     char *api_key_env; /* name of the environment variable holding the key */
     char *ca_file;     /* CA bundle for private CAs, or NULL for the system's */
@@ -58,11 +69,65 @@ struct cairn_upstream_config {
     struct cairn_marker_template template;
 };
 
+enum cairn_annotate_mode { CAIRN_ANNOTATE_OFF, CAIRN_ANNOTATE_RULES };
+enum cairn_injected_policy { CAIRN_INJECTED_STRIP, CAIRN_INJECTED_ESCAPE };
+
+/* A tenant's rate limits, per worker process (ratelimit.h). */
+struct cairn_rate_config {
+    double requests_per_second; /* sustained rate; 0 = unlimited */
+    int64_t burst;              /* bucket size; 0 = max(1, requests_per_second) */
+    int64_t concurrent;         /* requests in flight; 0 = unlimited */
+};
+
+/* What a tenant's requests get: the root "policy" is the default, and a
+ * tenant's own keys override it member by member. */
+struct cairn_policy {
+    char *upstream;              /* a name in "upstreams" */
+    struct cairn_strlist models; /* allowed "model" values; "prefix*" matches a
+                                    prefix; empty = any model */
+    struct {
+        int64_t annotate;          /* enum cairn_annotate_mode */
+        bool allow_pinning;        /* callers may set markers (body field, header) */
+        int64_t injected;          /* enum cairn_injected_policy */
+        bool unwrap;               /* remove the model's own block from answers */
+        struct cairn_strmap fixed; /* markers the policy fixes: tag -> value */
+    } markers;
+    struct cairn_rate_config rate;
+    bool log_content; /* prompts and answers to log.content */
+};
+
+#define CAIRN_KEY_DIGEST_LEN 32 /* SHA-256 */
+
+struct cairn_key_config {
+    unsigned char sha256[CAIRN_KEY_DIGEST_LEN];
+    char *label; /* for the operator's own bookkeeping, or NULL */
+    bool disabled;
+};
+
+struct cairn_key_list {
+    struct cairn_key_config *items; /* owned */
+    size_t n;
+};
+
+struct cairn_tenant_config {
+    char *name;
+    bool disabled;
+    struct cairn_key_list keys;
+    struct cairn_policy policy; /* the default policy with the tenant's overrides */
+};
+
+/* "open": no keys, every request is tenant "default" with the default
+ * policy. "keys": a request must present a key of an enabled tenant. */
+enum cairn_auth_mode { CAIRN_AUTH_OPEN, CAIRN_AUTH_KEYS };
+
 struct cairn_config {
     char *path; /* where it was loaded from, for messages */
 
-    struct cairn_listen *listen;
-    size_t nlisten;
+    struct cairn_listen_list listen;
+
+    struct {
+        struct cairn_listen_list listen; /* metrics and reload; may be empty */
+    } admin;
 
     struct {
         int64_t max_connections;
@@ -82,19 +147,20 @@ struct cairn_config {
         int64_t drain_ms;     /* SIGTERM: time given to requests in flight */
     } timeouts;
 
-    struct cairn_upstream_config upstream;
+    char *rules_dir; /* taxonomy.json and the annotator's rules */
+
+    struct cairn_upstream_config *upstreams; /* owned */
+    size_t nupstreams;
+
+    struct cairn_policy policy; /* the default */
+
+    int64_t auth;                        /* enum cairn_auth_mode */
+    struct cairn_tenant_config *tenants; /* owned; none in open mode */
+    size_t ntenants;
 
     struct {
-        char *rules_dir;           /* taxonomy.json and the annotator's rules */
-        int64_t annotate;          /* enum cairn_annotate_mode */
-        bool allow_pinning;        /* callers may set markers (body field, header) */
-        int64_t injected;          /* enum cairn_injected_policy */
-        bool unwrap;               /* remove the model's own block from answers */
-        struct cairn_strmap fixed; /* markers the policy fixes: tag -> value */
-    } markers;
-
-    struct {
-        char *access; /* "-" = stderr, else a file appended to */
+        char *access;  /* "-" = stderr, else a file appended to */
+        char *content; /* prompts and answers of tenants that log them, or NULL */
     } log;
 };
 
@@ -114,8 +180,13 @@ int cairn_config_load_buffer(struct cairn_config *cfg, const char *name, const c
 /** Parse "HOST:PORT", "[V6]:PORT" into `out`. @return 0 or -1 with err. */
 int cairn_config_parse_listen(const char *s, struct cairn_listen *out, char *err, size_t errlen);
 
-/** Validate and set upstream.base_url (http:// or https://). */
+/** Point the default policy's upstream at `url` (http:// or https://):
+ *  the --upstream option. @return 0 or -1 with err. */
 int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *err, size_t errlen);
+
+/** The upstream named `name`, or NULL. */
+const struct cairn_upstream_config *cairn_config_upstream(const struct cairn_config *cfg,
+                                                          const char *name);
 
 void cairn_config_free(struct cairn_config *cfg);
 

@@ -1,8 +1,9 @@
 /*
- * marking.h — the marker stage of the request pipeline: everything loaded
- * once from the configuration (taxonomy, template, spoof detector, rule
- * annotator, fixed markers), and the per-request step that decides a
- * request's markers and appends their block to the prompt.
+ * marking.h — the marker stage of the request pipeline: what a policy
+ * decides (fixed markers, pinning, injected tags, annotation) joined with
+ * what the snapshot loaded (taxonomy, template, spoof detector, rule
+ * annotator), and the per-request step that decides a request's markers
+ * and appends their block to the prompt.
  */
 #ifndef CAIRN_MARKING_H
 #define CAIRN_MARKING_H
@@ -18,20 +19,24 @@
 #include "spoof.h"
 #include "taxonomy.h"
 
+/* The marker stage as one tenant's policy sets it up for its upstream.
+ * Everything pointed to belongs to the configuration snapshot. */
 struct cairn_marking {
-    const struct cairn_config *cfg;
-    struct cairn_taxonomy tx;
-    struct cairn_marker_format format;
-    struct cairn_spoof *spoof;         /* owned */
-    struct cairn_annotator *annotator; /* owned; NULL when annotation is off */
-    struct cairn_markers fixed;        /* the policy's fixed markers, validated */
+    const struct cairn_taxonomy *tx;
+    const struct cairn_marker_format *format; /* the upstream's template */
+    const struct cairn_spoof *spoof;          /* knows the template's delimiters */
+    const struct cairn_annotator *annotator;  /* NULL when the policy does not annotate */
+    const struct cairn_policy *policy;
+    struct cairn_markers fixed; /* the policy's fixed markers, validated */
 };
 
-/** Load rules_dir/taxonomy.json, the template, the fixed markers and the
- *  annotator. @return 0, or -1 with err naming the file or key. */
-int cairn_marking_load(struct cairn_marking *mk, const struct cairn_config *cfg, char *err,
-                       size_t errlen);
-void cairn_marking_free(struct cairn_marking *mk);
+/** Set up `mk`, checking the policy's fixed markers against the taxonomy;
+ *  `where` names the policy in messages ("policy", "tenants.x").
+ *  @return 0, or -1 with err naming the marker. */
+int cairn_marking_init(struct cairn_marking *mk, const struct cairn_taxonomy *tx,
+                       const struct cairn_marker_format *format, const struct cairn_spoof *spoof,
+                       const struct cairn_annotator *annotator, const struct cairn_policy *policy,
+                       const char *where, char *err, size_t errlen);
 
 /**
  * Decide the markers of a validated chat request and append their block:

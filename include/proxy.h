@@ -1,20 +1,22 @@
 /*
  * proxy.h — the request pipeline: routes a request to a local answer
- * (health, readiness) or to the upstream (chat completions, models), and
- * carries the upstream answer back, buffered or streamed.
+ * (health, readiness) or, once its key names a tenant and the tenant's
+ * limits admit it, to the tenant's upstream (chat completions, models),
+ * and carries the upstream answer back, buffered or streamed.
  */
 #ifndef CAIRN_PROXY_H
 #define CAIRN_PROXY_H
 
-#include "marking.h"
 #include "server.h"
-#include "upstream.h"
+#include "snapshot.h"
+
+struct cairn_stats;
 
 struct cairn_proxy {
-    const struct cairn_config *cfg;
-    struct cairn_upstream *upstream;
-    struct cairn_server *server;         /* for readiness */
-    const struct cairn_marking *marking; /* the marker stage */
+    struct cairn_snapshot *current; /* what new requests run on; reload swaps it */
+    struct cairn_server *server;    /* for readiness */
+    struct cairn_stats *stats;
+    size_t streams; /* answers being relayed as SSE now */
 };
 
 /** The server's handler; `arg` is a struct cairn_proxy. */

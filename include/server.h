@@ -49,6 +49,7 @@ struct cairn_request {
     uint64_t start_us;
     uint64_t upstream_first_byte_us; /* 0 = none */
     int upstream_status;             /* 0 = no upstream answer */
+    char tenant[CAIRN_NAME_MAX + 1]; /* "" until a key names one */
     const char *error_code;          /* set by cairn_response_error */
     char *log_fields;                /* owned: extra JSON members for the access
                                         record ("k":v,"k2":v2), or NULL */
@@ -63,14 +64,29 @@ struct cairn_request {
 /** A handler: called once per request, with the body complete. */
 typedef void (*cairn_handler_fn)(struct cairn_request *req, void *arg);
 
+/** Called for every request once it has ended (answered, or its client
+ *  gone), right after its access record is written. */
+typedef void (*cairn_request_end_fn)(const struct cairn_request *req, void *arg);
+
 /**
- * Create the server on `base`, bind every listen address of `cfg`, and print
- * "cairn: listening on HOST:PORT" for each to stderr (the real port when
- * the config says 0). @return NULL with `err` filled on failure.
+ * Create a server on `base` with the limits and timeouts of `cfg`, bind
+ * every address of `listen`, and print "cairn: NAMElistening on HOST:PORT"
+ * for each to stderr (the real port when the config says 0; `name` is ""
+ * or e.g. "admin "). @return NULL with `err` filled on failure.
  */
 struct cairn_server *cairn_server_new(struct event_base *base, const struct cairn_config *cfg,
+                                      const struct cairn_listen_list *listen, const char *name,
                                       cairn_handler_fn handler, void *arg, char *err,
                                       size_t errlen);
+
+/** Limits and timeouts from now on come from `cfg` (a reload); the
+ *  listening addresses stay. `cfg` must outlive its use. */
+void cairn_server_set_config(struct cairn_server *srv, const struct cairn_config *cfg);
+
+void cairn_server_on_end(struct cairn_server *srv, cairn_request_end_fn fn, void *arg);
+
+/** Client connections open now. */
+size_t cairn_server_connections(const struct cairn_server *srv);
 
 /** Stop accepting, close idle connections, let the rest finish; when the
  *  last connection closes (or after timeouts.drain_ms) the loop exits. */
@@ -107,6 +123,10 @@ void cairn_response_end(struct cairn_request *req);
 /** The stream broke: close the connection without a terminating chunk so
  *  the client cannot mistake a truncated answer for a complete one. */
 void cairn_response_abort(struct cairn_request *req);
+
+/** Whether the request's method is `method`; if not, answers 405 with
+ *  `Allow: method` (the request is then complete). */
+bool cairn_request_method_is(struct cairn_request *req, const char *method);
 
 /** Microseconds on a monotonic clock. */
 uint64_t cairn_now_us(void);

@@ -17,7 +17,8 @@
 #include "config.h"
 
 struct event_base;
-struct cairn_upstream;
+struct cairn_upstream; /* the worker's client: one multi handle on its loop */
+struct cairn_endpoint; /* one configured upstream: URL, key, options */
 struct cairn_transfer;
 
 /* Asynchronous errors, compared by pointer; the text is what logs show. */
@@ -49,10 +50,24 @@ struct cairn_transfer_callbacks {
     void (*on_done)(void *ctx, const char *errstr);
 };
 
-struct cairn_upstream *cairn_upstream_new(struct event_base *base,
+struct cairn_upstream *cairn_upstream_new(struct event_base *base, char *err, size_t errlen);
+/** After every endpoint of it is freed. */
+void cairn_upstream_free(struct cairn_upstream *up);
+
+/**
+ * An endpoint for `cfg` (which must outlive it) on client `up` (NULL for
+ * one that is only checked, never used). The key is read from the
+ * environment variable the config names, now.
+ * @return NULL with err when the key cannot be used in a header.
+ */
+struct cairn_endpoint *cairn_endpoint_new(struct cairn_upstream *up,
                                           const struct cairn_upstream_config *cfg, char *err,
                                           size_t errlen);
-void cairn_upstream_free(struct cairn_upstream *up);
+/** After every transfer on it has ended. */
+void cairn_endpoint_free(struct cairn_endpoint *ep);
+
+/** The endpoint's API key (to mask it where text is logged), or NULL. */
+const char *cairn_endpoint_key(const struct cairn_endpoint *ep);
 
 /**
  * Start a request to base_url + `path` (path begins with '/', may carry a
@@ -62,7 +77,7 @@ void cairn_upstream_free(struct cairn_upstream *up);
  * upstream request (the Authorization header is added here from the
  * configured environment variable, never from the client).
  */
-struct cairn_transfer *cairn_transfer_start(struct cairn_upstream *up, const char *path,
+struct cairn_transfer *cairn_transfer_start(struct cairn_endpoint *ep, const char *path,
                                             const char *const *headers, char *body, size_t len,
                                             const struct cairn_transfer_callbacks *cb, void *ctx);
 

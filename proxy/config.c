@@ -19,50 +19,60 @@
 #include "alloc.h"
 #include "json_strict.h"
 
-#define CONFIG_MAX_FILE_BYTES (1 << 20)
+#define CONFIG_MAX_FILE_BYTES (4 << 20)
 #define CONFIG_MAX_DEPTH      16
 #define CONFIG_MAX_LISTEN     16
+#define CONFIG_MAX_UPSTREAMS  64
+#define CONFIG_MAX_TENANTS    10000
+#define CONFIG_MAX_KEYS       64 /* per tenant */
 
 enum key_type {
-    KEY_INT,    /* int64_t in [min, max] */
-    KEY_BOOL,   /* bool */
-    KEY_STRING, /* char *, or NULL for null */
-    KEY_TEXT,   /* char *, may be empty (template pieces) */
-    KEY_CHOICE, /* int64_t: index of the string in `choices` */
-    KEY_LIST,   /* struct cairn_strlist: array of strings */
-    KEY_MAP,    /* struct cairn_strmap: object of strings and numbers */
-    KEY_SECTION,
-    KEY_LISTEN,
-    KEY_URL,
+    KEY_INT,     /* int64_t in [min, max] */
+    KEY_REAL,    /* double in [min, max] */
+    KEY_BOOL,    /* bool */
+    KEY_STRING,  /* char *, or NULL for null */
+    KEY_TEXT,    /* char *, may be empty (template pieces) */
+    KEY_NAME,    /* char *: a name of something else in the file */
+    KEY_CHOICE,  /* int64_t: index of the string in `choices` */
+    KEY_LIST,    /* struct cairn_strlist: array of strings */
+    KEY_MAP,     /* struct cairn_strmap: object of strings and numbers */
+    KEY_SECTION, /* an object whose keys are `section`, on the struct at `offset` */
+    KEY_LISTEN,  /* struct cairn_listen_list */
+    KEY_URL,     /* char *: an http(s) base URL */
+    KEY_DIGEST,  /* unsigned char[32] from 64 hex digits */
+    KEY_KEYS,    /* struct cairn_key_list */
+    KEY_UPSTREAMS,
+    KEY_TENANTS,
 };
 
 struct key {
     const char *name;
     enum key_type type;
-    size_t offset;              /* of the field in struct cairn_config */
-    int64_t min, max;           /* KEY_INT */
-    const struct key *section;  /* KEY_SECTION: its keys, NULL-terminated */
+    size_t offset;              /* of the field in the table's struct */
+    double min, max;            /* KEY_INT, KEY_REAL */
+    const struct key *section;  /* KEY_SECTION, KEY_KEYS: its keys, NULL-terminated */
     const char *const *choices; /* KEY_CHOICE: NULL-terminated */
 };
 
-#define FIELD(f) offsetof(struct cairn_config, f)
-#define INT_KEY(name, field, lo, hi)                                                               \
+/* Each table describes one struct, named by KEY_STRUCT where it is
+ * defined; a section on offset 0 groups keys of an anonymous member. */
+#define KEY(name, type, field)                                                                     \
     {                                                                                              \
-        name, KEY_INT, FIELD(field), lo, hi, NULL, NULL                                            \
+        name, type, offsetof(KEY_STRUCT, field), 0, 0, NULL, NULL                                  \
     }
-#define STR_KEY(name, field)                                                                       \
+#define RANGE_KEY(name, type, field, lo, hi)                                                       \
     {                                                                                              \
-        name, KEY_STRING, FIELD(field), 0, 0, NULL, NULL                                           \
-    }
-#define TYPED_KEY(name, type, field)                                                               \
-    {                                                                                              \
-        name, type, FIELD(field), 0, 0, NULL, NULL                                                 \
+        name, type, offsetof(KEY_STRUCT, field), lo, hi, NULL, NULL                                \
     }
 #define CHOICE_KEY(name, field, list)                                                              \
     {                                                                                              \
-        name, KEY_CHOICE, FIELD(field), 0, 0, NULL, list                                           \
+        name, KEY_CHOICE, offsetof(KEY_STRUCT, field), 0, 0, NULL, list                            \
     }
-#define SECTION(name, keys)                                                                        \
+#define SECTION(name, field, keys)                                                                 \
+    {                                                                                              \
+        name, KEY_SECTION, offsetof(KEY_STRUCT, field), 0, 0, keys, NULL                           \
+    }
+#define GROUP(name, keys)                                                                          \
     {                                                                                              \
         name, KEY_SECTION, 0, 0, 0, keys, NULL                                                     \
     }
@@ -74,84 +84,161 @@ struct key {
 #define MIB(n)  ((int64_t)(n) << 20)
 #define HOUR_MS (3600 * 1000)
 
+static const char *const target_choices[] = {"last_user", "system", NULL};
+static const char *const annotate_choices[] = {"off", "rules", NULL};
+static const char *const injected_choices[] = {"strip", "escape", NULL};
+static const char *const auth_choices[] = {"open", "keys", NULL};
+
+#define KEY_STRUCT struct cairn_marker_template
+static const struct key template_keys[] = {
+    KEY("open", KEY_TEXT, open),
+    KEY("close", KEY_TEXT, close),
+    KEY("separator", KEY_TEXT, separator),
+    KEY("prefix", KEY_TEXT, prefix),
+    KEY("order", KEY_LIST, order),
+    CHOICE_KEY("target", target, target_choices),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+#define KEY_STRUCT struct cairn_upstream_config
+static const struct key upstream_keys[] = {
+    KEY("base_url", KEY_URL, base_url),
+    KEY("api_key_env", KEY_STRING, api_key_env),
+    KEY("ca_file", KEY_STRING, ca_file),
+    RANGE_KEY("connect_timeout_ms", KEY_INT, connect_timeout_ms, 10, HOUR_MS),
+    RANGE_KEY("first_byte_timeout_ms", KEY_INT, first_byte_timeout_ms, 10, HOUR_MS),
+    RANGE_KEY("idle_timeout_ms", KEY_INT, idle_timeout_ms, 10, HOUR_MS),
+    RANGE_KEY("max_response_bytes", KEY_INT, max_response_bytes, KIB(1), MIB(1024)),
+    SECTION("template", template, template_keys),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+#define KEY_STRUCT struct cairn_policy
+static const struct key markers_keys[] = {
+    CHOICE_KEY("annotate", markers.annotate, annotate_choices),
+    KEY("allow_pinning", KEY_BOOL, markers.allow_pinning),
+    CHOICE_KEY("injected", markers.injected, injected_choices),
+    KEY("unwrap", KEY_BOOL, markers.unwrap),
+    KEY("fixed", KEY_MAP, markers.fixed),
+    END_KEYS,
+};
+
+static const struct key rate_keys[] = {
+    RANGE_KEY("requests_per_second", KEY_REAL, rate.requests_per_second, 0, 1e6),
+    RANGE_KEY("burst", KEY_INT, rate.burst, 0, 1000000),
+    RANGE_KEY("concurrent", KEY_INT, rate.concurrent, 0, 1000000),
+    END_KEYS,
+};
+
+static const struct key policy_keys[] = {
+    KEY("upstream", KEY_NAME, upstream),
+    KEY("models", KEY_LIST, models),
+    GROUP("markers", markers_keys),
+    GROUP("rate", rate_keys),
+    KEY("log_content", KEY_BOOL, log_content),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+#define KEY_STRUCT struct cairn_key_config
+static const struct key client_key_keys[] = {
+    KEY("sha256", KEY_DIGEST, sha256),
+    KEY("label", KEY_STRING, label),
+    KEY("disabled", KEY_BOOL, disabled),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+/* A tenant's own keys; every other member is a policy key (see load_tenant). */
+#define KEY_STRUCT struct cairn_tenant_config
+static const struct key tenant_keys[] = {
+    {"keys", KEY_KEYS, offsetof(KEY_STRUCT, keys), 0, 0, client_key_keys, NULL},
+    KEY("disabled", KEY_BOOL, disabled),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+#define KEY_STRUCT struct cairn_config
 static const struct key limits_keys[] = {
-    INT_KEY("max_connections", limits.max_connections, 1, 1000000),
-    INT_KEY("header_bytes", limits.header_bytes, KIB(1), MIB(1)),
-    INT_KEY("header_lines", limits.header_lines, 8, 10000),
-    INT_KEY("body_bytes", limits.body_bytes, KIB(1), MIB(1024)),
-    INT_KEY("json_depth", limits.json_depth, 8, 512),
-    INT_KEY("stream_buffer_bytes", limits.stream_buffer_bytes, KIB(4), MIB(64)),
+    RANGE_KEY("max_connections", KEY_INT, limits.max_connections, 1, 1000000),
+    RANGE_KEY("header_bytes", KEY_INT, limits.header_bytes, KIB(1), MIB(1)),
+    RANGE_KEY("header_lines", KEY_INT, limits.header_lines, 8, 10000),
+    RANGE_KEY("body_bytes", KEY_INT, limits.body_bytes, KIB(1), MIB(1024)),
+    RANGE_KEY("json_depth", KEY_INT, limits.json_depth, 8, 512),
+    RANGE_KEY("stream_buffer_bytes", KEY_INT, limits.stream_buffer_bytes, KIB(4), MIB(64)),
     END_KEYS,
 };
 
 static const struct key timeouts_keys[] = {
-    INT_KEY("header_ms", timeouts.header_ms, 100, HOUR_MS),
-    INT_KEY("body_idle_ms", timeouts.body_idle_ms, 100, HOUR_MS),
-    INT_KEY("body_ms", timeouts.body_ms, 100, HOUR_MS),
-    INT_KEY("keepalive_ms", timeouts.keepalive_ms, 100, HOUR_MS),
-    INT_KEY("send_idle_ms", timeouts.send_idle_ms, 100, HOUR_MS),
-    INT_KEY("drain_ms", timeouts.drain_ms, 0, HOUR_MS),
+    RANGE_KEY("header_ms", KEY_INT, timeouts.header_ms, 100, HOUR_MS),
+    RANGE_KEY("body_idle_ms", KEY_INT, timeouts.body_idle_ms, 100, HOUR_MS),
+    RANGE_KEY("body_ms", KEY_INT, timeouts.body_ms, 100, HOUR_MS),
+    RANGE_KEY("keepalive_ms", KEY_INT, timeouts.keepalive_ms, 100, HOUR_MS),
+    RANGE_KEY("send_idle_ms", KEY_INT, timeouts.send_idle_ms, 100, HOUR_MS),
+    RANGE_KEY("drain_ms", KEY_INT, timeouts.drain_ms, 0, HOUR_MS),
     END_KEYS,
 };
 
-static const char *const target_choices[] = {"last_user", "system", NULL};
-static const char *const annotate_choices[] = {"off", "rules", NULL};
-static const char *const injected_choices[] = {"strip", "escape", NULL};
-
-static const struct key template_keys[] = {
-    TYPED_KEY("open", KEY_TEXT, upstream.template.open),
-    TYPED_KEY("close", KEY_TEXT, upstream.template.close),
-    TYPED_KEY("separator", KEY_TEXT, upstream.template.separator),
-    TYPED_KEY("prefix", KEY_TEXT, upstream.template.prefix),
-    TYPED_KEY("order", KEY_LIST, upstream.template.order),
-    CHOICE_KEY("target", upstream.template.target, target_choices),
-    END_KEYS,
-};
-
-static const struct key markers_keys[] = {
-    TYPED_KEY("rules_dir", KEY_TEXT, markers.rules_dir),
-    CHOICE_KEY("annotate", markers.annotate, annotate_choices),
-    TYPED_KEY("allow_pinning", KEY_BOOL, markers.allow_pinning),
-    CHOICE_KEY("injected", markers.injected, injected_choices),
-    TYPED_KEY("unwrap", KEY_BOOL, markers.unwrap),
-    TYPED_KEY("fixed", KEY_MAP, markers.fixed),
-    END_KEYS,
-};
-
-static const struct key upstream_keys[] = {
-    TYPED_KEY("base_url", KEY_URL, upstream.base_url),
-    STR_KEY("api_key_env", upstream.api_key_env),
-    STR_KEY("ca_file", upstream.ca_file),
-    INT_KEY("connect_timeout_ms", upstream.connect_timeout_ms, 10, HOUR_MS),
-    INT_KEY("first_byte_timeout_ms", upstream.first_byte_timeout_ms, 10, HOUR_MS),
-    INT_KEY("idle_timeout_ms", upstream.idle_timeout_ms, 10, HOUR_MS),
-    INT_KEY("max_response_bytes", upstream.max_response_bytes, KIB(1), MIB(1024)),
-    SECTION("template", template_keys),
+static const struct key admin_keys[] = {
+    KEY("listen", KEY_LISTEN, admin.listen),
     END_KEYS,
 };
 
 static const struct key log_keys[] = {
-    STR_KEY("access", log.access),
+    KEY("access", KEY_STRING, log.access),
+    KEY("content", KEY_STRING, log.content),
     END_KEYS,
 };
 
 static const struct key root_keys[] = {
-    {"listen", KEY_LISTEN, 0, 0, 0, NULL, NULL},
-    SECTION("limits", limits_keys),
-    SECTION("timeouts", timeouts_keys),
-    SECTION("upstream", upstream_keys),
-    SECTION("markers", markers_keys),
-    SECTION("log", log_keys),
+    KEY("listen", KEY_LISTEN, listen),
+    GROUP("admin", admin_keys),
+    GROUP("limits", limits_keys),
+    GROUP("timeouts", timeouts_keys),
+    KEY("rules_dir", KEY_TEXT, rules_dir),
+    KEY("upstreams", KEY_UPSTREAMS, upstreams),
+    SECTION("policy", policy, policy_keys),
+    CHOICE_KEY("auth", auth, auth_choices),
+    KEY("tenants", KEY_TENANTS, tenants),
+    GROUP("log", log_keys),
     END_KEYS,
 };
+#undef KEY_STRUCT
+
+/* --- defaults ------------------------------------------------------------- */
+
+static void listen_one(struct cairn_listen_list *l, const char *host, uint16_t port)
+{
+    l->items = cairn_calloc(1, sizeof(*l->items));
+    l->n = 1;
+    snprintf(l->items[0].host, sizeof(l->items[0].host), "%s", host);
+    l->items[0].port = port;
+}
+
+static void upstream_defaults(struct cairn_upstream_config *u, const char *name)
+{
+    memset(u, 0, sizeof(*u));
+    u->name = cairn_strdup(name);
+    u->base_url = cairn_strdup("http://127.0.0.1:8081/v1");
+    u->api_key_env = cairn_strdup("OPENAI_API_KEY");
+    u->connect_timeout_ms = 5000;
+    u->first_byte_timeout_ms = 120000;
+    u->idle_timeout_ms = 60000;
+    u->max_response_bytes = MIB(16);
+    u->template.open = cairn_strdup("<MARKER_LIST>");
+    u->template.close = cairn_strdup("</MARKER_LIST>");
+    u->template.separator = cairn_strdup("\n");
+    u->template.prefix = cairn_strdup("\n\n");
+    u->template.target = CAIRN_TARGET_LAST_USER;
+}
 
 void cairn_config_defaults(struct cairn_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->listen = cairn_calloc(1, sizeof(*cfg->listen));
-    cfg->nlisten = 1;
-    strcpy(cfg->listen[0].host, "127.0.0.1");
-    cfg->listen[0].port = 8080;
+    listen_one(&cfg->listen, "127.0.0.1", 8080);
+    listen_one(&cfg->admin.listen, "127.0.0.1", 9090);
 
     cfg->limits.max_connections = 4096;
     cfg->limits.header_bytes = KIB(16);
@@ -167,26 +254,23 @@ void cairn_config_defaults(struct cairn_config *cfg)
     cfg->timeouts.send_idle_ms = 60000;
     cfg->timeouts.drain_ms = 30000;
 
-    cfg->upstream.base_url = cairn_strdup("http://127.0.0.1:8081/v1");
-    cfg->upstream.api_key_env = cairn_strdup("OPENAI_API_KEY");
-    cfg->upstream.connect_timeout_ms = 5000;
-    cfg->upstream.first_byte_timeout_ms = 120000;
-    cfg->upstream.idle_timeout_ms = 60000;
-    cfg->upstream.max_response_bytes = MIB(16);
-    cfg->upstream.template.open = cairn_strdup("<MARKER_LIST>");
-    cfg->upstream.template.close = cairn_strdup("</MARKER_LIST>");
-    cfg->upstream.template.separator = cairn_strdup("\n");
-    cfg->upstream.template.prefix = cairn_strdup("\n\n");
-    cfg->upstream.template.target = CAIRN_TARGET_LAST_USER;
+    cfg->rules_dir = cairn_strdup("rules");
 
-    cfg->markers.rules_dir = cairn_strdup("rules");
-    cfg->markers.annotate = CAIRN_ANNOTATE_RULES;
-    cfg->markers.allow_pinning = true;
-    cfg->markers.injected = CAIRN_INJECTED_STRIP;
-    cfg->markers.unwrap = true;
+    cfg->upstreams = cairn_calloc(1, sizeof(*cfg->upstreams));
+    cfg->nupstreams = 1;
+    upstream_defaults(&cfg->upstreams[0], "default");
 
+    cfg->policy.upstream = cairn_strdup("default");
+    cfg->policy.markers.annotate = CAIRN_ANNOTATE_RULES;
+    cfg->policy.markers.allow_pinning = true;
+    cfg->policy.markers.injected = CAIRN_INJECTED_STRIP;
+    cfg->policy.markers.unwrap = true;
+
+    cfg->auth = CAIRN_AUTH_OPEN;
     cfg->log.access = cairn_strdup("-");
 }
+
+/* --- walking a struct through its table ------------------------------------ */
 
 static void strlist_free(struct cairn_strlist *l)
 {
@@ -207,23 +291,139 @@ static void strmap_free(struct cairn_strmap *m)
     memset(m, 0, sizeof(*m));
 }
 
+static void upstreams_free(struct cairn_config *cfg);
+static void tenants_free(struct cairn_config *cfg);
+
+/* Release everything the table's fields own in the struct at `base`. */
+static void fields_free(void *base, const struct key *keys)
+{
+    for (const struct key *k = keys; k->name != NULL; k++) {
+        void *field = (char *)base + k->offset;
+        switch (k->type) {
+        case KEY_STRING:
+        case KEY_TEXT:
+        case KEY_NAME:
+        case KEY_URL:
+            free(*(char **)field);
+            *(char **)field = NULL;
+            break;
+        case KEY_LIST: strlist_free(field); break;
+        case KEY_MAP: strmap_free(field); break;
+        case KEY_SECTION: fields_free(field, k->section); break;
+        case KEY_LISTEN: {
+            struct cairn_listen_list *l = field;
+            free(l->items);
+            memset(l, 0, sizeof(*l));
+            break;
+        }
+        case KEY_KEYS: {
+            struct cairn_key_list *l = field;
+            for (size_t i = 0; i < l->n; i++)
+                fields_free(&l->items[i], k->section);
+            free(l->items);
+            memset(l, 0, sizeof(*l));
+            break;
+        }
+        case KEY_UPSTREAMS: upstreams_free(base); break;
+        case KEY_TENANTS: tenants_free(base); break;
+        case KEY_INT:
+        case KEY_REAL:
+        case KEY_BOOL:
+        case KEY_CHOICE:
+        case KEY_DIGEST: break;
+        }
+    }
+}
+
+/* Make the fields of `dst`, a bytewise copy of another struct, its own:
+ * what the table's fields point to is duplicated. Only for tables of
+ * strings, lists, maps and plain values (the policy). */
+static void fields_own(void *dst, const struct key *keys)
+{
+    for (const struct key *k = keys; k->name != NULL; k++) {
+        void *field = (char *)dst + k->offset;
+        switch (k->type) {
+        case KEY_STRING:
+        case KEY_TEXT:
+        case KEY_NAME:
+        case KEY_URL:
+            if (*(char **)field != NULL)
+                *(char **)field = cairn_strdup(*(char **)field);
+            break;
+        case KEY_LIST: {
+            struct cairn_strlist *l = field;
+            char **items = l->items;
+            l->items = cairn_calloc(l->n ? l->n : 1, sizeof(*l->items));
+            for (size_t i = 0; i < l->n; i++)
+                l->items[i] = cairn_strdup(items[i]);
+            break;
+        }
+        case KEY_MAP: {
+            struct cairn_strmap *m = field;
+            char **keys_old = m->keys, **values_old = m->values;
+            m->keys = cairn_calloc(m->n ? m->n : 1, sizeof(*m->keys));
+            m->values = cairn_calloc(m->n ? m->n : 1, sizeof(*m->values));
+            for (size_t i = 0; i < m->n; i++) {
+                m->keys[i] = cairn_strdup(keys_old[i]);
+                m->values[i] = cairn_strdup(values_old[i]);
+            }
+            break;
+        }
+        case KEY_SECTION: fields_own(field, k->section); break;
+        case KEY_INT:
+        case KEY_REAL:
+        case KEY_BOOL:
+        case KEY_CHOICE:
+        case KEY_DIGEST: break;
+        case KEY_LISTEN:
+        case KEY_KEYS:
+        case KEY_UPSTREAMS:
+        case KEY_TENANTS: abort(); /* not in a copied table */
+        }
+    }
+}
+
+static void upstreams_free(struct cairn_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        free(cfg->upstreams[i].name);
+        fields_free(&cfg->upstreams[i], upstream_keys);
+    }
+    free(cfg->upstreams);
+    cfg->upstreams = NULL;
+    cfg->nupstreams = 0;
+}
+
+static void tenants_free(struct cairn_config *cfg)
+{
+    for (size_t i = 0; i < cfg->ntenants; i++) {
+        struct cairn_tenant_config *t = &cfg->tenants[i];
+        free(t->name);
+        fields_free(t, tenant_keys);
+        fields_free(&t->policy, policy_keys);
+    }
+    free(cfg->tenants);
+    cfg->tenants = NULL;
+    cfg->ntenants = 0;
+}
+
 void cairn_config_free(struct cairn_config *cfg)
 {
     free(cfg->path);
-    free(cfg->listen);
-    free(cfg->upstream.base_url);
-    free(cfg->upstream.api_key_env);
-    free(cfg->upstream.ca_file);
-    free(cfg->upstream.template.open);
-    free(cfg->upstream.template.close);
-    free(cfg->upstream.template.separator);
-    free(cfg->upstream.template.prefix);
-    strlist_free(&cfg->upstream.template.order);
-    free(cfg->markers.rules_dir);
-    strmap_free(&cfg->markers.fixed);
-    free(cfg->log.access);
+    fields_free(cfg, root_keys);
     memset(cfg, 0, sizeof(*cfg));
 }
+
+const struct cairn_upstream_config *cairn_config_upstream(const struct cairn_config *cfg,
+                                                          const char *name)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return &cfg->upstreams[i];
+    return NULL;
+}
+
+/* --- setters ---------------------------------------------------------------- */
 
 int cairn_config_parse_listen(const char *s, struct cairn_listen *out, char *err, size_t errlen)
 {
@@ -271,7 +471,7 @@ int cairn_config_parse_listen(const char *s, struct cairn_listen *out, char *err
     return 0;
 }
 
-int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *err, size_t errlen)
+static int set_url(char **field, const char *url, char *err, size_t errlen)
 {
     size_t len = strlen(url);
     size_t scheme = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;
@@ -288,20 +488,40 @@ int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *e
     }
     while (len > 0 && url[len - 1] == '/')
         len--;
-    free(cfg->upstream.base_url);
-    cfg->upstream.base_url = cairn_strndup(url, len);
+    free(*field);
+    *field = cairn_strndup(url, len);
     return 0;
 }
 
-static int set_listen(struct cairn_config *cfg, const cJSON *v, char *err, size_t errlen)
+int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *err, size_t errlen)
+{
+    struct cairn_upstream_config *u =
+        (struct cairn_upstream_config *)cairn_config_upstream(cfg, cfg->policy.upstream);
+    if (u == NULL) {
+        snprintf(err, errlen, "the default policy's upstream \"%s\" is not defined",
+                 cfg->policy.upstream);
+        return -1;
+    }
+    return set_url(&u->base_url, url, err, errlen);
+}
+
+/* Upstream and tenant names end up in logs and metric labels. */
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= CAIRN_NAME_MAX &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+static int set_listen(struct cairn_listen_list *out, const cJSON *v, char *err, size_t errlen)
 {
     int n = cJSON_GetArraySize(v);
-    if (!cJSON_IsArray(v) || n < 1 || n > CONFIG_MAX_LISTEN) {
-        snprintf(err, errlen, "must be an array of 1 to %d \"HOST:PORT\" strings",
+    if (!cJSON_IsArray(v) || n > CONFIG_MAX_LISTEN) {
+        snprintf(err, errlen, "must be an array of at most %d \"HOST:PORT\" strings",
                  CONFIG_MAX_LISTEN);
         return -1;
     }
-    struct cairn_listen *list = cairn_calloc((size_t)n, sizeof(*list));
+    struct cairn_listen *list = cairn_calloc(n > 0 ? (size_t)n : 1, sizeof(*list));
     int i = 0;
     for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
         if (!cJSON_IsString(e)) {
@@ -316,25 +536,112 @@ static int set_listen(struct cairn_config *cfg, const cJSON *v, char *err, size_
             return -1;
         }
     }
-    free(cfg->listen);
-    cfg->listen = list;
-    cfg->nlisten = (size_t)n;
+    free(out->items);
+    out->items = list;
+    out->n = (size_t)n;
     return 0;
 }
 
-static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON *v, char *err,
-                     size_t errlen)
+static int set_digest(unsigned char *out, const cJSON *v, char *err, size_t errlen)
 {
-    void *field = (char *)cfg + k->offset;
-    switch (k->type) {
-    case KEY_INT: {
-        double d = v->valuedouble;
-        if (!cJSON_IsNumber(v) || !(d >= (double)k->min && d <= (double)k->max) || d != floor(d)) {
-            snprintf(err, errlen, "must be an integer between %lld and %lld", (long long)k->min,
-                     (long long)k->max);
+    const char *hex = cJSON_IsString(v) ? v->valuestring : "";
+    if (strlen(hex) != 2 * CAIRN_KEY_DIGEST_LEN ||
+        strspn(hex, "0123456789abcdef") != 2 * CAIRN_KEY_DIGEST_LEN) {
+        snprintf(err, errlen, "must be 64 lowercase hex digits (what `cairn key` prints)");
+        return -1;
+    }
+    for (size_t i = 0; i < CAIRN_KEY_DIGEST_LEN; i++) {
+        unsigned hi = (unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10);
+        unsigned lo =
+            (unsigned)(hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0' : hex[2 * i + 1] - 'a' + 10);
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int load_section(void *base, const struct key *keys, const cJSON *obj, const char *prefix,
+                        char *err, size_t errlen);
+
+static int set_keys(struct cairn_key_list *out, const struct key *keys, const cJSON *v,
+                    const char *path, char *err, size_t errlen)
+{
+    int n = cJSON_GetArraySize(v);
+    if (!cJSON_IsArray(v) || n > CONFIG_MAX_KEYS) {
+        snprintf(err, errlen, "%s: must be an array of at most %d {\"sha256\": …} objects", path,
+                 CONFIG_MAX_KEYS);
+        return -1;
+    }
+    out->items = cairn_calloc(n > 0 ? (size_t)n : 1, sizeof(*out->items));
+    for (const cJSON *e = v->child; e != NULL; e = e->next) {
+        struct cairn_key_config *key = &out->items[out->n++];
+        char at[160];
+        static const unsigned char none[CAIRN_KEY_DIGEST_LEN];
+        snprintf(at, sizeof(at), "%s[%zu]", path, out->n - 1);
+        if (!cJSON_IsObject(e)) {
+            snprintf(err, errlen, "%s: must be an object", at);
             return -1;
         }
-        *(int64_t *)field = (int64_t)d;
+        if (load_section(key, keys, e, at, err, errlen) < 0)
+            return -1;
+        if (memcmp(key->sha256, none, sizeof(none)) == 0) {
+            snprintf(err, errlen, "%s: sha256 is required", at);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int set_upstreams(struct cairn_config *cfg, const cJSON *v, const char *path, char *err,
+                         size_t errlen)
+{
+    int n = cJSON_GetArraySize(v);
+    if (!cJSON_IsObject(v) || n < 1 || n > CONFIG_MAX_UPSTREAMS) {
+        snprintf(err, errlen, "%s: must be an object of 1 to %d named upstreams", path,
+                 CONFIG_MAX_UPSTREAMS);
+        return -1;
+    }
+    upstreams_free(cfg);
+    cfg->upstreams = cairn_calloc((size_t)n, sizeof(*cfg->upstreams));
+    for (const cJSON *e = v->child; e != NULL; e = e->next) {
+        char at[160];
+        snprintf(at, sizeof(at), "%s.%s", path, e->string);
+        struct cairn_upstream_config *u = &cfg->upstreams[cfg->nupstreams++];
+        upstream_defaults(u, e->string);
+        if (!valid_name(e->string)) {
+            snprintf(err, errlen, "%s: names are 1 to %d of A-Z a-z 0-9 _ . -", at, CAIRN_NAME_MAX);
+            return -1;
+        }
+        if (!cJSON_IsObject(e)) {
+            snprintf(err, errlen, "%s: must be an object", at);
+            return -1;
+        }
+        if (load_section(u, upstream_keys, e, at, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Set one field from a JSON value; `path` names it for messages. */
+static int set_value(void *base, const struct key *k, const cJSON *v, const char *path, char *err,
+                     size_t errlen)
+{
+    void *field = (char *)base + k->offset;
+    char why[192];
+    int rc = -1;
+    switch (k->type) {
+    case KEY_INT:
+    case KEY_REAL: {
+        double d = v->valuedouble;
+        bool integral = k->type == KEY_INT;
+        if (!cJSON_IsNumber(v) || !(d >= k->min && d <= k->max) || (integral && d != floor(d))) {
+            snprintf(why, sizeof(why), "must be %s between %.15g and %.15g",
+                     integral ? "an integer" : "a number", k->min, k->max);
+            break;
+        }
+        if (integral)
+            *(int64_t *)field = (int64_t)d;
+        else
+            *(double *)field = d;
         return 0;
     }
     case KEY_STRING:
@@ -344,23 +651,32 @@ static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON 
             return 0;
         }
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
-            snprintf(err, errlen, "must be a non-empty string or null");
-            return -1;
+            snprintf(why, sizeof(why), "must be a non-empty string or null");
+            break;
+        }
+        free(*(char **)field);
+        *(char **)field = cairn_strdup(v->valuestring);
+        return 0;
+    case KEY_NAME:
+        if (!cJSON_IsString(v) || !valid_name(v->valuestring)) {
+            snprintf(why, sizeof(why), "must be a name of 1 to %d of A-Z a-z 0-9 _ . -",
+                     CAIRN_NAME_MAX);
+            break;
         }
         free(*(char **)field);
         *(char **)field = cairn_strdup(v->valuestring);
         return 0;
     case KEY_BOOL:
         if (!cJSON_IsBool(v)) {
-            snprintf(err, errlen, "must be true or false");
-            return -1;
+            snprintf(why, sizeof(why), "must be true or false");
+            break;
         }
         *(bool *)field = cJSON_IsTrue(v);
         return 0;
     case KEY_TEXT:
         if (!cJSON_IsString(v) || strlen(v->valuestring) > 256) {
-            snprintf(err, errlen, "must be a string of at most 256 bytes");
-            return -1;
+            snprintf(why, sizeof(why), "must be a string of at most 256 bytes");
+            break;
         }
         free(*(char **)field);
         *(char **)field = cairn_strdup(v->valuestring);
@@ -372,91 +688,207 @@ static int set_value(struct cairn_config *cfg, const struct key *k, const cJSON 
                 return 0;
             }
         }
-        snprintf(err, errlen, "must be one of:");
+        snprintf(why, sizeof(why), "must be one of:");
         for (size_t i = 0; k->choices[i] != NULL; i++)
-            snprintf(err + strlen(err), errlen - strlen(err), " \"%s\"", k->choices[i]);
-        return -1;
+            snprintf(why + strlen(why), sizeof(why) - strlen(why), " \"%s\"", k->choices[i]);
+        break;
     case KEY_LIST: {
         struct cairn_strlist *l = field;
-        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > 64) {
-            snprintf(err, errlen, "must be an array of at most 64 strings");
-            return -1;
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > 256) {
+            snprintf(why, sizeof(why), "must be an array of at most 256 strings");
+            break;
         }
         strlist_free(l);
-        l->items = cairn_calloc((size_t)cJSON_GetArraySize(v), sizeof(*l->items));
-        for (const cJSON *e = v->child; e != NULL; e = e->next) {
-            if (!cJSON_IsString(e)) {
-                snprintf(err, errlen, "[%zu] must be a string", l->n);
-                return -1;
+        l->items = cairn_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*l->items));
+        rc = 0;
+        for (const cJSON *e = v->child; e != NULL && rc == 0; e = e->next) {
+            if (!cJSON_IsString(e) || e->valuestring[0] == '\0') {
+                snprintf(why, sizeof(why), "[%zu] must be a non-empty string", l->n);
+                rc = -1;
+            } else {
+                l->items[l->n++] = cairn_strdup(e->valuestring);
             }
-            l->items[l->n++] = cairn_strdup(e->valuestring);
         }
-        return 0;
+        if (rc == 0)
+            return 0;
+        break;
     }
     case KEY_MAP: {
         struct cairn_strmap *m = field;
         if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) > 64) {
-            snprintf(err, errlen, "must be an object of at most 64 members");
-            return -1;
+            snprintf(why, sizeof(why), "must be an object of at most 64 members");
+            break;
         }
         strmap_free(m);
-        size_t n = (size_t)cJSON_GetArraySize(v);
+        size_t n = (size_t)cJSON_GetArraySize(v) + 1;
         m->keys = cairn_calloc(n, sizeof(*m->keys));
         m->values = cairn_calloc(n, sizeof(*m->values));
-        for (const cJSON *e = v->child; e != NULL; e = e->next) {
+        rc = 0;
+        for (const cJSON *e = v->child; e != NULL && rc == 0; e = e->next) {
             char num[32];
-            if (cJSON_IsNumber(e))
+            if (cJSON_IsNumber(e)) {
                 snprintf(num, sizeof(num), "%.17g", e->valuedouble);
-            else if (!cJSON_IsString(e)) {
-                snprintf(err, errlen, "%s: must be a string or a number", e->string);
-                return -1;
+            } else if (!cJSON_IsString(e)) {
+                snprintf(why, sizeof(why), "%s: must be a string or a number", e->string);
+                rc = -1;
+                break;
             }
             m->keys[m->n] = cairn_strdup(e->string);
             m->values[m->n++] = cairn_strdup(cJSON_IsNumber(e) ? num : e->valuestring);
         }
-        return 0;
+        if (rc == 0)
+            return 0;
+        break;
     }
     case KEY_URL:
         if (!cJSON_IsString(v)) {
-            snprintf(err, errlen, "must be a string");
-            return -1;
+            snprintf(why, sizeof(why), "must be a string");
+            break;
         }
-        return cairn_config_set_base_url(cfg, v->valuestring, err, errlen);
-    case KEY_LISTEN: return set_listen(cfg, v, err, errlen);
-    case KEY_SECTION: break;
+        rc = set_url(field, v->valuestring, why, sizeof(why));
+        if (rc == 0)
+            return 0;
+        break;
+    case KEY_LISTEN:
+        if (set_listen(field, v, why, sizeof(why)) == 0)
+            return 0;
+        break;
+    case KEY_DIGEST:
+        if (set_digest(field, v, why, sizeof(why)) == 0)
+            return 0;
+        break;
+    case KEY_SECTION:
+        if (!cJSON_IsObject(v)) {
+            snprintf(why, sizeof(why), "must be an object");
+            break;
+        }
+        return load_section(field, k->section, v, path, err, errlen);
+    case KEY_KEYS: return set_keys(field, k->section, v, path, err, errlen);
+    case KEY_UPSTREAMS: return set_upstreams(base, v, path, err, errlen);
+    case KEY_TENANTS: return 0; /* after everything else: see load_tenants */
     }
-    snprintf(err, errlen, "internal error: bad key type");
+    snprintf(err, errlen, "%s: %s", path, why);
     return -1;
 }
 
-/* Apply the members of `obj` to `cfg` through `keys`; `prefix` is the dotted
- * path of `obj` for messages ("" at the top). */
-static int load_section(struct cairn_config *cfg, const struct key *keys, const cJSON *obj,
-                        const char *prefix, char *err, size_t errlen)
+static const struct key *find_key(const struct key *keys, const char *name)
+{
+    for (const struct key *k = keys; k->name != NULL; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+static void member_path(char *out, size_t outlen, const char *prefix, const char *name)
+{
+    snprintf(out, outlen, "%s%s%s", prefix, *prefix ? "." : "", name);
+}
+
+/* Apply the members of `obj` to the struct at `base` through `keys`;
+ * `prefix` is the dotted path of `obj` for messages ("" at the top). */
+static int load_section(void *base, const struct key *keys, const cJSON *obj, const char *prefix,
+                        char *err, size_t errlen)
 {
     for (const cJSON *m = obj->child; m != NULL; m = m->next) {
-        char path[128];
-        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", m->string);
-        const struct key *k = keys;
-        while (k->name != NULL && strcmp(k->name, m->string) != 0)
-            k++;
-        if (k->name == NULL) {
+        char path[160];
+        member_path(path, sizeof(path), prefix, m->string);
+        const struct key *k = find_key(keys, m->string);
+        if (k == NULL) {
             snprintf(err, errlen, "%s: unknown key", path);
             return -1;
         }
-        if (k->type == KEY_SECTION) {
-            if (!cJSON_IsObject(m)) {
-                snprintf(err, errlen, "%s: must be an object", path);
-                return -1;
-            }
-            if (load_section(cfg, k->section, m, path, err, errlen) < 0)
-                return -1;
-            continue;
-        }
-        char why[192];
-        if (set_value(cfg, k, m, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s: %s", path, why);
+        if (set_value(base, k, m, path, err, errlen) < 0)
             return -1;
+    }
+    return 0;
+}
+
+/* A tenant: its keys, and overrides of any policy key, applied to a copy
+ * of the default policy so that what it does not say is inherited. */
+static int load_tenant(struct cairn_config *cfg, struct cairn_tenant_config *t, const cJSON *obj,
+                       const char *prefix, char *err, size_t errlen)
+{
+    t->policy = cfg->policy;
+    fields_own(&t->policy, policy_keys);
+    if (!cJSON_IsObject(obj)) {
+        snprintf(err, errlen, "%s: must be an object", prefix);
+        return -1;
+    }
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        char path[160];
+        member_path(path, sizeof(path), prefix, m->string);
+        const struct key *k = find_key(tenant_keys, m->string);
+        void *base = t;
+        if (k == NULL) {
+            k = find_key(policy_keys, m->string);
+            base = &t->policy;
+        }
+        if (k == NULL) {
+            snprintf(err, errlen, "%s: unknown key", path);
+            return -1;
+        }
+        if (set_value(base, k, m, path, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int load_tenants(struct cairn_config *cfg, const cJSON *v, char *err, size_t errlen)
+{
+    int n = cJSON_GetArraySize(v);
+    if (!cJSON_IsObject(v) || n > CONFIG_MAX_TENANTS) {
+        snprintf(err, errlen, "tenants: must be an object of at most %d named tenants",
+                 CONFIG_MAX_TENANTS);
+        return -1;
+    }
+    cfg->tenants = cairn_calloc(n > 0 ? (size_t)n : 1, sizeof(*cfg->tenants));
+    for (const cJSON *e = v->child; e != NULL; e = e->next) {
+        char at[160];
+        member_path(at, sizeof(at), "tenants", e->string);
+        struct cairn_tenant_config *t = &cfg->tenants[cfg->ntenants++];
+        t->name = cairn_strdup(e->string);
+        if (!valid_name(e->string)) {
+            snprintf(err, errlen, "%s: names are 1 to %d of A-Z a-z 0-9 _ . -", at, CAIRN_NAME_MAX);
+            return -1;
+        }
+        if (load_tenant(cfg, t, e, at, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* What single keys cannot check: references between parts of the file. */
+static int check_references(const struct cairn_config *cfg, char *err, size_t errlen)
+{
+    if (cairn_config_upstream(cfg, cfg->policy.upstream) == NULL) {
+        snprintf(err, errlen, "policy.upstream: no upstream named \"%s\"", cfg->policy.upstream);
+        return -1;
+    }
+    if (cfg->auth == CAIRN_AUTH_OPEN && cfg->ntenants > 0) {
+        snprintf(err, errlen, "tenants: need \"auth\": \"keys\" (open mode has no tenants)");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->ntenants; i++) {
+        const struct cairn_tenant_config *t = &cfg->tenants[i];
+        if (cairn_config_upstream(cfg, t->policy.upstream) == NULL) {
+            snprintf(err, errlen, "tenants.%s.upstream: no upstream named \"%s\"", t->name,
+                     t->policy.upstream);
+            return -1;
+        }
+        for (size_t k = 0; k < t->keys.n; k++) {
+            /* A digest in two places would make the tenant depend on order. */
+            for (size_t j = 0; j <= i; j++) {
+                const struct cairn_tenant_config *o = &cfg->tenants[j];
+                for (size_t l = 0; l < (j == i ? k : o->keys.n); l++) {
+                    if (memcmp(o->keys.items[l].sha256, t->keys.items[k].sha256,
+                               CAIRN_KEY_DIGEST_LEN) == 0) {
+                        snprintf(err, errlen,
+                                 "tenants.%s.keys[%zu]: the same key as tenants.%s.keys[%zu]",
+                                 t->name, k, o->name, l);
+                        return -1;
+                    }
+                }
+            }
         }
     }
     return 0;
@@ -471,8 +903,15 @@ static int load_tree(struct cairn_config *cfg, const char *name, const cJSON *ro
         snprintf(err, errlen, "%s: the configuration must be a JSON object", name);
         return -1;
     }
-    if (load_section(cfg, root_keys, root, "", why, sizeof(why)) < 0) {
+    const cJSON *tenants = cJSON_GetObjectItemCaseSensitive(root, "tenants");
+    if (load_section(cfg, root_keys, root, "", why, sizeof(why)) < 0 ||
+        (tenants != NULL && load_tenants(cfg, tenants, why, sizeof(why)) < 0) ||
+        check_references(cfg, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", name, why);
+        return -1;
+    }
+    if (cfg->listen.n == 0) {
+        snprintf(err, errlen, "%s: listen: needs at least one address", name);
         return -1;
     }
     return 0;

@@ -5,22 +5,28 @@
  * Each line is formatted into a stack buffer and written with one write(2)
  * on an O_APPEND descriptor, so lines from several processes never
  * interleave. Strings that come from the network (the path) are escaped;
- * nothing from a request body or from a header value is ever logged.
+ * nothing from a request body or from a header value is ever logged in
+ * the access log. The content log, a separate file that only tenants who
+ * ask for it write to, holds prompts and answers, with keys masked.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
+#include "keys.h"
 #include "server.h"
 
 static int access_fd = STDERR_FILENO;
+static int content_fd = -1; /* -1: no content log */
 
 int cairn_log_open(const char *access_path, char *err, size_t errlen)
 {
@@ -38,11 +44,35 @@ int cairn_log_open(const char *access_path, char *err, size_t errlen)
     return 0;
 }
 
+int cairn_log_open_content(const char *path, char *err, size_t errlen)
+{
+    int fd = -1;
+    if (path != NULL) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot open content log %s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if (content_fd >= 0)
+        close(content_fd);
+    content_fd = fd;
+    return 0;
+}
+
+bool cairn_log_content_enabled(void)
+{
+    return content_fd >= 0;
+}
+
 void cairn_log_close(void)
 {
     if (access_fd != STDERR_FILENO)
         close(access_fd);
     access_fd = STDERR_FILENO;
+    if (content_fd >= 0)
+        close(content_fd);
+    content_fd = -1;
 }
 
 /* "2026-11-26T23:59:59.123Z" */
@@ -100,18 +130,21 @@ void cairn_log_access(const struct cairn_request *req)
     char error[80] = "null";
     if (req->error_code != NULL)
         snprintf(error, sizeof(error), "\"%s\"", req->error_code);
+    char tenant[sizeof(req->tenant) + 2] = "null"; /* names are plain: see config.h */
+    if (req->tenant[0] != '\0')
+        snprintf(tenant, sizeof(tenant), "\"%s\"", req->tenant);
 
     char line[8192];
-    int n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\","
-                     "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
-                     "\"stream\":%s,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                     "\"duration_ms\":%.3f,\"upstream_first_byte_ms\":%s,\"error\":%s%s%s}\n",
-                     when, req->id, req->head.method != NULL ? req->head.method : "-", path,
-                     req->status, req->upstream_status, req->stream ? "true" : "false",
-                     (unsigned long long)req->bytes_in, (unsigned long long)req->bytes_out,
-                     (double)total_us / 1000.0, first_byte, error, req->log_fields ? "," : "",
-                     req->log_fields ? req->log_fields : "");
+    int n = snprintf(
+        line, sizeof(line),
+        "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\","
+        "\"method\":\"%s\",\"path\":\"%s\",\"tenant\":%s,\"status\":%d,\"upstream_status\":%d,"
+        "\"stream\":%s,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+        "\"duration_ms\":%.3f,\"upstream_first_byte_ms\":%s,\"error\":%s%s%s}\n",
+        when, req->id, req->head.method != NULL ? req->head.method : "-", path, tenant, req->status,
+        req->upstream_status, req->stream ? "true" : "false", (unsigned long long)req->bytes_in,
+        (unsigned long long)req->bytes_out, (double)total_us / 1000.0, first_byte, error,
+        req->log_fields ? "," : "", req->log_fields ? req->log_fields : "");
     if (n > 0)
         write_line(access_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -130,4 +163,40 @@ void cairn_log_msg(const char *level, const char *fmt, ...)
                      when, level, escaped);
     if (n > 0)
         write_line(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* Overwrite every occurrence of `secret` in text[0..len) with '*'. */
+static void mask(char *text, size_t len, const char *secret, size_t slen)
+{
+    char *p = text;
+    while (slen > 0 && (p = memmem(p, len - (size_t)(p - text), secret, slen)) != NULL) {
+        memset(p, '*', slen);
+        p += slen;
+    }
+}
+
+void cairn_log_content(const char *request_id, const char *tenant, const char *request,
+                       const char *response, const char *secret)
+{
+    char when[32];
+    format_time(when, sizeof(when));
+    size_t n = strlen(request) + (response ? strlen(response) : 4) + strlen(tenant) + 192;
+    char *line = cairn_malloc(n);
+    int len = snprintf(line, n,
+                       "{\"time\":\"%s\",\"type\":\"content\",\"request_id\":\"%s\","
+                       "\"tenant\":\"%s\",\"request\":%s,\"response\":%s}\n",
+                       when, request_id, tenant, request, response ? response : "null");
+    /* Keys that callers pasted into prompts: cairn's own client keys by
+     * their prefix (the random part), and the upstream key itself. */
+    static const char prefix[] = CAIRN_KEY_PREFIX;
+    for (char *p = line;
+         (p = memmem(p, (size_t)len - (size_t)(p - line), prefix, sizeof(prefix) - 1)) != NULL;) {
+        p += sizeof(prefix) - 1;
+        size_t k = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+        memset(p, '*', k);
+    }
+    if (secret != NULL)
+        mask(line, (size_t)len, secret, strlen(secret));
+    write_line(content_fd, line, (size_t)len);
+    free(line);
 }

@@ -1,24 +1,19 @@
 /*
- * main.c — the command line: serve, check, --version, --help.
+ * main.c — the command line: serve, check, annotate, key, --version, --help.
  *
  * Subcommands are a table so that later ones (annotate, validate, report)
  * slot in beside these without touching the dispatch.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
 #include "alloc.h"
-#include "config.h"
 #include "annotate_cli.h"
-#include "log.h"
-#include "marking.h"
-#include "proxy.h"
-#include "server.h"
-#include "upstream.h"
+#include "config.h"
+#include "gateway.h"
+#include "keys.h"
+#include "snapshot.h"
 
 struct options {
     const char *config_path;
@@ -33,12 +28,15 @@ static void usage(FILE *out)
             "usage: cairn [serve] [-c FILE] [--listen HOST:PORT] [--upstream URL]\n"
             "       cairn check [-c FILE]\n"
             "       cairn annotate [--rules DIR | -c FILE] < prompts.jsonl\n"
+            "       cairn key\n"
             "       cairn --version | --help\n"
             "\n"
             "  serve      run the gateway (the default command)\n"
             "  check      validate a configuration file and its rules; exit 0 (valid) or 1\n"
             "  annotate   read JSON Lines with a \"messages\" array from stdin, write one\n"
             "             {\"id\",\"markers\"} line per input with the rule annotator's markers\n"
+            "  key        make a client API key: prints the key (once) and the digest to\n"
+            "             put in a tenant's \"keys\"\n"
             "\n"
             "  -c FILE            configuration file (default %s)\n"
             "  --listen HOST:PORT listen here instead of the configured addresses\n"
@@ -47,118 +45,70 @@ static void usage(FILE *out)
             CAIRN_DEFAULT_CONFIG);
 }
 
-/* Load the configuration and apply the command-line overrides. */
-static int load_config(const struct options *opt, struct cairn_config *cfg)
+/* Load the configuration and apply the command-line overrides: at start,
+ * and again on every reload. */
+static int load_config(void *arg, struct cairn_config *cfg, char *err, size_t errlen)
 {
-    char err[512];
-    if (cairn_config_load_file(cfg, opt->config_path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "cairn: %s\n", err);
+    const struct options *opt = arg;
+    char why[512];
+    if (cairn_config_load_file(cfg, opt->config_path, err, errlen) < 0)
         return -1;
-    }
     if (opt->listen != NULL) {
-        cfg->nlisten = 1;
-        if (cairn_config_parse_listen(opt->listen, &cfg->listen[0], err, sizeof(err)) < 0) {
-            fprintf(stderr, "cairn: --listen: %s\n", err);
+        cfg->listen.n = 1;
+        if (cairn_config_parse_listen(opt->listen, &cfg->listen.items[0], why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "--listen: %s", why);
             cairn_config_free(cfg);
             return -1;
         }
     }
     if (opt->upstream != NULL &&
-        cairn_config_set_base_url(cfg, opt->upstream, err, sizeof(err)) < 0) {
-        fprintf(stderr, "cairn: --upstream: %s\n", err);
+        cairn_config_set_base_url(cfg, opt->upstream, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "--upstream: %s", why);
         cairn_config_free(cfg);
         return -1;
     }
     return 0;
 }
 
+/* Everything serving would load, without serving: the file, the rules,
+ * the templates, fixed markers, keys and upstream keys' variables. */
 static int cmd_check(const struct options *opt)
 {
     struct cairn_config cfg;
-    struct cairn_marking marking;
     char err[512];
-    if (load_config(opt, &cfg) < 0)
-        return 1;
-    if (cairn_marking_load(&marking, &cfg, err, sizeof(err)) < 0) {
+    struct cairn_snapshot *snap = NULL;
+    if (load_config((void *)opt, &cfg, err, sizeof(err)) == 0)
+        snap = cairn_snapshot_new(&cfg, NULL, NULL, 1, err, sizeof(err));
+    if (snap == NULL) {
         fprintf(stderr, "cairn: %s\n", err);
-        cairn_config_free(&cfg);
         return 1;
     }
-    printf("cairn: %s: ok (rules: %s)\n", opt->config_path, cfg.markers.rules_dir);
-    cairn_marking_free(&marking);
-    cairn_config_free(&cfg);
+    printf("cairn: %s: ok (rules: %s, %zu upstream(s), %s)\n", opt->config_path,
+           snap->cfg.rules_dir, snap->cfg.nupstreams,
+           snap->cfg.auth == CAIRN_AUTH_OPEN ? "open mode" : "API keys");
+    cairn_snapshot_unref(snap);
     return 0;
-}
-
-static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
-{
-    (void)what;
-    cairn_log_msg("info", "signal %d: draining", (int)sig);
-    cairn_server_drain(arg);
 }
 
 static int cmd_serve(const struct options *opt)
 {
-    struct cairn_config cfg;
-    char err[512];
-    if (load_config(opt, &cfg) < 0)
-        return 1;
-    if (cairn_log_open(cfg.log.access, err, sizeof(err)) < 0) {
-        fprintf(stderr, "cairn: %s\n", err);
-        cairn_config_free(&cfg);
-        return 1;
-    }
-    struct cairn_marking marking;
-    if (cairn_marking_load(&marking, &cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "cairn: %s\n", err);
-        cairn_log_close();
-        cairn_config_free(&cfg);
-        return 1;
-    }
-    signal(SIGPIPE, SIG_IGN);
+    return cairn_gateway_run(load_config, (void *)opt);
+}
 
-    int rc = 1;
-    struct event_base *base = event_base_new();
-    struct cairn_proxy proxy = {.cfg = &cfg, .marking = &marking};
-    struct cairn_server *srv = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
-    if (base == NULL) {
-        fprintf(stderr, "cairn: cannot create the event loop\n");
-        goto out;
-    }
-    proxy.upstream = cairn_upstream_new(base, &cfg.upstream, err, sizeof(err));
-    if (proxy.upstream == NULL) {
+/* A new client key: the key once on stdout, and the line for the config. */
+static int cmd_key(const struct options *opt)
+{
+    (void)opt;
+    char key[CAIRN_KEY_MAX + 1], hex[CAIRN_KEY_HEX_LEN + 1], err[128];
+    if (cairn_key_generate(key, hex, err, sizeof(err)) < 0) {
         fprintf(stderr, "cairn: %s\n", err);
-        goto out;
+        return 1;
     }
-    srv = cairn_server_new(base, &cfg, cairn_proxy_handle, &proxy, err, sizeof(err));
-    if (srv == NULL) {
-        fprintf(stderr, "cairn: %s\n", err);
-        goto out;
-    }
-    proxy.server = srv;
-    sigterm = evsignal_new(base, SIGTERM, on_stop_signal, srv);
-    sigint = evsignal_new(base, SIGINT, on_stop_signal, srv);
-    event_add(sigterm, NULL);
-    event_add(sigint, NULL);
-    cairn_log_msg("info", "cairn %s serving, upstream %s", CAIRN_VERSION, cfg.upstream.base_url);
-
-    event_base_dispatch(base);
-    cairn_log_msg("info", "stopped");
-    rc = 0;
-out:
-    if (sigterm != NULL)
-        event_free(sigterm);
-    if (sigint != NULL)
-        event_free(sigint);
-    cairn_server_free(srv); /* cancels what is still in flight */
-    cairn_upstream_free(proxy.upstream);
-    if (base != NULL)
-        event_base_free(base);
-    cairn_log_close();
-    cairn_marking_free(&marking);
-    cairn_config_free(&cfg);
-    return rc;
+    printf("key:    %s\n"
+           "config: {\"sha256\": \"%s\"}\n",
+           key, hex);
+    explicit_bzero(key, sizeof(key));
+    return 0;
 }
 
 static int cmd_annotate(const struct options *opt)
@@ -167,19 +117,20 @@ static int cmd_annotate(const struct options *opt)
     char err[512];
     if (opt->rules != NULL) {
         cairn_config_defaults(&cfg);
-        free(cfg.markers.rules_dir);
-        cfg.markers.rules_dir = cairn_strdup(opt->rules);
-    } else if (load_config(opt, &cfg) < 0) {
+        free(cfg.rules_dir);
+        cfg.rules_dir = cairn_strdup(opt->rules);
+    } else if (load_config((void *)opt, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "cairn: %s\n", err);
         return 1;
     }
     struct cairn_taxonomy tx;
     int rc = 1;
     struct cairn_annotator *a = NULL;
-    if (cairn_taxonomy_load_dir(&tx, cfg.markers.rules_dir, err, sizeof(err)) < 0) {
+    if (cairn_taxonomy_load_dir(&tx, cfg.rules_dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "cairn: %s\n", err);
         goto out;
     }
-    a = cairn_annotator_load(&tx, cfg.markers.rules_dir, err, sizeof(err));
+    a = cairn_annotator_load(&tx, cfg.rules_dir, err, sizeof(err));
     if (a == NULL) {
         fprintf(stderr, "cairn: %s\n", err);
         cairn_taxonomy_free(&tx);
@@ -200,6 +151,7 @@ static const struct command {
     {"serve", cmd_serve},
     {"check", cmd_check},
     {"annotate", cmd_annotate},
+    {"key", cmd_key},
 };
 
 int main(int argc, char **argv)

@@ -18,49 +18,29 @@
 #include "alloc.h"
 #include "json_strict.h"
 
-int cairn_marking_load(struct cairn_marking *mk, const struct cairn_config *cfg, char *err,
-                       size_t errlen)
+int cairn_marking_init(struct cairn_marking *mk, const struct cairn_taxonomy *tx,
+                       const struct cairn_marker_format *format, const struct cairn_spoof *spoof,
+                       const struct cairn_annotator *annotator, const struct cairn_policy *policy,
+                       const char *where, char *err, size_t errlen)
 {
     memset(mk, 0, sizeof(*mk));
-    mk->cfg = cfg;
-    char why[256];
-    if (cairn_taxonomy_load_dir(&mk->tx, cfg->markers.rules_dir, err, errlen) < 0)
-        return -1;
-    if (cairn_marker_format_init(&mk->format, &mk->tx, &cfg->upstream.template, why, sizeof(why)) <
-        0) {
-        snprintf(err, errlen, "%s: upstream.%s", cfg->path, why);
-        goto fail;
-    }
-    cairn_markers_init(&mk->fixed, &mk->tx);
-    for (size_t i = 0; i < cfg->markers.fixed.n; i++) {
-        const char *tag = cfg->markers.fixed.keys[i];
-        if (cairn_markers_offer(&mk->fixed, cairn_taxonomy_find(&mk->tx, tag),
-                                cfg->markers.fixed.values[i], CAIRN_SRC_FIXED, why,
+    mk->tx = tx;
+    mk->format = format;
+    mk->spoof = spoof;
+    mk->annotator = policy->markers.annotate == CAIRN_ANNOTATE_RULES ? annotator : NULL;
+    mk->policy = policy;
+    cairn_markers_init(&mk->fixed, tx);
+    for (size_t i = 0; i < policy->markers.fixed.n; i++) {
+        const char *tag = policy->markers.fixed.keys[i];
+        char why[256];
+        if (cairn_markers_offer(&mk->fixed, cairn_taxonomy_find(tx, tag),
+                                policy->markers.fixed.values[i], CAIRN_SRC_FIXED, why,
                                 sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s: markers.fixed.%s: %s", cfg->path, tag, why);
-            goto fail;
+            snprintf(err, errlen, "%s.markers.fixed.%s: %s", where, tag, why);
+            return -1;
         }
     }
-    mk->spoof = cairn_spoof_new(&mk->tx, &cfg->upstream.template, err, errlen);
-    if (mk->spoof == NULL)
-        goto fail;
-    if (cfg->markers.annotate == CAIRN_ANNOTATE_RULES) {
-        mk->annotator = cairn_annotator_load(&mk->tx, cfg->markers.rules_dir, err, errlen);
-        if (mk->annotator == NULL)
-            goto fail;
-    }
     return 0;
-fail:
-    cairn_marking_free(mk);
-    return -1;
-}
-
-void cairn_marking_free(struct cairn_marking *mk)
-{
-    cairn_annotator_free(mk->annotator);
-    cairn_spoof_free(mk->spoof);
-    cairn_taxonomy_free(&mk->tx);
-    memset(mk, 0, sizeof(*mk));
 }
 
 /* Offer one pinned tag=value; a 400 naming what is wrong otherwise. */
@@ -68,7 +48,7 @@ static int pin(const struct cairn_marking *mk, struct cairn_markers *out, const 
                const char *value, char *err, size_t errlen)
 {
     char why[160];
-    int t = cairn_taxonomy_find(&mk->tx, tag);
+    int t = cairn_taxonomy_find(mk->tx, tag);
     if (t < 0) {
         snprintf(err, errlen, "unknown marker '%.40s'", tag);
         return 400;
@@ -232,7 +212,7 @@ static cJSON *find_message(cJSON *messages, const char *role, bool last)
 
 static void append_block(const struct cairn_marking *mk, cJSON *messages, const char *block)
 {
-    const struct cairn_marker_template *t = mk->format.t;
+    const struct cairn_marker_template *t = mk->format->t;
     if (t->target == CAIRN_TARGET_SYSTEM) {
         cJSON *sys = find_message(messages, "system", false);
         if (sys == NULL) {
@@ -252,29 +232,29 @@ static void append_block(const struct cairn_marking *mk, cJSON *messages, const 
 int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const char *header,
                         struct cairn_markers *out, char *err, size_t errlen)
 {
-    const struct cairn_config *cfg = mk->cfg;
-    cairn_markers_init(out, &mk->tx);
+    const struct cairn_policy *policy = mk->policy;
+    cairn_markers_init(out, mk->tx);
     bool pinned = header != NULL;
     int rc = take_body_pins(mk, request, out, &pinned, err, errlen);
     if (rc == 0 && header != NULL)
         rc = pin_header(mk, header, out, err, errlen);
     if (rc != 0)
         return rc;
-    if (pinned && !cfg->markers.allow_pinning) {
+    if (pinned && !policy->markers.allow_pinning) {
         snprintf(err, errlen, "setting markers is not allowed by this gateway's policy");
         return 403;
     }
-    for (size_t i = 0; i < mk->tx.ntags; i++) {
+    for (size_t i = 0; i < mk->tx->ntags; i++) {
         if (mk->fixed.source[i] != CAIRN_SRC_NONE && out->source[i] < CAIRN_SRC_FIXED) {
             memcpy(out->value[i], mk->fixed.value[i], sizeof(out->value[i]));
             out->source[i] = CAIRN_SRC_FIXED;
         }
     }
     cJSON *messages = cJSON_GetObjectItemCaseSensitive(request, "messages");
-    cairn_spoof_clean(mk->spoof, messages, (enum cairn_injected_policy)cfg->markers.injected);
+    cairn_spoof_clean(mk->spoof, messages, (enum cairn_injected_policy)policy->markers.injected);
     if (mk->annotator != NULL)
         cairn_annotator_run(mk->annotator, messages, out);
-    char *block = cairn_marker_block_render(&mk->format, out);
+    char *block = cairn_marker_block_render(mk->format, out);
     if (block != NULL)
         append_block(mk, messages, block);
     free(block);

@@ -25,16 +25,20 @@
 #include "chat_request.h"
 #include "json_strict.h"
 #include "log.h"
+#include "snapshot.h"
+#include "stats.h"
 #include "unwrap.h"
 
 struct proxy_call {
     struct cairn_proxy *proxy;
-    struct cairn_request *req;       /* the client's; the server owns it */
-    struct cairn_transfer *transfer; /* NULL once finished or cancelled */
-    struct evbuffer *answer;         /* owned: buffered upstream body */
-    char *content_type;              /* owned: the upstream's */
-    char **relay;                    /* owned: upstream headers to pass on,
-                                        each "name\0value" in one block */
+    struct cairn_snapshot *snap;       /* a reference: the config it runs on */
+    const struct cairn_tenant *tenant; /* in `snap` */
+    struct cairn_request *req;         /* the client's; the server owns it */
+    struct cairn_transfer *transfer;   /* NULL once finished or cancelled */
+    struct evbuffer *answer;           /* owned: buffered upstream body */
+    char *content_type;                /* owned: the upstream's */
+    char **relay;                      /* owned: upstream headers to pass on,
+                                          each "name\0value" in one block */
     size_t nrelay;
     int status;                      /* upstream status */
     bool want_stream;                /* the client asked for SSE */
@@ -47,6 +51,9 @@ struct proxy_call {
     struct cairn_markers model;      /* the markers the model wrote */
     struct cairn_sse_unwrap *unwrap; /* owned: while a stream's start is read */
     struct evbuffer *scratch;        /* owned: unwrapped stream bytes */
+    bool filter_models;              /* a model list, cut to what the tenant may use */
+    char *prompt;                    /* owned: the body sent, when the tenant logs content */
+    char *answer_text;               /* owned: the answer relayed, for the content log */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
@@ -121,6 +128,15 @@ static void log_markers(struct proxy_call *call)
 static void call_free(struct proxy_call *call)
 {
     log_markers(call);
+    if (call->prompt != NULL)
+        cairn_log_content(call->req->id, call->tenant->name, call->prompt, call->answer_text,
+                          cairn_endpoint_key(call->tenant->backend->endpoint));
+    free(call->prompt);
+    free(call->answer_text);
+    if (call->streaming)
+        call->proxy->streams--;
+    cairn_limiter_release(call->tenant->limiter);
+    cairn_snapshot_unref(call->snap);
     cairn_sse_unwrap_free(call->unwrap);
     if (call->scratch != NULL)
         evbuffer_free(call->scratch);
@@ -175,9 +191,10 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
     if (call->want_stream && status == 200 && call->content_type != NULL &&
         strncasecmp(call->content_type, "text/event-stream", 17) == 0) {
         call->streaming = true;
-        if (call->proxy->cfg->markers.unwrap) {
+        call->proxy->streams++;
+        if (call->tenant->policy->markers.unwrap) {
             call->unwrap =
-                cairn_sse_unwrap_new(&call->proxy->marking->format, call->nchoices, &call->model);
+                cairn_sse_unwrap_new(call->tenant->marking.format, call->nchoices, &call->model);
             call->scratch = evbuffer_new();
         }
         relay_headers(call);
@@ -211,7 +228,7 @@ static int on_data(void *ctx, const char *data, size_t len)
         }
         return 0;
     }
-    size_t max = (size_t)call->proxy->cfg->upstream.max_response_bytes;
+    size_t max = (size_t)call->tenant->backend->cfg->max_response_bytes;
     if (evbuffer_get_length(call->answer) + len > max) {
         call->failure = CAIRN_UPSTREAM_ETOO_LARGE;
         return -1;
@@ -259,10 +276,14 @@ static void fail_upstream(struct cairn_request *req, const char *errstr)
 static void relay_completion(struct proxy_call *call, cJSON *tree, const char *body, size_t len)
 {
     struct cairn_request *req = call->req;
-    bool unwrapped = tree != NULL && call->proxy->cfg->markers.unwrap && call->sent.tx != NULL &&
-                     cairn_unwrap_json(&call->proxy->marking->format, tree, &call->model) > 0;
+    bool unwrapped = tree != NULL && call->tenant->policy->markers.unwrap &&
+                     call->sent.tx != NULL &&
+                     cairn_unwrap_json(call->tenant->marking.format, tree, &call->model) > 0;
     bool report = tree != NULL && call->sent.tx != NULL &&
                   (unwrapped || cairn_markers_count(&call->sent) > 0);
+    size_t n;
+    if (call->prompt != NULL && tree != NULL && !report)
+        call->answer_text = cairn_json_print(tree, &n);
     if (!report) {
         cairn_response_send(req, call->status, call->content_type, body, len);
         return;
@@ -277,9 +298,30 @@ static void relay_completion(struct proxy_call *call, cJSON *tree, const char *b
         cairn_markers_format_header(&call->model, hdr, sizeof(hdr));
         cairn_response_add_header(req, "X-Cairn-Model-Markers", hdr);
     }
-    size_t n;
     char *out = cairn_json_print(tree, &n);
     cairn_response_send(req, call->status, call->content_type, out, n);
+    if (call->prompt != NULL)
+        call->answer_text = out;
+    else
+        free(out);
+}
+
+/* GET /v1/models for a tenant limited to some models: the list without
+ * the others, so that a client picking from it picks one it may use. */
+static void relay_model_list(struct proxy_call *call, cJSON *tree)
+{
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(tree, "data");
+    cJSON *model = cJSON_IsArray(data) ? data->child : NULL;
+    while (model != NULL) {
+        cJSON *next = model->next;
+        cJSON *id = cJSON_GetObjectItemCaseSensitive(model, "id");
+        if (!cJSON_IsString(id) || !cairn_tenant_allows_model(call->tenant, id->valuestring))
+            cJSON_Delete(cJSON_DetachItemViaPointer(data, model));
+        model = next;
+    }
+    size_t n;
+    char *out = cairn_json_print(tree, &n);
+    cairn_response_send(call->req, call->status, call->content_type, out, n);
     free(out);
 }
 
@@ -304,7 +346,7 @@ static void relay_answer(struct proxy_call *call)
     if (json || status >= 400) {
         char why[128];
         tree = cairn_json_parse_strict(body != NULL ? body : "", len,
-                                       (int)call->proxy->cfg->limits.json_depth, why, sizeof(why));
+                                       (int)call->snap->cfg.limits.json_depth, why, sizeof(why));
     }
     bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tree, "error"));
     if (status < 400 && json && tree == NULL) {
@@ -321,6 +363,9 @@ static void relay_answer(struct proxy_call *call)
         else
             cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
                                  status);
+    } else if (call->filter_models && tree != NULL) {
+        relay_headers(call);
+        relay_model_list(call, tree);
     } else {
         relay_headers(call);
         relay_completion(call, tree, body, len);
@@ -373,10 +418,15 @@ static bool named_by_connection(const struct cairn_http_head *head, const char *
     return false;
 }
 
-static struct proxy_call *call_new(struct cairn_proxy *proxy, struct cairn_request *req)
+/* A call for an admitted request of `tenant`: it holds the snapshot and
+ * the tenant's in-flight slot until call_free. */
+static struct proxy_call *call_new(struct cairn_proxy *proxy, struct cairn_request *req,
+                                   const struct cairn_tenant *tenant)
 {
     struct proxy_call *call = cairn_calloc(1, sizeof(*call));
     call->proxy = proxy;
+    call->snap = cairn_snapshot_ref(proxy->current);
+    call->tenant = tenant;
     call->req = req;
     call->nchoices = 1;
     call->answer = evbuffer_new();
@@ -415,7 +465,7 @@ static void forward(struct proxy_call *call, const char *path, char *body, size_
     req->cancel = on_client_gone;
     req->drained = on_client_drained;
     req->handler_ctx = call;
-    call->transfer = cairn_transfer_start(call->proxy->upstream, path, lines, body, len,
+    call->transfer = cairn_transfer_start(call->tenant->backend->endpoint, path, lines, body, len,
                                           &transfer_callbacks, call);
     for (size_t i = 0; i < nowned; i++)
         free(owned[i]);
@@ -435,64 +485,85 @@ static void upstream_path(const struct cairn_request *req, char *out, size_t out
 
 /* --- routes --------------------------------------------------------------- */
 
-static void do_chat(struct cairn_proxy *proxy, struct cairn_request *req)
+/* Answer an error for a call that goes no further. */
+static void reject(struct proxy_call *call, int status, const char *code, const char *message)
 {
+    cairn_response_error(call->req, status, code, "%s", message);
+    call_free(call);
+}
+
+static void do_chat(struct proxy_call *call)
+{
+    struct cairn_request *req = call->req;
+    const struct cairn_tenant *tenant = call->tenant;
     const struct cairn_http_header *ct = cairn_http_head_find(&req->head, "content-type");
     if (ct == NULL || !is_json_content_type(ct->value)) {
-        cairn_response_error(req, 415, "unsupported_media_type",
-                             "Content-Type must be application/json");
+        reject(call, 415, "unsupported_media_type", "Content-Type must be application/json");
         return;
     }
     const struct cairn_http_header *ce = cairn_http_head_find(&req->head, "content-encoding");
     if (ce != NULL && strcasecmp(ce->value, "identity") != 0) {
-        cairn_response_error(req, 415, "unsupported_media_type",
-                             "Content-Encoding %.40s is not supported", ce->value);
+        reject(call, 415, "unsupported_media_type", "only Content-Encoding identity is supported");
         return;
     }
     size_t len = evbuffer_get_length(req->body);
     const char *raw = (const char *)evbuffer_pullup(req->body, -1);
     struct cairn_chat_request chat;
     char err[256];
-    if (cairn_chat_request_parse(&chat, raw ? raw : "", len, (int)proxy->cfg->limits.json_depth,
+    if (cairn_chat_request_parse(&chat, raw ? raw : "", len, (int)call->snap->cfg.limits.json_depth,
                                  err, sizeof(err)) < 0) {
-        cairn_response_error(req, 400, "invalid_request", "%s", err);
+        reject(call, 400, "invalid_request", err);
         return;
     }
-    struct proxy_call *call = call_new(proxy, req);
+    if (!cairn_tenant_allows_model(tenant, chat.model)) {
+        snprintf(err, sizeof(err), "the model '%.100s' is not available to this API key",
+                 chat.model);
+        cairn_chat_request_free(&chat);
+        reject(call, 403, "model_not_allowed", err);
+        return;
+    }
     call->want_stream = chat.stream;
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(chat.root, "n");
     if (cJSON_IsNumber(n))
         call->nchoices = (size_t)n->valuedouble;
-    if (proxy->marking != NULL) {
-        cairn_markers_init(&call->model, &proxy->marking->tx);
-        const struct cairn_http_header *pins = cairn_http_head_find(&req->head, "x-cairn-markers");
-        int status = cairn_marking_apply(proxy->marking, chat.root, pins ? pins->value : NULL,
-                                         &call->sent, err, sizeof(err));
-        if (status != 0) {
-            cairn_chat_request_free(&chat);
-            call_free(call);
-            cairn_response_error(
-                req, status, status == 403 ? "markers_not_allowed" : "invalid_markers", "%s", err);
-            return;
-        }
-        char hdr[1024];
-        cairn_markers_format_header(&call->sent, hdr, sizeof(hdr));
-        if (hdr[0] != '\0')
-            cairn_response_add_header(req, "X-Cairn-Markers", hdr);
+    cairn_markers_init(&call->model, tenant->marking.tx);
+    const struct cairn_http_header *pins = cairn_http_head_find(&req->head, "x-cairn-markers");
+    int status = cairn_marking_apply(&tenant->marking, chat.root, pins ? pins->value : NULL,
+                                     &call->sent, err, sizeof(err));
+    if (status != 0) {
+        cairn_chat_request_free(&chat);
+        reject(call, status, status == 403 ? "markers_not_allowed" : "invalid_markers", err);
+        return;
     }
+    cairn_stats_markers(call->proxy->stats, tenant->name, &call->sent,
+                        tenant->marking.annotator != NULL);
+    char hdr[1024];
+    cairn_markers_format_header(&call->sent, hdr, sizeof(hdr));
+    if (hdr[0] != '\0')
+        cairn_response_add_header(req, "X-Cairn-Markers", hdr);
     size_t outlen;
     char *out = cairn_chat_request_print(&chat, &outlen);
     cairn_chat_request_free(&chat);
+    if (tenant->policy->log_content && cairn_log_content_enabled())
+        call->prompt = cairn_strndup(out, outlen);
     char path[512];
     upstream_path(req, path, sizeof(path));
     forward(call, path, out, outlen);
 }
 
-static void do_models(struct cairn_proxy *proxy, struct cairn_request *req)
+/* GET /v1/models and /v1/models/{id}: the upstream's answer, limited to
+ * the models the tenant may use. */
+static void do_models(struct proxy_call *call)
 {
+    const char *id = call->req->path + strlen("/v1/models");
+    if (*id == '/' && !cairn_tenant_allows_model(call->tenant, id + 1)) {
+        reject(call, 403, "model_not_allowed", "this model is not available to this API key");
+        return;
+    }
+    call->filter_models = *id == '\0' && call->tenant->policy->models.n > 0;
     char path[512];
-    upstream_path(req, path, sizeof(path));
-    forward(call_new(proxy, req), path, NULL, 0);
+    upstream_path(call->req, path, sizeof(path));
+    forward(call, path, NULL, 0);
 }
 
 static void do_health(struct cairn_proxy *proxy, struct cairn_request *req)
@@ -512,16 +583,43 @@ static void do_ready(struct cairn_proxy *proxy, struct cairn_request *req)
     cairn_response_send(req, 200, "application/json", ready, sizeof(ready) - 1);
 }
 
+/* The tenant of a request to an upstream route, admitted under its rate
+ * limits; or the 401 / 429 answer and NULL. */
+static struct proxy_call *admit(struct cairn_proxy *proxy, struct cairn_request *req)
+{
+    const struct cairn_http_header *auth = cairn_http_head_find(&req->head, "authorization");
+    const struct cairn_tenant *tenant =
+        cairn_snapshot_tenant(proxy->current, auth != NULL ? auth->value : NULL);
+    if (tenant == NULL) {
+        /* One answer for a missing, malformed, unknown or disabled key. */
+        cairn_response_add_header(req, "WWW-Authenticate", "Bearer");
+        cairn_response_error(req, 401, "invalid_api_key", "invalid or missing API key");
+        return NULL;
+    }
+    snprintf(req->tenant, sizeof(req->tenant), "%s", tenant->name);
+    unsigned wait = cairn_limiter_admit(tenant->limiter, &tenant->policy->rate, cairn_now_us());
+    if (wait > 0) {
+        char retry[16];
+        snprintf(retry, sizeof(retry), "%u", wait);
+        cairn_response_add_header(req, "Retry-After", retry);
+        cairn_response_error(req, 429, "rate_limit_exceeded",
+                             "rate limit reached for this API key; retry after %u s", wait);
+        return NULL;
+    }
+    return call_new(proxy, req, tenant);
+}
+
 static const struct route {
     const char *path;
     bool prefix; /* also matches path + "/..." */
     const char *method;
-    void (*handle)(struct cairn_proxy *, struct cairn_request *);
+    void (*proxied)(struct proxy_call *);                        /* a tenant's request */
+    void (*local)(struct cairn_proxy *, struct cairn_request *); /* answered here */
 } routes[] = {
-    {"/v1/chat/completions", false, "POST", do_chat},
-    {"/v1/models", true, "GET", do_models},
-    {"/healthz", false, "GET", do_health},
-    {"/readyz", false, "GET", do_ready},
+    {"/v1/chat/completions", false, "POST", do_chat, NULL},
+    {"/v1/models", true, "GET", do_models, NULL},
+    {"/healthz", false, "GET", NULL, do_health},
+    {"/readyz", false, "GET", NULL, do_ready},
 };
 
 /* The part after a prefix route, e.g. a model id ("gpt-4o",
@@ -561,13 +659,15 @@ void cairn_proxy_handle(struct cairn_request *req, void *arg)
         const struct route *r = &routes[i];
         if (!route_matches(r, req->path))
             continue;
-        if (strcmp(req->head.method, r->method) != 0) {
-            cairn_response_add_header(req, "Allow", r->method);
-            cairn_response_error(req, 405, "method_not_allowed", "%s %s is not supported",
-                                 req->head.method, r->path);
+        if (!cairn_request_method_is(req, r->method))
+            return;
+        if (r->local != NULL) {
+            r->local(proxy, req);
             return;
         }
-        r->handle(proxy, req);
+        struct proxy_call *call = admit(proxy, req);
+        if (call != NULL)
+            r->proxied(call);
         return;
     }
     cairn_response_error(req, 404, "not_found", "no such route: %.200s", req->path);

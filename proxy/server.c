@@ -73,6 +73,9 @@ struct cairn_server {
     const struct cairn_config *cfg;
     cairn_handler_fn handler;
     void *handler_arg;
+    cairn_request_end_fn on_end; /* each request, when its record is written */
+    void *on_end_arg;
+    const char *name; /* "" for the public listeners, or e.g. "admin " */
     struct evconnlistener *listeners[MAX_LISTENERS];
     size_t nlisteners;
     struct event *accept_retry; /* re-enables accepting after EMFILE */
@@ -529,9 +532,16 @@ static void conn_process_input(struct cairn_conn *conn)
 
 /* The current request is answered and its bytes have left: log it, then
  * keep the connection for the next request or close it. */
+static void request_ended(struct cairn_server *srv, struct cairn_request *req)
+{
+    cairn_log_access(req);
+    if (srv->on_end != NULL)
+        srv->on_end(req, srv->on_end_arg);
+}
+
 static void request_done(struct cairn_conn *conn)
 {
-    cairn_log_access(conn->req);
+    request_ended(conn->srv, conn->req);
     request_free(conn->req);
     conn->req = NULL;
     conn->want_drained = false;
@@ -623,7 +633,7 @@ static void conn_close(struct cairn_conn *conn)
             req->cancel(req->handler_ctx);
         if (req->status == 0)
             req->status = 499;
-        cairn_log_access(req);
+        request_ended(srv, req);
     }
     request_free(req);
     bufferevent_free(conn->bev);
@@ -766,18 +776,20 @@ static int bind_listener(struct cairn_server *srv, const struct cairn_listen *l,
     uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                              : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     fprintf(stderr,
-            ss.ss_family == AF_INET6 ? "cairn: listening on [%s]:%u\n"
-                                     : "cairn: listening on %s:%u\n",
-            l->host, port);
+            ss.ss_family == AF_INET6 ? "cairn: %slistening on [%s]:%u\n"
+                                     : "cairn: %slistening on %s:%u\n",
+            srv->name, l->host, port);
     return 0;
 }
 
 struct cairn_server *cairn_server_new(struct event_base *base, const struct cairn_config *cfg,
+                                      const struct cairn_listen_list *listen, const char *name,
                                       cairn_handler_fn handler, void *arg, char *err, size_t errlen)
 {
     struct cairn_server *srv = cairn_calloc(1, sizeof(*srv));
     srv->base = base;
     srv->cfg = cfg;
+    srv->name = name;
     srv->handler = handler;
     srv->handler_arg = arg;
     srv->accept_retry = evtimer_new(base, on_accept_retry, srv);
@@ -788,8 +800,8 @@ struct cairn_server *cairn_server_new(struct event_base *base, const struct cair
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(srv->id_prefix + 2 * i, 3, "%02x", rnd[i]);
 
-    for (size_t i = 0; i < cfg->nlisten && i < MAX_LISTENERS; i++) {
-        if (bind_listener(srv, &cfg->listen[i], err, errlen) < 0) {
+    for (size_t i = 0; i < listen->n && i < MAX_LISTENERS; i++) {
+        if (bind_listener(srv, &listen->items[i], err, errlen) < 0) {
             cairn_server_free(srv);
             return NULL;
         }
@@ -836,6 +848,32 @@ void cairn_server_drain(struct cairn_server *srv)
 bool cairn_server_draining(const struct cairn_server *srv)
 {
     return srv->draining;
+}
+
+bool cairn_request_method_is(struct cairn_request *req, const char *method)
+{
+    if (strcmp(req->head.method, method) == 0)
+        return true;
+    cairn_response_add_header(req, "Allow", method);
+    cairn_response_error(req, 405, "method_not_allowed", "%s %s is not supported", req->head.method,
+                         req->path);
+    return false;
+}
+
+void cairn_server_set_config(struct cairn_server *srv, const struct cairn_config *cfg)
+{
+    srv->cfg = cfg;
+}
+
+void cairn_server_on_end(struct cairn_server *srv, cairn_request_end_fn fn, void *arg)
+{
+    srv->on_end = fn;
+    srv->on_end_arg = arg;
+}
+
+size_t cairn_server_connections(const struct cairn_server *srv)
+{
+    return srv->nconns;
 }
 
 void cairn_server_free(struct cairn_server *srv)

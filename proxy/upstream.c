@@ -42,9 +42,16 @@ const char *const CAIRN_UPSTREAM_EKEY_ECHO = "upstream answer contained the gate
 
 struct cairn_upstream {
     struct event_base *base;
-    const struct cairn_upstream_config *cfg;
     CURLM *multi;
     struct event *timer; /* curl's own timeouts */
+};
+
+/* Easy handles carry per-endpoint options (CA file, connect timeout), so
+ * each endpoint keeps its own idle ones; connections themselves live in
+ * the multi handle's pool and are shared. */
+struct cairn_endpoint {
+    struct cairn_upstream *up; /* NULL for an endpoint that is only checked */
+    const struct cairn_upstream_config *cfg;
     char *authorization; /* "Authorization: Bearer …" or NULL; never logged */
     const char *key;     /* the key inside `authorization` */
     size_t keylen;
@@ -53,7 +60,7 @@ struct cairn_upstream {
 };
 
 struct cairn_transfer {
-    struct cairn_upstream *up;
+    struct cairn_endpoint *ep;
     CURL *easy;
     struct curl_slist *headers; /* owned: request headers */
     char *body;                 /* owned: POST body */
@@ -184,9 +191,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-struct cairn_upstream *cairn_upstream_new(struct event_base *base,
-                                          const struct cairn_upstream_config *cfg, char *err,
-                                          size_t errlen)
+struct cairn_upstream *cairn_upstream_new(struct event_base *base, char *err, size_t errlen)
 {
     static bool curl_ready;
     if (!curl_ready) {
@@ -198,7 +203,6 @@ struct cairn_upstream *cairn_upstream_new(struct event_base *base,
     }
     struct cairn_upstream *up = cairn_calloc(1, sizeof(*up));
     up->base = base;
-    up->cfg = cfg;
     up->multi = curl_multi_init();
     up->timer = evtimer_new(base, on_timer_event, up);
     if (up->multi == NULL || up->timer == NULL) {
@@ -210,20 +214,6 @@ struct cairn_upstream *cairn_upstream_new(struct event_base *base,
     curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
     curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
-
-    const char *key = cfg->api_key_env != NULL ? getenv(cfg->api_key_env) : NULL;
-    if (key != NULL && key[0] != '\0') {
-        if (strpbrk(key, "\r\n") != NULL) {
-            snprintf(err, errlen, "the variable %s holds a line break", cfg->api_key_env);
-            cairn_upstream_free(up);
-            return NULL;
-        }
-        size_t n = strlen(key) + sizeof("Authorization: Bearer ");
-        up->authorization = cairn_malloc(n);
-        snprintf(up->authorization, n, "Authorization: Bearer %s", key);
-        up->key = up->authorization + strlen("Authorization: Bearer ");
-        up->keylen = strlen(up->key);
-    }
     return up;
 }
 
@@ -231,17 +221,52 @@ void cairn_upstream_free(struct cairn_upstream *up)
 {
     if (up == NULL)
         return;
-    while (up->nidle > 0)
-        curl_easy_cleanup(up->idle[--up->nidle]);
     if (up->multi != NULL)
         curl_multi_cleanup(up->multi);
     if (up->timer != NULL)
         event_free(up->timer);
-    if (up->authorization != NULL) {
-        explicit_bzero(up->authorization, strlen(up->authorization));
-        free(up->authorization);
-    }
     free(up);
+}
+
+struct cairn_endpoint *cairn_endpoint_new(struct cairn_upstream *up,
+                                          const struct cairn_upstream_config *cfg, char *err,
+                                          size_t errlen)
+{
+    const char *key = cfg->api_key_env != NULL ? getenv(cfg->api_key_env) : NULL;
+    if (key != NULL && strpbrk(key, "\r\n") != NULL) {
+        snprintf(err, errlen, "upstreams.%s: the variable %s holds a line break", cfg->name,
+                 cfg->api_key_env);
+        return NULL;
+    }
+    struct cairn_endpoint *ep = cairn_calloc(1, sizeof(*ep));
+    ep->up = up;
+    ep->cfg = cfg;
+    if (key != NULL && key[0] != '\0') {
+        size_t n = strlen(key) + sizeof("Authorization: Bearer ");
+        ep->authorization = cairn_malloc(n);
+        snprintf(ep->authorization, n, "Authorization: Bearer %s", key);
+        ep->key = ep->authorization + strlen("Authorization: Bearer ");
+        ep->keylen = strlen(ep->key);
+    }
+    return ep;
+}
+
+void cairn_endpoint_free(struct cairn_endpoint *ep)
+{
+    if (ep == NULL)
+        return;
+    while (ep->nidle > 0)
+        curl_easy_cleanup(ep->idle[--ep->nidle]);
+    if (ep->authorization != NULL) {
+        explicit_bzero(ep->authorization, strlen(ep->authorization));
+        free(ep->authorization);
+    }
+    free(ep);
+}
+
+const char *cairn_endpoint_key(const struct cairn_endpoint *ep)
+{
+    return ep->key;
 }
 
 /* --- one transfer -------------------------------------------------------- */
@@ -282,7 +307,7 @@ static int on_curl_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
         return CURL_PREREQFUNC_ABORT;
     }
     t->request_sent = true;
-    arm_deadline(t, t->up->cfg->first_byte_timeout_ms);
+    arm_deadline(t, t->ep->cfg->first_byte_timeout_ms);
     return CURL_PREREQFUNC_OK;
 }
 
@@ -291,7 +316,7 @@ static void saw_bytes(struct cairn_transfer *t)
 {
     t->got_first_byte = true;
     if (!t->paused)
-        arm_deadline(t, t->up->cfg->idle_timeout_ms);
+        arm_deadline(t, t->ep->cfg->idle_timeout_ms);
 }
 
 static void clear_response_headers(struct cairn_transfer *t)
@@ -310,19 +335,19 @@ static void clear_response_headers(struct cairn_transfer *t)
  */
 static bool echoes_key(struct cairn_transfer *t, const char *data, size_t len, bool body)
 {
-    const struct cairn_upstream *up = t->up;
-    if (up->keylen < 8) /* no key, or one too short to tell from text */
+    const struct cairn_endpoint *ep = t->ep;
+    if (ep->keylen < 8) /* no key, or one too short to tell from text */
         return false;
-    if (memmem(data, len, up->key, up->keylen) != NULL)
+    if (memmem(data, len, ep->key, ep->keylen) != NULL)
         return true;
-    if (!body || up->keylen > KEY_TAIL_MAX + 1)
+    if (!body || ep->keylen > KEY_TAIL_MAX + 1)
         return false;
-    size_t keep = up->keylen - 1;
+    size_t keep = ep->keylen - 1;
     char join[2 * KEY_TAIL_MAX];
     size_t head = len < keep ? len : keep;
     memcpy(join, t->key_tail, t->key_tail_len);
     memcpy(join + t->key_tail_len, data, head);
-    bool found = memmem(join, t->key_tail_len + head, up->key, up->keylen) != NULL;
+    bool found = memmem(join, t->key_tail_len + head, ep->key, ep->keylen) != NULL;
     /* The new tail: the last `keep` bytes of (old tail + data). */
     size_t total = t->key_tail_len + len;
     size_t from = total > keep ? total - keep : 0;
@@ -413,10 +438,10 @@ static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *arg)
 /* An easy handle with the options every transfer shares. Handles are kept
  * when transfers end and reused: creating one allocates and sets up far
  * more than a transfer itself needs. */
-static CURL *take_easy(struct cairn_upstream *up)
+static CURL *take_easy(struct cairn_endpoint *ep)
 {
-    if (up->nidle > 0)
-        return up->idle[--up->nidle];
+    if (ep->nidle > 0)
+        return ep->idle[--ep->nidle];
     CURL *e = curl_easy_init();
     if (e == NULL) {
         fprintf(stderr, "cairn: out of memory creating an upstream handle\n");
@@ -426,18 +451,18 @@ static CURL *take_easy(struct cairn_upstream *up)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L); /* the path was vetted by the router */
     curl_easy_setopt(e, CURLOPT_PROXY, "");      /* never an environment proxy */
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)up->cfg->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)ep->cfg->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_curl_prereq);
-    if (up->cfg->ca_file != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, up->cfg->ca_file);
+    if (ep->cfg->ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, ep->cfg->ca_file);
     return e;
 }
 
-static void give_back_easy(struct cairn_upstream *up, CURL *e)
+static void give_back_easy(struct cairn_endpoint *ep, CURL *e)
 {
-    if (up->nidle == MAX_IDLE_EASY_HANDLES) {
+    if (ep->nidle == MAX_IDLE_EASY_HANDLES) {
         curl_easy_cleanup(e);
         return;
     }
@@ -448,35 +473,36 @@ static void give_back_easy(struct cairn_upstream *up, CURL *e)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, NULL);
-    up->idle[up->nidle++] = e;
+    ep->idle[ep->nidle++] = e;
 }
 
-struct cairn_transfer *cairn_transfer_start(struct cairn_upstream *up, const char *path,
+struct cairn_transfer *cairn_transfer_start(struct cairn_endpoint *ep, const char *path,
                                             const char *const *headers, char *body, size_t len,
                                             const struct cairn_transfer_callbacks *cb, void *ctx)
 {
     struct cairn_transfer *t = cairn_calloc(1, sizeof(*t));
-    t->up = up;
+    struct cairn_upstream *up = ep->up;
+    t->ep = ep;
     t->cb = cb;
     t->ctx = ctx;
     t->body = body;
-    t->easy = take_easy(up);
+    t->easy = take_easy(ep);
     t->deadline = evtimer_new(up->base, on_deadline, t);
     if (t->deadline == NULL) {
         fprintf(stderr, "cairn: out of memory starting an upstream transfer\n");
         abort();
     }
 
-    size_t urllen = strlen(up->cfg->base_url) + strlen(path) + 1;
+    size_t urllen = strlen(ep->cfg->base_url) + strlen(path) + 1;
     char *url = cairn_malloc(urllen);
-    snprintf(url, urllen, "%s%s", up->cfg->base_url, path);
+    snprintf(url, urllen, "%s%s", ep->cfg->base_url, path);
 
     /* "Expect:" stops curl from waiting for 100-continue on large bodies. */
     t->headers = curl_slist_append(t->headers, "Expect:");
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         t->headers = curl_slist_append(t->headers, headers[i]);
-    if (up->authorization != NULL)
-        t->headers = curl_slist_append(t->headers, up->authorization);
+    if (ep->authorization != NULL)
+        t->headers = curl_slist_append(t->headers, ep->authorization);
 
     CURL *e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
@@ -505,17 +531,17 @@ void cairn_transfer_resume(struct cairn_transfer *t)
     if (!t->paused)
         return;
     t->paused = false;
-    arm_deadline(t, t->up->cfg->idle_timeout_ms);
+    arm_deadline(t, t->ep->cfg->idle_timeout_ms);
     curl_easy_pause(t->easy, CURLPAUSE_CONT);
 }
 
 static void transfer_free(struct cairn_transfer *t)
 {
-    curl_multi_remove_handle(t->up->multi, t->easy);
+    curl_multi_remove_handle(t->ep->up->multi, t->easy);
     /* A handle stopped midway (cancelled, timed out, paused) may hold
      * state for the transfer that is gone: only completed ones are kept. */
     if (t->clean_end)
-        give_back_easy(t->up, t->easy);
+        give_back_easy(t->ep, t->easy);
     else
         curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->headers);

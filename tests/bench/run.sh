@@ -11,7 +11,7 @@
 # numbers as relative, not absolute.
 #   BENCH_SECONDS      duration of each wrk run (default 10)
 #   BENCH_CONNECTIONS  connection counts to try (default "1 64")
-#   BENCH_ANNOTATE     markers.annotate for cairn: "rules" (default) or "off"
+#   BENCH_ANNOTATE     policy.markers.annotate for cairn: "rules" (default) or "off"
 #                      (the gateway core alone)
 # Installs wrk with apt-get if it is missing; nothing else.
 set -euo pipefail
@@ -66,8 +66,9 @@ pids+=("$pid")
 sport=$(wait_port "$pid" "$tmp/standin.log")
 
 cat >"$tmp/cairn.json" <<EOF
-{"listen":["127.0.0.1:0"],"upstream":{"base_url":"http://127.0.0.1:$sport/v1"},
- "markers":{"annotate":"$annotate"},"log":{"access":"/dev/null"}}
+{"listen":["127.0.0.1:0"],"admin":{"listen":[]},
+ "upstreams":{"default":{"base_url":"http://127.0.0.1:$sport/v1"}},
+ "policy":{"markers":{"annotate":"$annotate"}},"log":{"access":"/dev/null"}}
 EOF
 "$build/cairn" serve -c "$tmp/cairn.json" 2>"$tmp/cairn.log" &
 pid=$!

@@ -16,11 +16,13 @@ sanitizer reported anything, or if the canary API key leaked into stderr,
 the access log, or any byte a client received.
 """
 
+import hashlib
 import json
 import os
 import re
 import select
 import shutil
+import secrets
 import signal
 import socket
 import socketserver
@@ -167,13 +169,18 @@ def gateway_config(upstream=None, base_url=None, **sections):
         base_url = upstream.base_url if upstream is not None else refused_url()
     cfg = {
         "listen": ["127.0.0.1:0"],
+        "admin": {"listen": ["127.0.0.1:0"]},
         "timeouts": {"drain_ms": 5000},
-        "upstream": {"base_url": base_url},
+        "upstreams": {"default": {"base_url": base_url}},
         "log": {"access": ctx().path("access.log")},
         # The gateway-core tests compare what the upstream received with
         # what the client sent: no annotation unless a test asks for it.
-        "markers": {"annotate": "off"},
+        "policy": {"markers": {"annotate": "off"}},
     }
+    # markers=... is the default policy's marker section.
+    if "markers" in sections:
+        sections["policy"] = deep_merge(sections.get("policy", {}),
+                                        {"markers": sections.pop("markers")})
     return deep_merge(cfg, sections)
 
 
@@ -184,7 +191,7 @@ def start_gateway(upstream=None, base_url=None, api_key=CANARY, env=None, args=(
     upstream_cfg = sections.pop("upstream_cfg", None)
     cfg = gateway_config(upstream, base_url, **sections)
     if upstream_cfg:
-        cfg = deep_merge(cfg, {"upstream": upstream_cfg})
+        cfg = deep_merge(cfg, {"upstreams": {"default": upstream_cfg}})
     gw = Gateway(cfg, gateway_env(api_key, env), args)
     gw.start()
     return gw
@@ -198,6 +205,7 @@ class Gateway:
         self.proc = None
         self.port = None  # the first listening port
         self.ports = []  # every listening port, in the order reported
+        self.admin_port = None  # the first admin port
         self.stderr_chunks = []
         self.stderr_lock = threading.Lock()
         self.listening = threading.Event()
@@ -223,17 +231,23 @@ class Gateway:
                               % (timeout, self.stderr_text()[-2000:]))
         return self
 
+    def _wants_admin(self):
+        cfg = self.config if isinstance(self.config, dict) else {}
+        return bool(cfg.get("admin", {}).get("listen", ["default"]))
+
     def _read_stderr(self):
-        pattern = re.compile(r"cairn: listening on 127\.0\.0\.1:(\d+)")
+        pattern = re.compile(r"cairn: (admin )?listening on 127\.0\.0\.1:(\d+)")
         for line in iter(self.proc.stderr.readline, b""):
             with self.stderr_lock:
                 self.stderr_chunks.append(line)
             m = pattern.search(line.decode("utf-8", "replace"))
-            if m:
-                self.ports.append(int(m.group(1)))
-                if self.port is None:
-                    self.port = self.ports[0]
-                    self.listening.set()
+            if m and m.group(1):
+                self.admin_port = self.admin_port or int(m.group(2))
+            elif m:
+                self.ports.append(int(m.group(2)))
+                self.port = self.port or self.ports[0]
+            if self.port and (self.admin_port or not self._wants_admin()):
+                self.listening.set()
         self.proc.stderr.close()
 
     def stderr_text(self):
@@ -1073,3 +1087,32 @@ class Upstream:
 
 def start_upstream(handler=default_handler, tls=False):
     return Upstream(handler, tls)
+
+
+# --------------------------------------------------------------------------
+# Tenants and keys
+# --------------------------------------------------------------------------
+
+
+def new_key():
+    """A client key in the shape `cairn key` makes (sk-cairn- + base64url)."""
+    return "sk-cairn-" + secrets.token_urlsafe(32)
+
+
+def digest(key):
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def bearer(key):
+    return {"Authorization": "Bearer " + key}
+
+
+def tenant(*keys, **policy):
+    """A tenant section: keys are strings (enabled) or (key, {"disabled": True})."""
+    entries = []
+    for k in keys:
+        extra = {}
+        if isinstance(k, tuple):
+            k, extra = k
+        entries.append(dict({"sha256": digest(k), "label": "it"}, **extra))
+    return dict({"keys": entries}, **policy)

@@ -46,7 +46,7 @@ def test_check_accepts_a_full_config():
     with open(os.path.join(REPO, "conf", "cairn.json")) as f:
         cfg = json.load(f)
     cfg["log"]["access"] = "/tmp/cairn-access.log"
-    cfg["upstream"]["base_url"] = "https://api.example.com/v1"
+    cfg["upstreams"]["default"]["base_url"] = "https://api.example.com/v1"
     code, out, err = run_cairn(["check", "-c", write_config(cfg)])
     check(code == 0, "check exited %d: %s" % (code, out + err))
 
@@ -62,12 +62,13 @@ BAD_CONFIGS = {
     "unknown_top_level_key": ({"bogus": 1}, "bogus"),
     "out_of_range_zero": ({"limits": {"body_bytes": 0}}, "limits.body_bytes"),
     "out_of_range_huge": ({"limits": {"max_connections": 10 ** 12}}, "limits.max_connections"),
-    "negative_timeout": ({"upstream": {"connect_timeout_ms": -5}},
-                         "upstream.connect_timeout_ms"),
+    "negative_timeout": ({"upstreams": {"default": {"connect_timeout_ms": -5}}},
+                         "upstreams.default.connect_timeout_ms"),
     "fractional_size": ({"limits": {"body_bytes": 2048.5}}, "limits.body_bytes"),
     "wrong_type": ({"timeouts": {"header_ms": "fast"}}, "timeouts.header_ms"),
     "section_not_object": ({"limits": 5}, "limits"),
-    "bad_url_scheme": ({"upstream": {"base_url": "ftp://example.com/v1"}}, "upstream.base_url"),
+    "bad_url_scheme": ({"upstreams": {"default": {"base_url": "ftp://example.com/v1"}}},
+                       "upstreams.default.base_url"),
     "bad_listen": ({"listen": ["nonsense"]}, "listen"),
     "invalid_json": ('{"limits": {', None),
     "root_not_object": ("[]", None),
@@ -307,7 +308,7 @@ def test_annotate_reads_jsonl_and_survives_bad_lines():
 
 
 def test_annotate_uses_the_configured_rules_dir():
-    cfg = write_config({"markers": {"rules_dir": os.path.join(REPO, "rules")}})
+    cfg = write_config({"rules_dir": os.path.join(REPO, "rules")})
     code, out = run_annotate([json.dumps({"messages": [{"role": "user", "content":
                                                         "Réponds en moins de 50 mots : pourquoi le ciel est-il bleu ?"}]})],
                              args=("-c", cfg))
@@ -323,7 +324,7 @@ def test_check_names_a_broken_rules_file():
     tx["tags"][0]["values"].append(tx["tags"][0]["values"][0])
     with open(os.path.join(rules, "taxonomy.json"), "w") as f:
         json.dump(tx, f)
-    code, out, err = run_cairn(["check", "-c", write_config({"markers": {"rules_dir": rules}})])
+    code, out, err = run_cairn(["check", "-c", write_config({"rules_dir": rules})])
     check(code == 1, "check of a broken taxonomy exited %d" % code)
     check("taxonomy.json" in err and "tags[0].values" in err,
           "the message does not name the file and key: %r" % err)

@@ -1,0 +1,41 @@
+/*
+ * stats.h — cairn's own metrics: the families /metrics exports, and the
+ * events of the request pipeline that feed them.
+ *
+ * Every label value is bounded: tenants and upstreams are names from the
+ * configuration, routes a fixed set, statuses three digits, marker values
+ * the taxonomy's closed lists (numeric markers are counted by tag only).
+ * No prompt text or request id ever becomes a label.
+ */
+#ifndef CAIRN_STATS_H
+#define CAIRN_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "markers.h"
+#include "server.h"
+
+struct cairn_stats;
+
+/** Stats for a process that started on configuration `generation`. */
+struct cairn_stats *cairn_stats_new(uint64_t generation);
+void cairn_stats_free(struct cairn_stats *st);
+
+/** A request has ended: requests by tenant, route, status and arm, and its
+ *  latencies (total; upstream first byte; time to first byte of a stream). */
+void cairn_stats_request(struct cairn_stats *st, const struct cairn_request *req);
+
+/** The markers sent with a request of `tenant`: by tag, value and source,
+ *  and annotation runs by source and outcome. */
+void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
+                         const struct cairn_markers *sent, bool annotated);
+
+/** A reload was tried (not the start): `generation` is the one serving now. */
+void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok);
+
+/** The exposition text, with the gauges read now. malloc'd; *len set. */
+char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams, size_t *len);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * stats.c — cairn's metric families and what feeds them (see stats.h).
+ *
+ * Latencies are histograms in seconds, with buckets from 1 ms (the
+ * gateway's own work) to two minutes (a long generation). Gauges that the
+ * process already knows (connections, streams) are read at scrape time
+ * rather than kept up to date on every event.
+ */
+#include "stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "metrics.h"
+
+struct cairn_stats {
+    struct cairn_metrics *reg;
+    struct cairn_metric *requests;
+    struct cairn_metric *duration;
+    struct cairn_metric *upstream_first_byte;
+    struct cairn_metric *stream_first_byte;
+    struct cairn_metric *markers;
+    struct cairn_metric *annotations;
+    struct cairn_metric *connections;
+    struct cairn_metric *streams;
+    struct cairn_metric *generation;
+    struct cairn_metric *reloads;
+    struct cairn_metric *last_reload_ok;
+};
+
+static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5,   1,      2.5,   5,    10,    30,   60,  120};
+#define NBUCKETS (sizeof(latency_buckets) / sizeof(latency_buckets[0]))
+
+struct cairn_stats *cairn_stats_new(uint64_t generation)
+{
+    struct cairn_stats *st = cairn_calloc(1, sizeof(*st));
+    struct cairn_metrics *r = st->reg = cairn_metrics_new();
+    static const char *const by_request[] = {"tenant", "route", "status", "arm", NULL};
+    static const char *const by_route[] = {"tenant", "route", NULL};
+    static const char *const by_marker[] = {"tenant", "tag", "value", "source", NULL};
+    static const char *const by_annotation[] = {"tenant", "source", "outcome", NULL};
+    static const char *const by_result[] = {"result", NULL};
+
+    st->requests = cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_requests_total",
+                                     "Requests answered, by tenant, route, status and experiment "
+                                     "arm (status 499: the client left first).",
+                                     by_request, NULL, 0);
+    st->duration =
+        cairn_metrics_add(r, CAIRN_METRIC_HISTOGRAM, "cairn_request_duration_seconds",
+                          "Time from the request's first byte to its last response byte.", by_route,
+                          latency_buckets, NBUCKETS);
+    st->upstream_first_byte =
+        cairn_metrics_add(r, CAIRN_METRIC_HISTOGRAM, "cairn_upstream_first_byte_seconds",
+                          "Time from the request's first byte to the upstream's response head.",
+                          by_route, latency_buckets, NBUCKETS);
+    st->stream_first_byte = cairn_metrics_add(
+        r, CAIRN_METRIC_HISTOGRAM, "cairn_stream_first_byte_seconds",
+        "Streamed answers: time from the request's first byte to the start of the stream.",
+        by_route, latency_buckets, NBUCKETS);
+    st->markers = cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_markers_sent_total",
+                                    "Markers appended to prompts, by tag, value (empty for "
+                                    "numeric tags) and source.",
+                                    by_marker, NULL, 0);
+    st->annotations =
+        cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_annotations_total",
+                          "Annotator runs by source and outcome.", by_annotation, NULL, 0);
+    st->connections = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_connections",
+                                        "Client connections open.", NULL, NULL, 0);
+    st->streams = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_streams",
+                                    "Answers being relayed as event streams.", NULL, NULL, 0);
+    st->generation = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_config_generation",
+                                       "Configuration generation serving (1 = as started, +1 "
+                                       "per successful reload).",
+                                       NULL, NULL, 0);
+    st->reloads = cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_config_reloads_total",
+                                    "Reloads tried, by result (ok, error).", by_result, NULL, 0);
+    st->last_reload_ok =
+        cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_config_last_reload_ok",
+                          "1 if the last reload (or the start) succeeded.", NULL, NULL, 0);
+    cairn_metric_set(st->generation, NULL, (double)generation);
+    cairn_metric_set(st->last_reload_ok, NULL, 1);
+    return st;
+}
+
+void cairn_stats_free(struct cairn_stats *st)
+{
+    if (st == NULL)
+        return;
+    cairn_metrics_free(st->reg);
+    free(st);
+}
+
+/* The route label: a fixed set, whatever path the client sent. */
+static const char *route_label(const char *path)
+{
+    static const char *const routes[] = {
+        "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics", "/admin/reload"};
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        size_t n = strlen(routes[i]);
+        if (strncmp(path, routes[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return routes[i];
+    }
+    return "other";
+}
+
+void cairn_stats_request(struct cairn_stats *st, const struct cairn_request *req)
+{
+    char status[8];
+    snprintf(status, sizeof(status), "%03d",
+             req->status >= 100 && req->status <= 999 ? req->status : 0);
+    const char *route = route_label(req->path);
+    cairn_metric_add(st->requests, (const char *[]){req->tenant, route, status, ""}, 1);
+    const char *const by_route[] = {req->tenant, route};
+    cairn_metric_observe(st->duration, by_route, (double)(cairn_now_us() - req->start_us) / 1e6);
+    if (req->upstream_first_byte_us != 0) {
+        double s = (double)req->upstream_first_byte_us / 1e6;
+        cairn_metric_observe(st->upstream_first_byte, by_route, s);
+        if (req->stream)
+            cairn_metric_observe(st->stream_first_byte, by_route, s);
+    }
+}
+
+void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
+                         const struct cairn_markers *sent, bool annotated)
+{
+    if (annotated)
+        cairn_metric_add(st->annotations, (const char *[]){tenant, "rules", "ok"}, 1);
+    for (size_t i = 0; sent->tx != NULL && i < sent->tx->ntags; i++) {
+        if (sent->source[i] == CAIRN_SRC_NONE)
+            continue;
+        const struct cairn_tag *tag = &sent->tx->tags[i];
+        const char *value = tag->type == CAIRN_TAG_ENUM ? sent->value[i] : "";
+        cairn_metric_add(
+            st->markers,
+            (const char *[]){tenant, tag->key, value, cairn_marker_source_name(sent->source[i])},
+            1);
+    }
+}
+
+void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok)
+{
+    cairn_metric_set(st->generation, NULL, (double)generation);
+    cairn_metric_set(st->last_reload_ok, NULL, ok ? 1 : 0);
+    cairn_metric_add(st->reloads, (const char *[]){ok ? "ok" : "error"}, 1);
+}
+
+char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams, size_t *len)
+{
+    cairn_metric_set(st->connections, NULL, (double)connections);
+    cairn_metric_set(st->streams, NULL, (double)streams);
+    return cairn_metrics_render(st->reg, len);
+}
