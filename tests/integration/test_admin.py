@@ -543,6 +543,57 @@ def test_limits_carry_over_a_reload():
     wait_metric(gw, "cairn_requests_total", dict(tenant="a", route=CHAT, status="429", arm=""), 3)
 
 
+def test_reload_under_load_fails_no_request():
+    """Two clients send requests back to back over keep-alive while the
+    configuration is reloaded eight times, bad and good files in turn:
+    every request is answered 200, and each answer carries the fixed
+    marker of one of the configurations that were live."""
+    up = start_upstream()
+    gw = start_gateway(up, markers={"fixed": {"domain": "Legal"}})
+    stop = threading.Event()
+    results, errors = [], []
+
+    def client_loop():
+        c = gw.client()
+        try:
+            while not stop.is_set() and len(results) < 400:
+                c.send(build_request("POST", CHAT, CHAT_BODY))
+                resp = c.read_response(method="POST")
+                results.append((resp.status, resp.header("x-cairn-markers")))
+        except Exception as e:  # reported below: any failure is a lost request
+            errors.append(repr(e))
+    workers = [threading.Thread(target=client_loop) for _ in range(2)]
+    for w in workers:
+        w.start()
+    domains = ["Finance", "Medical", "Legal", "Culture"]
+    for i in range(8):
+        if i % 2 == 0:
+            rewrite(gw, '{"upstreams": {"default": {"base_url": "http://127.0.0.1:1/v1"}}, '
+                        '"policy": {"upstream": "nowhere"}}')
+            assert_error(reload_post(gw), 500)
+        else:
+            domain = domains[i // 2]
+            rewrite(gw, lambda cfg, d=domain: cfg["policy"]["markers"].update(fixed={"domain": d}))
+            assert_status(reload_post(gw), 200)
+        time.sleep(0.05)
+    stop.set()
+    for w in workers:
+        w.join(10.0)
+    check(not errors, "a client failed during the reloads: %r" % errors)
+    check(len(results) >= 10, "too little traffic during the reloads: %d" % len(results))
+    bad = [r for r in results if r[0] != 200]
+    check(not bad, "%d of %d requests failed during reloads: %r" % (len(bad), len(results), bad[:3]))
+    allowed = {"domain=" + d for d in domains}
+    odd = {r[1] for r in results} - allowed
+    check(not odd, "answers with markers of no live configuration: %r" % odd)
+    after = gw.chat(CHAT_BODY)
+    check(after.header("x-cairn-markers") == "domain=" + domains[-1],
+          "a request after the last reload got %r" % after.header("x-cairn-markers"))
+    m = metrics(gw)
+    check(m.get("cairn_config_generation") == 5, "generation %r after 4 good reloads"
+          % m.get("cairn_config_generation"))
+
+
 # --- drain ---------------------------------------------------------------------------
 
 
@@ -612,3 +663,23 @@ def test_readyz_is_503_while_draining():
     check(busy.closed_by_peer(2.0), "connection kept open after its last response while draining")
     busy.close()
     check(gw.wait_exit(5.0) == 0, "cairn did not exit 0 after the drain")
+
+
+def test_drain_deadline_cuts_what_is_left_and_exits_0():
+    """A stream that is still open when timeouts.drain_ms runs out is cut
+    (the client sees an incomplete chunked body, never a clean end), and
+    cairn exits 0."""
+    first_sent, go = threading.Event(), threading.Event()
+    handler, _ = gated_stream(first_sent, go)
+    up = start_upstream(handler)
+    gw = start_gateway(up, timeouts={"drain_ms": 300})
+    c, resp = open_stream(gw)
+    check(first_sent.wait(3.0), "upstream did not start the stream")
+    c.read_body(resp, until=b"Hel", timeout=3.0)
+    gw.signal(signal.SIGTERM)
+    code = gw.wait_exit(5.0)
+    go.set()
+    check(code == 0, "cairn exit code %r after the drain deadline" % code)
+    c.read_body(resp, timeout=2.0)
+    check(not resp.complete, "a stream cut by the drain deadline looked complete: %r"
+          % bytes(resp.body))

@@ -8,6 +8,7 @@ upstream key leaks into the access log, stderr or anything a client got.
 """
 
 import json
+import os
 import threading
 import time
 
@@ -533,3 +534,48 @@ def test_open_mode_needs_no_key_and_logs_default():
     rec = log_record(gw, gw.healthz())
     check("tenant" in rec, "access record without a tenant field: %r" % rec)
     assert_not_leaked(gw, [stray], [up])
+
+
+# --- content log ------------------------------------------------------------
+
+
+def test_content_log_records_only_tenants_that_ask_with_keys_masked():
+    """log.content set: tenant "logger" (log_content true) gets one line per
+    chat with the body sent upstream (markers included) and the answer as
+    relayed, streamed answers with "response": null; cairn keys and the
+    upstream key typed into a prompt are masked; tenant "quiet" (the
+    default policy) writes nothing; the access log still holds no prompt."""
+    kl, kq = new_key(), new_key()
+    up = start_upstream()
+    path = ctx().path("content.log")
+    gw = keys_gateway(up, {"logger": tenant(kl, log_content=True), "quiet": tenant(kq)},
+                      markers={"fixed": {"domain": "Legal"}}, log={"content": path})
+    secret_prompt = "my keys: %s and %s, remember them" % (kq, CANARY)
+    r1 = gw.chat(chat_body(messages=[{"role": "user", "content": secret_prompt}]),
+                 headers=bearer(kl))
+    assert_status(r1, 200)
+    r2 = gw.chat(chat_body(stream=True), headers=bearer(kl))
+    assert_status(r2, 200)
+    assert_status(gw.chat(chat_body(messages=[{"role": "user", "content": "quiet words"}]),
+                          headers=bearer(kq)), 200)
+    def content_lines():
+        lines = open(path).read().splitlines() if os.path.exists(path) else []
+        return lines if len(lines) >= 2 else None
+    records = [json.loads(line) for line in wait_for(content_lines, 2.0) or []]
+    check(len(records) == 2, "content records %r" % records)
+    check(all(r["tenant"] == "logger" and r["type"] == "content" for r in records),
+          "a record of another tenant, or without its type: %r" % records)
+    first, stream = records
+    check(first["request_id"] == r1.header("x-request-id"), "record/request id mismatch")
+    text = first["request"]["messages"][-1]["content"]
+    check("<domain>Legal</domain>" in text, "the logged request is not the one sent: %r" % text)
+    check(kq not in text and CANARY not in text and "sk-cairn-***" in text,
+          "keys not masked in the content log: %r" % text)
+    check(first["response"] == r1.json(), "logged response differs from the one relayed")
+    check(stream["response"] is None and stream["request"].get("stream") is True,
+          "streamed record %r" % stream)
+    raw = open(path).read()
+    check("quiet words" not in raw, "tenant without log_content was logged")
+    check(secret_prompt[:8] not in gw.access_log_text(), "prompt text in the access log")
+    check(oct(os.stat(path).st_mode & 0o777) == "0o600", "content log mode %o"
+          % (os.stat(path).st_mode & 0o777))
