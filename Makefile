@@ -7,12 +7,14 @@
 #   make test    deps + build + unit and integration tests
 #   make test SANITIZE=1   the same under AddressSanitizer + UBSan
 #   make bench   overhead of the gateway against the stand-in backend (wrk)
+#   make demo    violation rate and latency with validation and retry, on a
+#                simulated disobedient backend
 
 VERSION  := 0.1.0
 CC       ?= cc
-PKGS     := libevent libcurl libcjson openssl libpcre2-8 libexttextcat cmocka
+PKGS     := libevent libcurl libcjson openssl libpcre2-8 libexttextcat expat cmocka
 DEB_PKGS := pkg-config libevent-dev libcurl4-openssl-dev libcjson-dev libssl-dev \
-            libpcre2-dev libexttextcat-dev libcmocka-dev python3 nodejs npm
+            libpcre2-dev libexttextcat-dev libexpat1-dev libcmocka-dev python3 nodejs npm
 # promtool, the Prometheus project's own parser, checks /metrics in the tests;
 # its package's recommendations (node exporter, web assets) are not needed.
 DEB_TOOLS := prometheus
@@ -32,7 +34,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wer
             -Wno-format-truncation
 CFLAGS   := -std=c11 $(OPT) -g $(WARN) $(SANFLAGS) -D_GNU_SOURCE -DCAIRN_VERSION='"$(VERSION)"' \
             -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS     := $(shell pkg-config --libs libevent libcurl libcjson openssl libpcre2-8 libexttextcat 2>/dev/null) -lm
+LIBS     := $(shell pkg-config --libs libevent libcurl libcjson openssl libpcre2-8 libexttextcat expat 2>/dev/null) -lm
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 LDFLAGS  := $(SANFLAGS)
 
@@ -41,9 +43,9 @@ LIB_OBJS := $(patsubst proxy/%.c,$(BUILD)/obj/%.o,$(filter-out proxy/main.c,$(SR
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 STANDIN  := $(BUILD)/cairn-standin
-ANNOTATE_BENCH := $(BUILD)/annotate-bench
+MARKER_BENCH := $(BUILD)/marker-bench
 
-.PHONY: all deps run test unit integration bench clean
+.PHONY: all deps run test unit integration bench demo clean
 all: $(BUILD)/cairn $(STANDIN)
 
 deps:
@@ -66,7 +68,7 @@ $(BUILD)/cairn: $(BUILD)/obj/main.o $(LIB_OBJS)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS) $(TEST_LIBS)
 
-$(ANNOTATE_BENCH): tests/bench/annotate_bench.c $(LIB_OBJS) | $(BUILD)
+$(MARKER_BENCH): tests/bench/marker_bench.c $(LIB_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS)
 
 $(STANDIN): tests/standin/standin.c | $(BUILD)
@@ -83,9 +85,15 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@tests/run-all.sh $(BUILD)
 
+# What validation and retry do to violations and latency, on the simulated
+# disobedient stand-in backend (DEMO_ARGS: see tests/demo/run.py).
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tests/demo/run.py --build $(BUILD) $(DEMO_ARGS)
+
 bench: deps
-	@$(MAKE) --no-print-directory all $(ANNOTATE_BENCH)
-	@$(ANNOTATE_BENCH) rules
+	@$(MAKE) --no-print-directory all $(MARKER_BENCH)
+	@$(MARKER_BENCH) rules
 	@tests/bench/run.sh $(BUILD)
 
 clean:

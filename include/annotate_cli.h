@@ -10,8 +10,6 @@
 #include "annotator.h"
 #include "taxonomy.h"
 
-#define CAIRN_ANNOTATE_MAX_LINE (4u << 20)
-
 /**
  * Read JSON Lines from `in` (each an object with an OpenAI "messages"
  * array; "id", of any JSON type, is copied; other fields are ignored) and
@@ -19,7 +17,8 @@
  *   {"id":...,"markers":{"<wire name>":value,...}}
  * (integer tags as JSON numbers, the others as strings; no "id" when the
  * input has none), or {"id":...,"error":"..."} for a line that is not
- * valid JSON, has no messages array or is longer than 4 MiB.
+ * valid JSON, has no messages array or is longer than 4 MiB (the loop is
+ * cairn_jsonl_map's, jsonl.h).
  * @return 0 once `in` is read to the end, -1 on a read or write error.
  */
 int cairn_annotate_stream(const struct cairn_annotator *a, const struct cairn_taxonomy *tx,

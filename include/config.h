@@ -79,6 +79,22 @@ struct cairn_rate_config {
     int64_t concurrent;         /* requests in flight; 0 = unlimited */
 };
 
+/* How answers are checked against their markers (validate.h), and what
+ * happens when one breaks them. */
+enum cairn_counting { CAIRN_COUNT_WORDS, CAIRN_COUNT_CHARACTERS, CAIRN_COUNT_TOKENS };
+enum cairn_retry_mode { CAIRN_RETRY_FEEDBACK, CAIRN_RETRY_RESAMPLE };
+enum cairn_stream_mode { CAIRN_STREAM_OBSERVE, CAIRN_STREAM_BUFFER };
+
+struct cairn_validation_config {
+    struct cairn_strlist markers; /* tag keys checked; [] = no validation */
+    int64_t counting;             /* enum cairn_counting: what a length limit counts */
+    double tolerance;             /* 0.1: up to 10% over a length limit passes */
+    int64_t attempts;             /* answers asked for at most; 1 = never retry */
+    int64_t deadline_ms;          /* no new attempt starts after this, from the request */
+    int64_t retry;                /* enum cairn_retry_mode */
+    int64_t stream;               /* enum cairn_stream_mode */
+};
+
 /* What a tenant's requests get: the root "policy" is the default, and a
  * tenant's own keys override it member by member. */
 struct cairn_policy {
@@ -93,6 +109,7 @@ struct cairn_policy {
         struct cairn_strmap fixed; /* markers the policy fixes: tag -> value */
     } markers;
     struct cairn_rate_config rate;
+    struct cairn_validation_config validation;
     bool log_content; /* prompts and answers to log.content */
 };
 

@@ -49,4 +49,12 @@ int cairn_marking_init(struct cairn_marking *mk, const struct cairn_taxonomy *tx
 int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const char *header,
                         struct cairn_markers *out, char *err, size_t errlen);
 
+/**
+ * Continue a conversation for another attempt: the previous `answer` as an
+ * assistant turn, then `instruction` as a user turn that carries the
+ * marker block `m` when the template targets the last user turn.
+ */
+void cairn_marking_add_turn(const struct cairn_marking *mk, cJSON *messages, const char *answer,
+                            const char *instruction, const struct cairn_markers *m);
+
 #endif

@@ -117,4 +117,15 @@ long cairn_pattern_number(const struct cairn_match *m, const char *s);
 int cairn_pattern_check_keys(const cJSON *obj, const char *const *allowed, const char *path,
                              char *why, size_t whylen);
 
+/** Check that `obj` is an object and, unless `allowed` is NULL, that every
+ *  member is named in it. @return 0, or -1 with `why` =
+ *  "<path>: must be an object" ("must be an object" at the top level,
+ *  path "") or "<path>.<key>: unknown key". */
+int cairn_pattern_check_object(const cJSON *obj, const char *const *allowed, const char *path,
+                               char *why, size_t whylen);
+
+/** Check that `arr` is a non-empty array of non-empty strings (a list of
+ *  names). @return 0, or -1 with `why` naming `path` or the bad item. */
+int cairn_pattern_check_strings(const cJSON *arr, const char *path, char *why, size_t whylen);
+
 #endif

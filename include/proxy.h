@@ -12,7 +12,10 @@
 
 struct cairn_stats;
 
+struct event_base;
+
 struct cairn_proxy {
+    struct event_base *base;
     struct cairn_snapshot *current; /* what new requests run on; reload swaps it */
     struct cairn_server *server;    /* for readiness */
     struct cairn_stats *stats;

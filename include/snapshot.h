@@ -24,6 +24,7 @@
 #include "spoof.h"
 #include "taxonomy.h"
 #include "upstream.h"
+#include "validate.h"
 
 /* One upstream as the pipeline uses it. */
 struct cairn_backend {
@@ -48,6 +49,7 @@ struct cairn_snapshot {
     struct cairn_config cfg;
     struct cairn_taxonomy tx;
     struct cairn_annotator *annotator; /* owned; NULL when no policy uses rules */
+    struct cairn_validator *validator; /* owned; NULL when no policy validates */
     struct cairn_backend *backends;    /* one per cfg.upstreams, same order */
     struct cairn_tenant *tenants;      /* open mode: one, "default" */
     size_t ntenants;

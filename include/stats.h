@@ -16,6 +16,7 @@
 
 #include "markers.h"
 #include "server.h"
+#include "validate.h"
 
 struct cairn_stats;
 
@@ -31,6 +32,11 @@ void cairn_stats_request(struct cairn_stats *st, const struct cairn_request *req
  *  and annotation runs by source and outcome. */
 void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
                          const struct cairn_markers *sent, bool annotated);
+
+/** A validated answer of `tenant`: retries (attempts - 1) and the markers
+ *  its final answer still breaks. */
+void cairn_stats_validation(struct cairn_stats *st, const char *tenant, size_t attempts,
+                            const struct cairn_violations *v, const struct cairn_taxonomy *tx);
 
 /** A reload was tried (not the start): `generation` is the one serving now. */
 void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok);

@@ -46,11 +46,12 @@
 #include <strings.h>
 
 #include "alloc.h"
-#include "json_strict.h"
+#include "code_types.h"
 #include "langid.h"
 #include "lengths.h"
 #include "pattern.h"
 #include "prompt_text.h"
+#include "rules_files.h"
 
 #define ANNOTATE_HEAD        (4 << 10)
 #define ANNOTATE_TAIL        (2 << 10)
@@ -62,9 +63,7 @@
 #define ANNOTATE_MAX_SCORE   20 /* matches counted per rule in "most" mode */
 #define ANNOTATE_SHORT_PROSE 24 /* bytes: below, also look at the previous user turn */
 
-#define RULES_MAX_FILE_BYTES (4 << 20)
-#define RULES_MAX_DEPTH      16
-#define MAX_NAMES            64 /* languages in "names", programming languages in code_types */
+#define MAX_NAMES 64 /* languages in "names" */
 
 /* One rule of a tag: its value, when it fires. */
 struct rule {
@@ -85,26 +84,16 @@ struct ruleset {
     size_t n;
 };
 
-struct code_type {
-    char value[CAIRN_MARKER_VALUE_MAX];
-    char **names; /* owned: fence info words, lowercase */
-    size_t nnames;
-    struct cairn_pattern *shebang; /* owned, may be NULL */
-    struct cairn_pattern *syntax;  /* owned, may be NULL */
-    int extends;                   /* type whose syntax this one builds on, or -1 */
-};
-
 struct cairn_annotator {
     const struct cairn_taxonomy *tx;
     /* annotator.json */
     struct cairn_pattern *code_context; /* owned */
     struct cairn_pattern *code_lines;   /* owned */
     int min_code_lines, min_syntax_score;
-    struct code_type types[MAX_NAMES];
-    size_t ntypes;
+    struct cairn_code_types code_types;
     struct cairn_pattern *mentions; /* owned: {CODE} named as code in prose */
     struct cairn_pattern *bare;     /* owned: {CODE} anywhere in prose */
-    struct cairn_names *code_names; /* owned: {CODE} words -> index in types */
+    struct cairn_names *code_names; /* owned: {CODE} words -> index in code_types */
     struct ruleset task, domain, format;
     /* languages.json */
     char langs[MAX_NAMES][CAIRN_MARKER_VALUE_MAX]; /* {LANG} word value i = langs[i] */
@@ -147,11 +136,7 @@ static int rule_head(const struct cairn_annotator *a, const cJSON *j, const char
                      size_t whylen)
 {
     char where[160];
-    if (!cJSON_IsObject(j)) {
-        snprintf(why, whylen, "%s: must be an object", path);
-        return -1;
-    }
-    if (cairn_pattern_check_keys(j, keys, path, why, whylen) < 0)
+    if (cairn_pattern_check_object(j, keys, path, why, whylen) < 0)
         return -1;
     snprintf(where, sizeof(where), "%s.value", path);
     return cairn_taxonomy_rule_value(a->tx, tag, cJSON_GetObjectItemCaseSensitive(j, "value"), out,
@@ -258,85 +243,12 @@ static int load_ruleset(struct cairn_annotator *a, const char *key, struct rules
     return 0;
 }
 
-static int string_array(const cJSON *arr, const char *path, char *why, size_t whylen)
-{
-    size_t i = 0;
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1) {
-        snprintf(why, whylen, "%s: must be a non-empty array of strings", path);
-        return -1;
-    }
-    for (const cJSON *s = arr->child; s != NULL; s = s->next, i++) {
-        if (!cJSON_IsString(s) || s->valuestring[0] == '\0') {
-            snprintf(why, whylen, "%s[%zu]: must be a non-empty string", path, i);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int load_code_type(struct cairn_annotator *a, struct code_type *t, const cJSON *j,
-                          const char *path, char *why, size_t whylen)
-{
-    static const char *const keys[] = {"value",  "names",   "mentions", "shebang",
-                                       "syntax", "extends", "comment",  NULL};
-    char where[160];
-    if (rule_head(a, j, keys, "code_type", t->value, path, why, whylen) < 0)
-        return -1;
-    const cJSON *names = cJSON_GetObjectItemCaseSensitive(j, "names");
-    snprintf(where, sizeof(where), "%s.names", path);
-    if (string_array(names, where, why, whylen) < 0)
-        return -1;
-    t->names = cairn_calloc((size_t)cJSON_GetArraySize(names), sizeof(*t->names));
-    for (const cJSON *n = names->child; n != NULL; n = n->next) {
-        char *lower = cairn_strdup(n->valuestring);
-        for (char *p = lower; *p != '\0'; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        t->names[t->nnames++] = lower;
-    }
-    /* "mentions": what {CODE} accepts in prose. A name with capitals
-     * matches only as written: "Go" the language, not "go" the verb. */
-    const cJSON *mentions = cJSON_GetObjectItemCaseSensitive(j, "mentions");
-    snprintf(where, sizeof(where), "%s.mentions", path);
-    if (string_array(mentions, where, why, whylen) < 0)
-        return -1;
-    for (const cJSON *n = mentions->child; n != NULL; n = n->next) {
-        bool exact = false;
-        for (const char *c = n->valuestring; *c != '\0'; c++)
-            exact |= *c >= 'A' && *c <= 'Z';
-        cairn_names_add(a->code_names, n->valuestring, (int)(t - a->types), exact);
-    }
-    if (optional_list(j, "shebang", NULL, path, &t->shebang, why, whylen) < 0 ||
-        optional_list(j, "syntax", NULL, path, &t->syntax, why, whylen) < 0)
-        return -1;
-    note_groups(a, t->shebang);
-    note_groups(a, t->syntax);
-    /* "extends": the other type's syntax is this one's too (TypeScript is
-     * JavaScript plus types): it scores only with syntax of its own. */
-    const cJSON *ext = cJSON_GetObjectItemCaseSensitive(j, "extends");
-    t->extends = -1;
-    for (size_t i = 0; ext != NULL && cJSON_IsString(ext) && i < (size_t)(t - a->types); i++)
-        if (strcmp(a->types[i].value, ext->valuestring) == 0)
-            t->extends = (int)i;
-    if (ext != NULL && (t->extends < 0 || t->syntax == NULL)) {
-        snprintf(why, whylen,
-                 "%s.extends: must name a code type listed before this one, "
-                 "with \"syntax\" of its own",
-                 path);
-        return -1;
-    }
-    return 0;
-}
-
 static int load_code(struct cairn_annotator *a, const cJSON *root, char *why, size_t whylen)
 {
     static const char *const keys[] = {"context",          "lines",   "min_lines",
                                        "min_syntax_score", "comment", NULL};
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(root, "code");
-    if (!cJSON_IsObject(code)) {
-        snprintf(why, whylen, "code: must be an object");
-        return -1;
-    }
-    if (cairn_pattern_check_keys(code, keys, "code", why, whylen) < 0)
+    if (cairn_pattern_check_object(code, keys, "code", why, whylen) < 0)
         return -1;
     struct {
         const char *key;
@@ -356,19 +268,12 @@ static int load_code(struct cairn_annotator *a, const cJSON *root, char *why, si
         return -1;
     note_groups(a, a->code_lines);
 
-    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "code_types");
-    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) < 1 ||
-        cJSON_GetArraySize(types) > MAX_NAMES) {
-        snprintf(why, whylen, "code_types: must be an array of 1 to %d entries", MAX_NAMES);
+    if (cairn_code_types_load(&a->code_types, a->tx,
+                              cJSON_GetObjectItemCaseSensitive(root, "code_types"), a->code_names,
+                              why, whylen) < 0)
         return -1;
-    }
-    char path[64];
-    for (const cJSON *t = types->child; t != NULL; t = t->next) {
-        snprintf(path, sizeof(path), "code_types[%zu]", a->ntypes);
-        a->ntypes++;
-        if (load_code_type(a, &a->types[a->ntypes - 1], t, path, why, whylen) < 0)
-            return -1;
-    }
+    if (a->code_types.groups > a->groups)
+        a->groups = a->code_types.groups;
     cairn_names_seal(a->code_names);
     return 0;
 }
@@ -377,11 +282,7 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char *wh
 {
     static const char *const keys[] = {"names",    "instructions", "scripts",
                                        "identify", "comment",      NULL};
-    if (!cJSON_IsObject(root)) {
-        snprintf(why, whylen, "must be an object");
-        return -1;
-    }
-    if (cairn_pattern_check_keys(root, keys, "", why, whylen) < 0)
+    if (cairn_pattern_check_object(root, keys, "", why, whylen) < 0)
         return -1;
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(root, "names");
     if (!cJSON_IsObject(names) || cJSON_GetArraySize(names) < 1 ||
@@ -398,7 +299,7 @@ static int load_languages(struct cairn_annotator *a, const cJSON *root, char *wh
         cJSON key = {.type = cJSON_String, .valuestring = n->string};
         if (cairn_taxonomy_rule_value(a->tx, "lang", &key, a->langs[a->nlangs], path, why, whylen) <
                 0 ||
-            string_array(n, path, why, whylen) < 0)
+            cairn_pattern_check_strings(n, path, why, whylen) < 0)
             return -1;
         for (const cJSON *v = n->child; v != NULL; v = v->next)
             cairn_names_add(a->lang_names, v->valuestring, (int)a->nlangs, false);
@@ -422,25 +323,21 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx, co
     a->tx = tx;
     a->lang_names = cairn_names_new();
     a->code_names = cairn_names_new();
-    char file[3][1024], why[768];
-    const char *base[3] = {"languages.json", "lengths.json", "annotator.json"};
-    cJSON *root[3] = {NULL, NULL, NULL};
+    static const char *const base[3] = {"languages.json", "lengths.json", "annotator.json"};
+    struct cairn_rules_files f;
+    char why[768];
     int failed = -1; /* the file an error is about */
-    for (int i = 0; i < 3; i++) {
-        snprintf(file[i], sizeof(file[i]), "%s/%s", rules_dir, base[i]);
-        root[i] = cairn_json_load_file(file[i], RULES_MAX_FILE_BYTES, RULES_MAX_DEPTH, err, errlen);
-        if (root[i] == NULL)
-            goto out;
-    }
-    failed = 0;
-    if (load_languages(a, root[0], why, sizeof(why)) < 0)
+    if (cairn_rules_files_load(&f, rules_dir, base, 3, err, errlen) < 0)
         goto out;
-    a->langid = cairn_langid_load(tx, root[0], rules_dir, file[0], err, errlen);
+    failed = 0;
+    if (load_languages(a, f.root[0], why, sizeof(why)) < 0)
+        goto out;
+    a->langid = cairn_langid_load(tx, f.root[0], rules_dir, f.path[0], err, errlen);
     if (a->langid == NULL) {
         failed = -1; /* err is already complete */
         goto out;
     }
-    a->lengths = cairn_lengths_load(tx, root[1], file[1], err, errlen);
+    a->lengths = cairn_lengths_load(tx, f.root[1], f.path[1], err, errlen);
     if (a->lengths == NULL) {
         failed = -1;
         goto out;
@@ -448,40 +345,32 @@ struct cairn_annotator *cairn_annotator_load(const struct cairn_taxonomy *tx, co
     if (cairn_lengths_groups(a->lengths) > a->groups)
         a->groups = cairn_lengths_groups(a->lengths);
     failed = 2;
-    if (!cJSON_IsObject(root[2])) {
-        snprintf(why, sizeof(why), "must be an object");
-        goto out;
-    }
-    if (cairn_pattern_check_keys(root[2], keys, "", why, sizeof(why)) < 0 ||
-        load_code(a, root[2], why, sizeof(why)) < 0)
+    if (cairn_pattern_check_object(f.root[2], keys, "", why, sizeof(why)) < 0 ||
+        load_code(a, f.root[2], why, sizeof(why)) < 0)
         goto out;
     struct cairn_pattern_env mention_env = {.code = true};
     a->mentions =
-        cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(root[2], "code_mentions"),
+        cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(f.root[2], "code_mentions"),
                                    &mention_env, "code_mentions", why, sizeof(why));
     if (a->mentions == NULL)
         goto out;
     note_groups(a, a->mentions);
-    a->bare = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(root[2], "code_names"),
+    a->bare = cairn_pattern_compile_list(cJSON_GetObjectItemCaseSensitive(f.root[2], "code_names"),
                                          &mention_env, "code_names", why, sizeof(why));
     if (a->bare == NULL)
         goto out;
     note_groups(a, a->bare);
     struct cairn_pattern_env env = {.lang = true, .code = true};
-    if (load_ruleset(a, "task", &a->task, root[2], &env, why, sizeof(why)) < 0 ||
-        load_ruleset(a, "domain", &a->domain, root[2], NULL, why, sizeof(why)) < 0 ||
-        load_ruleset(a, "format", &a->format, root[2], NULL, why, sizeof(why)) < 0)
+    if (load_ruleset(a, "task", &a->task, f.root[2], &env, why, sizeof(why)) < 0 ||
+        load_ruleset(a, "domain", &a->domain, f.root[2], NULL, why, sizeof(why)) < 0 ||
+        load_ruleset(a, "format", &a->format, f.root[2], NULL, why, sizeof(why)) < 0)
         goto out;
     a->lookup =
         (struct cairn_lookup){cairn_lengths_numbers(a->lengths), a->lang_names, a->code_names};
     a->context = cairn_pattern_context(&a->lookup);
-    failed = -2;
+    failed = CAIRN_RULES_LOADED;
 out:
-    if (failed >= 0)
-        snprintf(err, errlen, "%s: %s", file[failed], why);
-    for (int i = 0; i < 3; i++)
-        cJSON_Delete(root[i]);
-    if (failed != -2) {
+    if (cairn_rules_files_finish(&f, failed, why, err, errlen) < 0) {
         cairn_annotator_free(a);
         return NULL;
     }
@@ -507,13 +396,7 @@ void cairn_annotator_free(struct cairn_annotator *a)
     cairn_pattern_free(a->mentions);
     cairn_pattern_free(a->bare);
     cairn_pattern_free(a->instructions);
-    for (size_t i = 0; i < a->ntypes; i++) {
-        for (size_t k = 0; k < a->types[i].nnames; k++)
-            free(a->types[i].names[k]);
-        free(a->types[i].names);
-        cairn_pattern_free(a->types[i].shebang);
-        cairn_pattern_free(a->types[i].syntax);
-    }
+    cairn_code_types_free(&a->code_types);
     free_ruleset(&a->task);
     free_ruleset(&a->domain);
     free_ruleset(&a->format);
@@ -634,57 +517,19 @@ static struct verdict decide(const struct ruleset *rs, const struct scan *texts,
     return best;
 }
 
-static int type_by_name(const struct cairn_annotator *a, const char *name)
-{
-    for (size_t i = 0; i < a->ntypes; i++)
-        for (size_t k = 0; k < a->types[i].nnames; k++)
-            if (strcmp(a->types[i].names[k], name) == 0)
-                return (int)i;
-    return -1;
-}
-
-/* A shebang on the first line of code decides its type. */
-static int shebang_type(const struct cairn_annotator *a, const char *code, size_t len,
-                        struct cairn_match *md)
-{
-    const char *nl = memchr(code, '\n', len);
-    size_t first_line = nl ? (size_t)(nl - code) : len;
-    for (size_t i = 0; i < a->ntypes; i++)
-        if (a->types[i].shebang && cairn_pattern_find(a->types[i].shebang, code, first_line, 0, md))
-            return (int)i;
-    return -1;
-}
-
-/* The best syntax score, when it is high enough and not tied: C and C++,
- * JavaScript and TypeScript share much, and a tie is no evidence. */
+/* The best syntax score over the first ANNOTATE_CODE_SCAN bytes of code. */
 static int syntax_type(const struct cairn_annotator *a, const char *code, size_t len,
                        struct cairn_match *md)
 {
     len = len < ANNOTATE_CODE_SCAN ? len : ANNOTATE_CODE_SCAN;
-    int score[MAX_NAMES] = {0};
-    for (size_t i = 0; i < a->ntypes && len > 0; i++)
-        if (a->types[i].syntax != NULL)
-            score[i] = cairn_pattern_count(a->types[i].syntax, code, len, ANNOTATE_MAX_SCORE, md);
-    int best = -1, best_score = 0, runner_up = 0;
-    for (size_t i = 0; i < a->ntypes; i++) {
-        int s = score[i];
-        if (s > 0 && a->types[i].extends >= 0)
-            s += score[a->types[i].extends];
-        if (s > best_score) {
-            runner_up = best_score;
-            best_score = s;
-            best = (int)i;
-        } else if (s > runner_up) {
-            runner_up = s;
-        }
-    }
-    return best_score >= a->min_syntax_score && best_score > runner_up ? best : -1;
+    return cairn_code_types_by_syntax(&a->code_types, code, len, a->min_syntax_score, md);
 }
 
+/* A shebang on the first line decides, else the syntax. */
 static int type_of_code(const struct cairn_annotator *a, const char *code, size_t len,
                         struct cairn_match *md)
 {
-    int t = shebang_type(a, code, len, md);
+    int t = cairn_code_types_by_shebang(&a->code_types, code, len, md);
     return t >= 0 ? t : syntax_type(a, code, len, md);
 }
 
@@ -775,9 +620,9 @@ static void offer_code_type(const struct cairn_annotator *a, const struct conver
      * in the prose (as code, then anywhere), then the turns before. */
     int type = task->code;
     if (type < 0 && c->last.info[0] != '\0')
-        type = type_by_name(a, c->last.info);
+        type = cairn_code_types_by_name(&a->code_types, c->last.info);
     if (type < 0 && code_here)
-        type = shebang_type(a, c->last.code, c->last.code_len, md);
+        type = cairn_code_types_by_shebang(&a->code_types, c->last.code, c->last.code_len, md);
     if (type < 0 && code_here)
         type = syntax_type(a, c->last.code, c->last.code_len, md);
     if (type < 0)
@@ -785,11 +630,11 @@ static void offer_code_type(const struct cairn_annotator *a, const struct conver
     if (type < 0 && user->len > 0 && cairn_pattern_find(a->bare, user->p, user->len, 0, md))
         type = cairn_pattern_code(md, user->p);
     if (type < 0 && c->context_info[0] != '\0')
-        type = type_by_name(a, c->context_info);
+        type = cairn_code_types_by_name(&a->code_types, c->context_info);
     if (type < 0)
         type = c->context_type;
     if (type >= 0)
-        cairn_markers_offer_key(out, "code_type", a->types[type].value, CAIRN_SRC_RULES);
+        cairn_markers_offer_key(out, "code_type", a->code_types.type[type].value, CAIRN_SRC_RULES);
 }
 
 static const char *find_lang(const struct cairn_annotator *a, const struct conversation *c,

@@ -88,6 +88,9 @@ static const char *const target_choices[] = {"last_user", "system", NULL};
 static const char *const annotate_choices[] = {"off", "rules", NULL};
 static const char *const injected_choices[] = {"strip", "escape", NULL};
 static const char *const auth_choices[] = {"open", "keys", NULL};
+static const char *const counting_choices[] = {"words", "characters", "tokens", NULL};
+static const char *const retry_choices[] = {"feedback", "resample", NULL};
+static const char *const stream_choices[] = {"observe", "buffer", NULL};
 
 #define KEY_STRUCT struct cairn_marker_template
 static const struct key template_keys[] = {
@@ -132,11 +135,28 @@ static const struct key rate_keys[] = {
     END_KEYS,
 };
 
+static const struct key retry_keys[] = {
+    RANGE_KEY("attempts", KEY_INT, validation.attempts, 1, 5),
+    RANGE_KEY("deadline_ms", KEY_INT, validation.deadline_ms, 100, HOUR_MS),
+    CHOICE_KEY("mode", validation.retry, retry_choices),
+    END_KEYS,
+};
+
+static const struct key validation_keys[] = {
+    KEY("markers", KEY_LIST, validation.markers),
+    CHOICE_KEY("counting", validation.counting, counting_choices),
+    RANGE_KEY("tolerance", KEY_REAL, validation.tolerance, 0, 10),
+    GROUP("retry", retry_keys),
+    CHOICE_KEY("stream", validation.stream, stream_choices),
+    END_KEYS,
+};
+
 static const struct key policy_keys[] = {
     KEY("upstream", KEY_NAME, upstream),
     KEY("models", KEY_LIST, models),
     GROUP("markers", markers_keys),
     GROUP("rate", rate_keys),
+    GROUP("validation", validation_keys),
     KEY("log_content", KEY_BOOL, log_content),
     END_KEYS,
 };
@@ -265,6 +285,20 @@ void cairn_config_defaults(struct cairn_config *cfg)
     cfg->policy.markers.allow_pinning = true;
     cfg->policy.markers.injected = CAIRN_INJECTED_STRIP;
     cfg->policy.markers.unwrap = true;
+
+    static const char *const validated[] = {
+        "length_tokens", "length_sentences", "length_paragraphs", "length_bucket", "format",
+        "lang",          "code_type"};
+    struct cairn_strlist *v = &cfg->policy.validation.markers;
+    v->items = cairn_calloc(sizeof(validated) / sizeof(validated[0]), sizeof(*v->items));
+    for (; v->n < sizeof(validated) / sizeof(validated[0]); v->n++)
+        v->items[v->n] = cairn_strdup(validated[v->n]);
+    cfg->policy.validation.counting = CAIRN_COUNT_WORDS;
+    cfg->policy.validation.tolerance = 0.1;
+    cfg->policy.validation.attempts = 1;
+    cfg->policy.validation.deadline_ms = 60000;
+    cfg->policy.validation.retry = CAIRN_RETRY_FEEDBACK;
+    cfg->policy.validation.stream = CAIRN_STREAM_OBSERVE;
 
     cfg->auth = CAIRN_AUTH_OPEN;
     cfg->log.access = cairn_strdup("-");

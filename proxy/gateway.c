@@ -132,6 +132,7 @@ int cairn_gateway_run(cairn_config_loader load, void *arg)
         cairn_log_open_content(c->log.content, err, sizeof(err)) < 0)
         goto fail;
     gw.proxy.stats = gw.stats;
+    gw.proxy.base = gw.base;
     gw.proxy.server = cairn_server_new(gw.base, c, &c->listen, "", cairn_proxy_handle, &gw.proxy,
                                        err, sizeof(err));
     if (gw.proxy.server == NULL)

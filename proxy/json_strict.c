@@ -18,40 +18,7 @@
 #include <strings.h>
 
 #include "alloc.h"
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned int cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
+#include "utf8.h"
 
 /* Length of the JSON number at s[0..n) (RFC 8259 §6), or 0 if it is not
  * one. cJSON alone accepts "01", "1." and "-" forms that other parsers
@@ -101,7 +68,7 @@ static int prescan(const char *buf, size_t len, int max_depth, char *err, size_t
     while (i < len) {
         unsigned char c = s[i];
         if (c >= 0x80) {
-            size_t n = utf8_sequence(s + i, len - i);
+            size_t n = cairn_utf8_sequence(s + i, len - i);
             if (n == 0) {
                 snprintf(err, errlen, "invalid UTF-8 at byte %zu", i);
                 return -1;

@@ -38,6 +38,7 @@
 
 #include "alloc.h"
 #include "pattern.h"
+#include "utf8.h"
 
 #define LANGID_MAX_RULES   32
 #define LANGID_MAX_IDS     64
@@ -80,23 +81,6 @@ struct cairn_langid {
     char ids[LANGID_MAX_IDS][CAIRN_MARKER_VALUE_MAX]; /* textcat ids = lang values */
     size_t nids;
 };
-
-/* Decode one UTF-8 sequence (input already validated by the JSON parser;
- * a bad byte is skipped as U+FFFD). */
-static unsigned next_cp(const unsigned char *s, size_t len, size_t *i)
-{
-    unsigned c = s[*i];
-    size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (*i + n > len || (n > 1 && c < 0xC2)) {
-        (*i)++;
-        return 0xFFFD;
-    }
-    unsigned cp = n == 1 ? c : n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
-    for (size_t k = 1; k < n; k++)
-        cp = (cp << 6) | (s[*i + k] & 0x3F);
-    *i += n;
-    return cp;
-}
 
 static enum script script_of(unsigned cp)
 {
@@ -182,14 +166,13 @@ static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy 
             snprintf(why, whylen, "%s.letters: must be a non-empty string", path);
             return -1;
         }
-        const unsigned char *s = (const unsigned char *)letters->valuestring;
         size_t n = strlen(letters->valuestring);
         for (size_t i = 0; i < n;) {
             if (rule->nletters == LANGID_MAX_LETTERS) {
                 snprintf(why, whylen, "%s.letters: at most %d letters", path, LANGID_MAX_LETTERS);
                 return -1;
             }
-            rule->letters[rule->nletters++] = next_cp(s, n, &i);
+            rule->letters[rule->nletters++] = cairn_utf8_next(letters->valuestring, n, &i);
         }
     }
     const cJSON *lang = cJSON_GetObjectItemCaseSensitive(r, "lang");
@@ -378,7 +361,7 @@ const char *cairn_langid_identify(const struct cairn_langid *l, const char *text
     const unsigned char *s = (const unsigned char *)text;
     size_t scan = len < 4 * l->max_bytes + 256 ? len : 4 * l->max_bytes + 256;
     for (size_t i = 0; i < scan;) {
-        unsigned cp = next_cp(s, scan, &i);
+        unsigned cp = cairn_utf8_next(text, scan, &i);
         enum script sc = script_of(cp);
         if (sc == SC_NONE)
             continue;

@@ -1,5 +1,6 @@
 /*
- * main.c — the command line: serve, check, annotate, key, --version, --help.
+ * main.c — the command line: serve, check, annotate, validate, key, --version,
+ * --help.
  *
  * Subcommands are a table so that later ones (annotate, validate, report)
  * slot in beside these without touching the dispatch.
@@ -14,12 +15,13 @@
 #include "gateway.h"
 #include "keys.h"
 #include "snapshot.h"
+#include "validate_cli.h"
 
 struct options {
     const char *config_path;
     const char *listen;   /* --listen override, or NULL */
     const char *upstream; /* --upstream override, or NULL */
-    const char *rules;    /* --rules: annotate with this rules directory */
+    const char *rules;    /* --rules: annotate / validate with this rules directory */
 };
 
 static void usage(FILE *out)
@@ -28,6 +30,7 @@ static void usage(FILE *out)
             "usage: cairn [serve] [-c FILE] [--listen HOST:PORT] [--upstream URL]\n"
             "       cairn check [-c FILE]\n"
             "       cairn annotate [--rules DIR | -c FILE] < prompts.jsonl\n"
+            "       cairn validate [--rules DIR | -c FILE] < answers.jsonl\n"
             "       cairn key\n"
             "       cairn --version | --help\n"
             "\n"
@@ -35,13 +38,16 @@ static void usage(FILE *out)
             "  check      validate a configuration file and its rules; exit 0 (valid) or 1\n"
             "  annotate   read JSON Lines with a \"messages\" array from stdin, write one\n"
             "             {\"id\",\"markers\"} line per input with the rule annotator's markers\n"
+            "  validate   read JSON Lines {\"id\",\"markers\",\"response\"} from stdin, write one\n"
+            "             {\"id\",\"violations\"} line per input: what the response breaks\n"
             "  key        make a client API key: prints the key (once) and the digest to\n"
             "             put in a tenant's \"keys\"\n"
             "\n"
             "  -c FILE            configuration file (default %s)\n"
             "  --listen HOST:PORT listen here instead of the configured addresses\n"
             "  --upstream URL     forward to this base URL, e.g. https://api.openai.com/v1\n"
-            "  --rules DIR        rules directory for annotate (default: the configuration's)\n",
+            "  --rules DIR        rules directory for annotate and validate (default: the\n"
+            "                     configuration's)\n",
             CAIRN_DEFAULT_CONFIG);
 }
 
@@ -111,18 +117,29 @@ static int cmd_key(const struct options *opt)
     return 0;
 }
 
+/* The configuration of the offline commands (annotate, validate): the
+ * built-in defaults with --rules DIR as the rules directory, else the
+ * configuration file. @return 0, or -1 having said why on stderr. */
+static int load_offline_config(const struct options *opt, struct cairn_config *cfg)
+{
+    char err[512];
+    if (opt->rules != NULL) {
+        cairn_config_defaults(cfg);
+        free(cfg->rules_dir);
+        cfg->rules_dir = cairn_strdup(opt->rules);
+    } else if (load_config((void *)opt, cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_annotate(const struct options *opt)
 {
     struct cairn_config cfg;
     char err[512];
-    if (opt->rules != NULL) {
-        cairn_config_defaults(&cfg);
-        free(cfg.rules_dir);
-        cfg.rules_dir = cairn_strdup(opt->rules);
-    } else if (load_config((void *)opt, &cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "cairn: %s\n", err);
+    if (load_offline_config(opt, &cfg) < 0)
         return 1;
-    }
     struct cairn_taxonomy tx;
     int rc = 1;
     struct cairn_annotator *a = NULL;
@@ -144,14 +161,27 @@ out:
     return rc;
 }
 
+/* The validators over JSON Lines, with the default policy's counting and
+ * tolerance (the built-in defaults with --rules). */
+static int cmd_validate(const struct options *opt)
+{
+    struct cairn_config cfg;
+    char err[512];
+    if (load_offline_config(opt, &cfg) < 0)
+        return 1;
+    int rc = cairn_validate_cli_run(&cfg, stdin, stdout, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "cairn: %s\n", err);
+    cairn_config_free(&cfg);
+    return rc == 0 ? 0 : 1;
+}
+
 static const struct command {
     const char *name;
     int (*run)(const struct options *);
 } commands[] = {
-    {"serve", cmd_serve},
-    {"check", cmd_check},
-    {"annotate", cmd_annotate},
-    {"key", cmd_key},
+    {"serve", cmd_serve},       {"check", cmd_check}, {"annotate", cmd_annotate},
+    {"validate", cmd_validate}, {"key", cmd_key},
 };
 
 int main(int argc, char **argv)

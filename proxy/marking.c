@@ -260,3 +260,24 @@ int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const ch
     free(block);
     return 0;
 }
+
+void cairn_marking_add_turn(const struct cairn_marking *mk, cJSON *messages, const char *answer,
+                            const char *instruction, const struct cairn_markers *m)
+{
+    cJSON *assistant = cJSON_CreateObject();
+    cJSON_AddStringToObject(assistant, "role", "assistant");
+    cJSON_AddStringToObject(assistant, "content", answer);
+    cJSON_AddItemToArray(messages, assistant);
+    cJSON *user = cJSON_CreateObject();
+    cJSON_AddStringToObject(user, "role", "user");
+    cJSON_AddStringToObject(user, "content", instruction);
+    cJSON_AddItemToArray(messages, user);
+    /* A block in the system message is still there; one in the last user
+     * turn has to follow the conversation to its new last user turn. */
+    if (mk->format->t->target != CAIRN_TARGET_LAST_USER)
+        return;
+    char *block = cairn_marker_block_render(mk->format, m);
+    if (block != NULL)
+        append_to_message(user, mk->format->t->prefix, block);
+    free(block);
+}

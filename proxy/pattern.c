@@ -808,3 +808,29 @@ int cairn_pattern_check_keys(const cJSON *obj, const char *const *allowed, const
     }
     return 0;
 }
+
+int cairn_pattern_check_object(const cJSON *obj, const char *const *allowed, const char *path,
+                               char *why, size_t whylen)
+{
+    if (!cJSON_IsObject(obj)) {
+        snprintf(why, whylen, "%s%smust be an object", path, path[0] ? ": " : "");
+        return -1;
+    }
+    return allowed != NULL ? cairn_pattern_check_keys(obj, allowed, path, why, whylen) : 0;
+}
+
+int cairn_pattern_check_strings(const cJSON *arr, const char *path, char *why, size_t whylen)
+{
+    size_t i = 0;
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1) {
+        snprintf(why, whylen, "%s: must be a non-empty array of strings", path);
+        return -1;
+    }
+    for (const cJSON *s = arr->child; s != NULL; s = s->next, i++) {
+        if (!cJSON_IsString(s) || s->valuestring[0] == '\0') {
+            snprintf(why, whylen, "%s[%zu]: must be a non-empty string", path, i);
+            return -1;
+        }
+    }
+    return 0;
+}

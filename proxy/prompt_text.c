@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "utf8.h"
 
 struct buf {
     char *p;
@@ -122,21 +123,8 @@ static void make_valid_utf8(char *p, size_t len)
 {
     const unsigned char *s = (const unsigned char *)p;
     for (size_t i = 0; i < len;) {
-        unsigned c = s[i];
-        size_t n = c < 0x80                   ? 1
-                   : (c >= 0xC2 && c <= 0xDF) ? 2
-                   : (c >= 0xE0 && c <= 0xEF) ? 3
-                   : (c >= 0xF0 && c <= 0xF4) ? 4
-                                              : 0;
-        bool ok = n > 0 && i + n <= len;
-        for (size_t k = 1; ok && k < n; k++)
-            ok = (s[i + k] & 0xC0) == 0x80;
-        /* Overlong forms, surrogates and code points past U+10FFFF. */
-        if (ok && n == 3)
-            ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
-        if (ok && n == 4)
-            ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90);
-        if (!ok) {
+        size_t n = cairn_utf8_sequence(s + i, len - i);
+        if (n == 0) {
             p[i++] = '?';
             continue;
         }

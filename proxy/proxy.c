@@ -20,14 +20,19 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "alloc.h"
+#include "attempts.h"
+#include "completion_stream.h"
 #include "chat_request.h"
 #include "json_strict.h"
 #include "log.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "stream_observe.h"
 #include "unwrap.h"
+#include "validate.h"
 
 struct proxy_call {
     struct cairn_proxy *proxy;
@@ -40,20 +45,27 @@ struct proxy_call {
     char **relay;                      /* owned: upstream headers to pass on,
                                           each "name\0value" in one block */
     size_t nrelay;
-    int status;                      /* upstream status */
-    bool want_stream;                /* the client asked for SSE */
-    bool streaming;                  /* relaying the answer as it comes */
-    bool congested;                  /* client backlog over the limit */
-    bool paused;                     /* the upstream transfer is paused */
-    const char *failure;             /* why on_data stopped the transfer */
-    size_t nchoices;                 /* the request's n */
-    struct cairn_markers sent;       /* the markers appended to the prompt */
-    struct cairn_markers model;      /* the markers the model wrote */
-    struct cairn_sse_unwrap *unwrap; /* owned: while a stream's start is read */
-    struct evbuffer *scratch;        /* owned: unwrapped stream bytes */
-    bool filter_models;              /* a model list, cut to what the tenant may use */
-    char *prompt;                    /* owned: the body sent, when the tenant logs content */
-    char *answer_text;               /* owned: the answer relayed, for the content log */
+    int status;                             /* upstream status */
+    bool want_stream;                       /* the client asked for SSE */
+    bool streaming;                         /* relaying the answer as it comes */
+    bool congested;                         /* client backlog over the limit */
+    bool paused;                            /* the upstream transfer is paused */
+    const char *failure;                    /* why on_data stopped the transfer */
+    size_t nchoices;                        /* the request's n */
+    struct cairn_markers sent;              /* the markers appended to the prompt */
+    struct cairn_markers model;             /* the markers the model wrote */
+    struct cairn_sse_unwrap *unwrap;        /* owned: while a stream's start is read */
+    struct evbuffer *scratch;               /* owned: unwrapped stream bytes */
+    bool filter_models;                     /* a model list, cut to what the tenant may use */
+    char *prompt;                           /* owned: the body sent, when the tenant logs content */
+    char *answer_text;                      /* owned: the answer relayed, for the content log */
+    char *path;                             /* owned: the upstream path, for further attempts */
+    struct cairn_attempts *attempts;        /* owned: validation and retries, or NULL */
+    struct event *deadline;                 /* owned: cuts a late attempt, or NULL */
+    struct cairn_stream_observer *observer; /* owned: a stream being validated */
+    struct evbuffer *observed;              /* owned: stream bytes past the observer */
+    bool buffer_stream;                     /* SSE asked, answer held and validated first */
+    bool include_usage;                     /* the stream asked for a usage chunk */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
@@ -115,6 +127,13 @@ static void log_markers(struct proxy_call *call)
     }
     if (cairn_markers_count(&call->model) > 0)
         cairn_markers_to_json(&call->model, cJSON_AddObjectToObject(root, "model_markers"));
+    if (call->attempts != NULL) {
+        const struct cairn_violations *v = cairn_attempts_violations(call->attempts);
+        cJSON_AddNumberToObject(root, "attempts", (double)cairn_attempts_count(call->attempts));
+        cJSON *keys = cJSON_AddArrayToObject(root, "violations");
+        for (size_t i = 0; i < v->n; i++)
+            cJSON_AddItemToArray(keys, cJSON_CreateString(m->tx->tags[v->items[i].tag].key));
+    }
     size_t n;
     char *text = cairn_json_print(root, &n);
     cJSON_Delete(root);
@@ -133,6 +152,17 @@ static void call_free(struct proxy_call *call)
                           cairn_endpoint_key(call->tenant->backend->endpoint));
     free(call->prompt);
     free(call->answer_text);
+    free(call->path);
+    if (call->attempts != NULL)
+        cairn_stats_validation(call->proxy->stats, call->tenant->name,
+                               cairn_attempts_count(call->attempts),
+                               cairn_attempts_violations(call->attempts), call->sent.tx);
+    cairn_attempts_free(call->attempts);
+    if (call->deadline != NULL)
+        event_free(call->deadline);
+    cairn_stream_observer_free(call->observer);
+    if (call->observed != NULL)
+        evbuffer_free(call->observed);
     if (call->streaming)
         call->proxy->streams--;
     cairn_limiter_release(call->tenant->limiter);
@@ -192,16 +222,52 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
         strncasecmp(call->content_type, "text/event-stream", 17) == 0) {
         call->streaming = true;
         call->proxy->streams++;
-        if (call->tenant->policy->markers.unwrap) {
+        call->scratch = evbuffer_new();
+        if (call->tenant->policy->markers.unwrap)
             call->unwrap =
                 cairn_sse_unwrap_new(call->tenant->marking.format, call->nchoices, &call->model);
-            call->scratch = evbuffer_new();
+        if (call->attempts != NULL) {
+            call->observer =
+                cairn_stream_observer_new((size_t)call->tenant->backend->cfg->max_response_bytes);
+            call->observed = evbuffer_new();
         }
         relay_headers(call);
         if (!cache_control)
             cairn_response_add_header(req, "Cache-Control", "no-cache");
         cairn_response_start(req, 200, call->content_type);
     }
+}
+
+/* Stream bytes from the upstream on their way to the client: through the
+ * unwrapper while the model's block may still come, through the observer
+ * when the answer is validated. @return -1 on a broken stream. */
+static int stream_out(struct proxy_call *call, const char *data, size_t len)
+{
+    bool unwrapping = call->unwrap != NULL && !cairn_sse_unwrap_done(call->unwrap);
+    struct evbuffer *out = NULL; /* NULL: data[0..len) goes out as it is */
+    if (unwrapping) {
+        if (cairn_sse_unwrap_feed(call->unwrap, data, len, call->scratch) < 0)
+            return -1;
+        len = evbuffer_get_length(call->scratch);
+        data = len > 0 ? (const char *)evbuffer_pullup(call->scratch, -1) : "";
+        out = call->scratch;
+    }
+    if (call->observer != NULL) {
+        if (cairn_stream_observer_feed(call->observer, data, len, call->observed) < 0)
+            return -1;
+        if (unwrapping)
+            evbuffer_drain(call->scratch, len);
+        out = call->observed;
+    }
+    if (out == NULL) {
+        call->congested = !cairn_response_write(call->req, data, len);
+        return 0;
+    }
+    size_t n = evbuffer_get_length(out);
+    if (n > 0)
+        call->congested = !cairn_response_write(call->req, evbuffer_pullup(out, -1), n);
+    evbuffer_drain(out, n);
+    return 0;
 }
 
 static int on_data(void *ctx, const char *data, size_t len)
@@ -212,19 +278,9 @@ static int on_data(void *ctx, const char *data, size_t len)
             call->paused = true;
             return 1; /* not consumed: curl delivers it again on resume */
         }
-        if (call->unwrap == NULL || cairn_sse_unwrap_done(call->unwrap)) {
-            call->congested = !cairn_response_write(call->req, data, len);
-            return 0;
-        }
-        if (cairn_sse_unwrap_feed(call->unwrap, data, len, call->scratch) < 0) {
+        if (stream_out(call, data, len) < 0) {
             call->failure = CAIRN_UPSTREAM_EPROTOCOL;
             return -1;
-        }
-        size_t n = evbuffer_get_length(call->scratch);
-        if (n > 0) {
-            call->congested =
-                !cairn_response_write(call->req, evbuffer_pullup(call->scratch, -1), n);
-            evbuffer_drain(call->scratch, n);
         }
         return 0;
     }
@@ -269,41 +325,150 @@ static void fail_upstream(struct cairn_request *req, const char *errstr)
     cairn_response_error(req, timeout ? 504 : 502, code, "%s", errstr);
 }
 
-/* A successful answer: without the model's own marker block, and with the
- * markers reported as an extension member, "cairn": {"markers": {…},
- * "model_markers": {…}}, when there are any. The original bytes go out
- * untouched when there is nothing to change. */
-static void relay_completion(struct proxy_call *call, cJSON *tree, const char *body, size_t len)
+/* Remove the model's own block from a completion. @return whether it had one. */
+static bool take_model_block(struct proxy_call *call, cJSON *tree)
 {
-    struct cairn_request *req = call->req;
-    bool unwrapped = tree != NULL && call->tenant->policy->markers.unwrap &&
-                     call->sent.tx != NULL &&
-                     cairn_unwrap_json(call->tenant->marking.format, tree, &call->model) > 0;
-    bool report = tree != NULL && call->sent.tx != NULL &&
-                  (unwrapped || cairn_markers_count(&call->sent) > 0);
-    size_t n;
-    if (call->prompt != NULL && tree != NULL && !report)
-        call->answer_text = cairn_json_print(tree, &n);
-    if (!report) {
-        cairn_response_send(req, call->status, call->content_type, body, len);
-        return;
-    }
-    /* cairn's member replaces one of the same name from the upstream. */
-    cJSON_DeleteItemFromObjectCaseSensitive(tree, "cairn");
-    cJSON *ext = cJSON_AddObjectToObject(tree, "cairn");
+    return call->tenant->policy->markers.unwrap && call->sent.tx != NULL &&
+           cairn_unwrap_json(call->tenant->marking.format, tree, &call->model) > 0;
+}
+
+/* The "cairn" extension member: {"markers": {…sent…}, "model_markers":
+ * {…}, "attempts": N, "violations": […]}, and the headers that go with it. */
+static cJSON *cairn_report(struct proxy_call *call)
+{
+    cJSON *ext = cJSON_CreateObject();
     cairn_markers_to_json(&call->sent, cJSON_AddObjectToObject(ext, "markers"));
     if (cairn_markers_count(&call->model) > 0) {
         char hdr[1024];
         cairn_markers_to_json(&call->model, cJSON_AddObjectToObject(ext, "model_markers"));
         cairn_markers_format_header(&call->model, hdr, sizeof(hdr));
-        cairn_response_add_header(req, "X-Cairn-Model-Markers", hdr);
+        cairn_response_add_header(call->req, "X-Cairn-Model-Markers", hdr);
     }
+    if (call->attempts != NULL) {
+        char n[16], list[512];
+        cairn_attempts_report(call->attempts, ext);
+        snprintf(n, sizeof(n), "%zu", cairn_attempts_count(call->attempts));
+        cairn_attempts_violation_list(call->attempts, list, sizeof(list));
+        cairn_response_add_header(call->req, "X-Cairn-Attempts", n);
+        cairn_response_add_header(call->req, "X-Cairn-Violations", list);
+    }
+    return ext;
+}
+
+/* A successful answer, with the "cairn" report when there is anything to
+ * report; the upstream's own bytes go out untouched when there is not. */
+static void relay_completion(struct proxy_call *call, cJSON *tree, bool changed, const char *body,
+                             size_t len)
+{
+    struct cairn_request *req = call->req;
+    bool report = tree != NULL && call->sent.tx != NULL &&
+                  (changed || call->attempts != NULL || cairn_markers_count(&call->sent) > 0);
+    size_t n;
+    if (!report) {
+        if (call->prompt != NULL && tree != NULL)
+            call->answer_text = cairn_json_print(tree, &n);
+        cairn_response_send(req, call->status, call->content_type, body, len);
+        return;
+    }
+    /* cairn's member replaces one of the same name from the upstream. */
+    cJSON_DeleteItemFromObjectCaseSensitive(tree, "cairn");
+    cJSON_AddItemToObject(tree, "cairn", cairn_report(call));
     char *out = cairn_json_print(tree, &n);
-    cairn_response_send(req, call->status, call->content_type, out, n);
+    cairn_response_send(req, 200, "application/json", out, n);
     if (call->prompt != NULL)
         call->answer_text = out;
     else
         free(out);
+}
+
+/* The budget is spent (or the answer is good): the best attempt goes to
+ * the client, as JSON or, for a held stream, replayed as SSE. */
+static void finish_attempts(struct proxy_call *call)
+{
+    cJSON *best = cairn_attempts_take_best(call->attempts);
+    relay_headers(call);
+    if (!call->buffer_stream) {
+        relay_completion(call, best, true, NULL, 0);
+        cJSON_Delete(best);
+        return;
+    }
+    cJSON *ext = cairn_report(call);
+    size_t n;
+    char *report = cairn_json_print(ext, &n);
+    cJSON_Delete(ext);
+    char comment[64 + 4096];
+    snprintf(comment, sizeof(comment), "cairn %s", report);
+    free(report);
+    struct evbuffer *sse = evbuffer_new();
+    cairn_completion_to_sse(best, call->include_usage, comment, sse);
+    cairn_response_add_header(call->req, "Cache-Control", "no-cache");
+    cairn_response_start(call->req, 200, "text/event-stream");
+    cairn_response_write(call->req, evbuffer_pullup(sse, -1), evbuffer_get_length(sse));
+    cairn_response_end(call->req);
+    if (call->prompt != NULL)
+        call->answer_text = cairn_json_print(best, &n);
+    evbuffer_free(sse);
+    cJSON_Delete(best);
+}
+
+/* The retry deadline passed with an attempt in flight: it is abandoned and
+ * the best answer so far goes out. */
+static void on_attempts_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct proxy_call *call = arg;
+    if (call->transfer == NULL)
+        return;
+    cairn_transfer_cancel(call->transfer);
+    call->transfer = NULL;
+    finish_attempts(call);
+    call_free(call);
+}
+
+static void forward(struct proxy_call *call, const char *path, char *body, size_t len);
+
+/* Ask again: the per-attempt state is reset and the next body goes out. */
+static void next_attempt(struct proxy_call *call)
+{
+    evbuffer_drain(call->answer, evbuffer_get_length(call->answer));
+    free(call->content_type);
+    call->content_type = NULL;
+    for (size_t i = 0; i < call->nrelay; i++)
+        free(call->relay[i]);
+    call->nrelay = 0;
+    call->status = 0;
+    call->failure = NULL;
+    if (call->deadline == NULL) {
+        uint64_t at =
+            call->req->start_us + (uint64_t)call->tenant->policy->validation.deadline_ms * 1000u;
+        uint64_t now = cairn_now_us(), left = at > now ? at - now : 0;
+        struct timeval tv = {(time_t)(left / 1000000u), (suseconds_t)(left % 1000000u)};
+        call->deadline = evtimer_new(call->proxy->base, on_attempts_deadline, call);
+        evtimer_add(call->deadline, &tv);
+    }
+    size_t len;
+    char *body = cairn_attempts_next_body(call->attempts, &len);
+    forward(call, call->path, body, len);
+}
+
+/* A 200 chat completion: checked, and either relayed or asked again.
+ * @return true when another attempt is under way. */
+static bool judge_completion(struct proxy_call *call, cJSON *tree, const char *body, size_t len)
+{
+    bool changed = take_model_block(call, tree);
+    if (call->attempts == NULL) {
+        relay_headers(call);
+        relay_completion(call, tree, changed, body, len);
+        cJSON_Delete(tree);
+        return false;
+    }
+    if (cairn_attempts_add(call->attempts, tree, cairn_now_us())) {
+        next_attempt(call);
+        return true;
+    }
+    finish_attempts(call);
+    return false;
 }
 
 /* GET /v1/models for a tenant limited to some models: the list without
@@ -328,19 +493,15 @@ static void relay_model_list(struct proxy_call *call, cJSON *tree)
 /* A complete buffered answer: relay it if it is what it claims to be.
  * JSON answers must parse (later stages read them, and a client must not
  * get half an object with a 200); error bodies must be OpenAI-shaped; and
- * nothing the upstream said about the gateway's own key is relayed. */
-static void relay_answer(struct proxy_call *call)
+ * nothing the upstream said about the gateway's own key is relayed. A
+ * later attempt that fails leaves the client with the best earlier one.
+ * @return true when another attempt is under way. */
+static bool relay_answer(struct proxy_call *call)
 {
     struct cairn_request *req = call->req;
     int status = call->status;
     size_t len = evbuffer_get_length(call->answer);
     const char *body = (const char *)evbuffer_pullup(call->answer, -1);
-
-    if (status == 401 || status == 403) {
-        cairn_response_error(req, status, "upstream_auth_failed",
-                             "the upstream API rejected the gateway's credentials");
-        return;
-    }
     bool json = is_json_content_type(call->content_type);
     cJSON *tree = NULL;
     if (json || status >= 400) {
@@ -348,8 +509,19 @@ static void relay_answer(struct proxy_call *call)
         tree = cairn_json_parse_strict(body != NULL ? body : "", len,
                                        (int)call->snap->cfg.limits.json_depth, why, sizeof(why));
     }
+    bool retried = call->attempts != NULL && cairn_attempts_count(call->attempts) > 0;
+    if (retried && !(status == 200 && cJSON_IsObject(tree))) {
+        cairn_log_msg("warn", "request %s: attempt %zu failed (HTTP %d); answering with the best",
+                      req->id, cairn_attempts_count(call->attempts) + 1, status);
+        cJSON_Delete(tree);
+        finish_attempts(call);
+        return false;
+    }
     bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tree, "error"));
-    if (status < 400 && json && tree == NULL) {
+    if (status == 401 || status == 403) {
+        cairn_response_error(req, status, "upstream_auth_failed",
+                             "the upstream API rejected the gateway's credentials");
+    } else if (status < 400 && json && tree == NULL) {
         fail_upstream(req, CAIRN_UPSTREAM_EPROTOCOL);
     } else if (status >= 300 && status < 400) {
         /* Redirects are not followed, and not relayed: they would send the
@@ -366,11 +538,52 @@ static void relay_answer(struct proxy_call *call)
     } else if (call->filter_models && tree != NULL) {
         relay_headers(call);
         relay_model_list(call, tree);
+    } else if (status == 200 && cJSON_IsObject(tree) && call->sent.tx != NULL) {
+        return judge_completion(call, tree, body, len); /* takes the tree */
     } else {
         relay_headers(call);
-        relay_completion(call, tree, body, len);
+        relay_completion(call, tree, false, body, len);
     }
     cJSON_Delete(tree);
+    return false;
+}
+
+/* A stream ended well: what the unwrapper still holds, then the
+ * validation report (observe mode), then the end. */
+static void end_stream(struct proxy_call *call)
+{
+    if (call->unwrap != NULL)
+        cairn_sse_unwrap_finish(call->unwrap, call->scratch);
+    struct evbuffer *out = call->scratch;
+    if (call->observer != NULL) {
+        size_t n = evbuffer_get_length(call->scratch);
+        cairn_stream_observer_feed(call->observer,
+                                   n > 0 ? (const char *)evbuffer_pullup(call->scratch, -1) : "", n,
+                                   call->observed);
+        evbuffer_drain(call->scratch, n);
+        size_t tlen;
+        const char *text = cairn_stream_observer_text(call->observer, &tlen);
+        char *report = NULL;
+        if (text != NULL) {
+            cairn_attempts_add_text(call->attempts, text, tlen);
+            cJSON *ext = cJSON_CreateObject();
+            cairn_attempts_report(call->attempts, ext);
+            size_t rn;
+            char *json = cairn_json_print(ext, &rn);
+            cJSON_Delete(ext);
+            report = cairn_malloc(rn + 8);
+            snprintf(report, rn + 8, "cairn %s", json);
+            free(json);
+        }
+        cairn_stream_observer_finish(call->observer, report, call->observed);
+        free(report);
+        out = call->observed;
+    }
+    size_t n = evbuffer_get_length(out);
+    if (n > 0)
+        cairn_response_write(call->req, evbuffer_pullup(out, -1), n);
+    evbuffer_drain(out, n);
+    cairn_response_end(call->req);
 }
 
 static void on_done(void *ctx, const char *errstr)
@@ -380,23 +593,22 @@ static void on_done(void *ctx, const char *errstr)
     call->transfer = NULL;
     if (call->streaming) {
         if (errstr == NULL) {
-            if (call->unwrap != NULL) { /* held text or a final partial event */
-                cairn_sse_unwrap_finish(call->unwrap, call->scratch);
-                size_t n = evbuffer_get_length(call->scratch);
-                if (n > 0)
-                    cairn_response_write(req, evbuffer_pullup(call->scratch, -1), n);
-            }
-            cairn_response_end(req);
+            end_stream(call);
         } else {
             cairn_log_msg("warn", "request %s: stream cut: %s", req->id,
                           call->failure != NULL ? call->failure : errstr);
             req->error_code = "upstream_stream_broken";
             cairn_response_abort(req);
         }
+    } else if (errstr != NULL && call->attempts != NULL &&
+               cairn_attempts_count(call->attempts) > 0) {
+        cairn_log_msg("warn", "request %s: attempt %zu failed (%s); answering with the best",
+                      req->id, cairn_attempts_count(call->attempts) + 1, errstr);
+        finish_attempts(call);
     } else if (errstr != NULL) {
         fail_upstream(req, call->failure != NULL ? call->failure : errstr);
-    } else {
-        relay_answer(call);
+    } else if (relay_answer(call)) {
+        return; /* another attempt is under way: the call lives on */
     }
     call_free(call);
 }
@@ -492,6 +704,33 @@ static void reject(struct proxy_call *call, int status, const char *code, const 
     call_free(call);
 }
 
+/* Set up the validation of a chat request's answer, when its policy checks
+ * a marker it was sent. A stream in "buffer" mode is asked for as a whole
+ * answer, which is validated (and retried) before it is replayed as SSE. */
+static void start_validation(struct proxy_call *call, struct cairn_chat_request *chat)
+{
+    const struct cairn_tenant *tenant = call->tenant;
+    const struct cairn_validation_config *vc = &tenant->policy->validation;
+    bool buffer = chat->stream && vc->stream == CAIRN_STREAM_BUFFER;
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(chat->root, "stream_options");
+    bool usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+    cJSON *as_sent = cJSON_Duplicate(chat->root, true);
+    if (buffer) {
+        cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream");
+        cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream_options");
+    }
+    uint64_t deadline = call->req->start_us + (uint64_t)vc->deadline_ms * 1000u;
+    call->attempts = cairn_attempts_new(call->snap->validator, vc, &tenant->marking, &call->sent,
+                                        as_sent, (int)call->snap->cfg.limits.json_depth, deadline);
+    if (call->attempts != NULL && buffer) {
+        cJSON_DeleteItemFromObjectCaseSensitive(chat->root, "stream");
+        cJSON_DeleteItemFromObjectCaseSensitive(chat->root, "stream_options");
+        call->want_stream = false;
+        call->buffer_stream = true;
+        call->include_usage = usage;
+    }
+}
+
 static void do_chat(struct proxy_call *call)
 {
     struct cairn_request *req = call->req;
@@ -541,6 +780,7 @@ static void do_chat(struct proxy_call *call)
     cairn_markers_format_header(&call->sent, hdr, sizeof(hdr));
     if (hdr[0] != '\0')
         cairn_response_add_header(req, "X-Cairn-Markers", hdr);
+    start_validation(call, &chat);
     size_t outlen;
     char *out = cairn_chat_request_print(&chat, &outlen);
     cairn_chat_request_free(&chat);
@@ -548,6 +788,7 @@ static void do_chat(struct proxy_call *call)
         call->prompt = cairn_strndup(out, outlen);
     char path[512];
     upstream_path(req, path, sizeof(path));
+    call->path = cairn_strdup(path);
     forward(call, path, out, outlen);
 }
 

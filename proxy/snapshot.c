@@ -27,6 +27,7 @@ static void snapshot_free(struct cairn_snapshot *s)
     free(s->backends);
     cairn_keytable_free(s->keys);
     cairn_annotator_free(s->annotator);
+    cairn_validator_free(s->validator);
     cairn_taxonomy_free(&s->tx);
     cairn_config_free(&s->cfg);
     free(s);
@@ -90,6 +91,31 @@ static bool any_policy_annotates(const struct cairn_config *cfg)
     return rules;
 }
 
+/* The validator, when some policy validates; every validated marker must
+ * be a tag that has a validator. */
+static int load_validator(struct cairn_snapshot *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i <= s->cfg.ntenants; i++) { /* the default policy, then each tenant's */
+        const struct cairn_tenant_config *t = i > 0 ? &s->cfg.tenants[i - 1] : NULL;
+        const struct cairn_strlist *markers =
+            t != NULL ? &t->policy.validation.markers : &s->cfg.policy.validation.markers;
+        if (markers->n > 0 && s->validator == NULL) {
+            s->validator = cairn_validator_load(&s->tx, s->cfg.rules_dir, err, errlen);
+            if (s->validator == NULL)
+                return -1;
+        }
+        for (size_t k = 0; k < markers->n; k++) {
+            if (!cairn_validator_has(s->validator, markers->items[k])) {
+                snprintf(err, errlen, "%s: %s%s.validation.markers[%zu]: no validator for \"%s\"",
+                         s->cfg.path, t != NULL ? "tenants." : "", t != NULL ? t->name : "policy",
+                         k, markers->items[k]);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 static void load_keys(struct cairn_snapshot *s)
 {
     size_t n = 0;
@@ -121,6 +147,8 @@ struct cairn_snapshot *cairn_snapshot_new(struct cairn_config *cfg, struct cairn
         if (s->annotator == NULL)
             goto fail;
     }
+    if (load_validator(s, err, errlen) < 0)
+        goto fail;
     s->backends = cairn_calloc(s->cfg.nupstreams, sizeof(*s->backends));
     for (size_t i = 0; i < s->cfg.nupstreams; i++)
         if (load_backend(s, &s->backends[i], &s->cfg.upstreams[i], client, err, errlen) < 0)

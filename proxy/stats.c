@@ -23,6 +23,9 @@ struct cairn_stats {
     struct cairn_metric *stream_first_byte;
     struct cairn_metric *markers;
     struct cairn_metric *annotations;
+    struct cairn_metric *validations;
+    struct cairn_metric *violations;
+    struct cairn_metric *retries;
     struct cairn_metric *connections;
     struct cairn_metric *streams;
     struct cairn_metric *generation;
@@ -67,6 +70,19 @@ struct cairn_stats *cairn_stats_new(uint64_t generation)
     st->annotations =
         cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_annotations_total",
                           "Annotator runs by source and outcome.", by_annotation, NULL, 0);
+    static const char *const by_tenant[] = {"tenant", NULL};
+    static const char *const by_violation[] = {"tenant", "marker", NULL};
+    st->validations =
+        cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_validations_total",
+                          "Answers validated against their markers.", by_tenant, NULL, 0);
+    st->violations = cairn_metrics_add(
+        r, CAIRN_METRIC_COUNTER, "cairn_violations_total",
+        "Markers broken by the answer the client got (after any retries), by marker.", by_violation,
+        NULL, 0);
+    st->retries = cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_retries_total",
+                                    "Attempts beyond the first, asked for because an answer "
+                                    "broke its markers.",
+                                    by_tenant, NULL, 0);
     st->connections = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_connections",
                                         "Client connections open.", NULL, NULL, 0);
     st->streams = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_streams",
@@ -138,6 +154,20 @@ void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
             (const char *[]){tenant, tag->key, value, cairn_marker_source_name(sent->source[i])},
             1);
     }
+}
+
+void cairn_stats_validation(struct cairn_stats *st, const char *tenant, size_t attempts,
+                            const struct cairn_violations *v, const struct cairn_taxonomy *tx)
+{
+    const char *const who[] = {tenant};
+    if (attempts == 0)
+        return; /* the answer never came */
+    cairn_metric_add(st->validations, who, 1);
+    if (attempts > 1)
+        cairn_metric_add(st->retries, who, (double)(attempts - 1));
+    for (size_t i = 0; i < v->n; i++)
+        cairn_metric_add(st->violations, (const char *[]){tenant, tx->tags[v->items[i].tag].key},
+                         1);
 }
 
 void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok)

@@ -23,10 +23,10 @@
 
 #include "alloc.h"
 #include "json_strict.h"
+#include "sse.h"
 
 #define MAX_CHOICES 128
-#define MAX_HELD    8192          /* a block longer than this is not a block */
-#define MAX_EVENT   (1024 * 1024) /* one SSE event */
+#define MAX_HELD    8192 /* a block longer than this is not a block */
 
 enum choice_state { CH_START, CH_BLOCK, CH_AFTER, CH_PASS };
 
@@ -42,13 +42,10 @@ struct cairn_sse_unwrap {
     struct cairn_markers *model;
     size_t nchoices;
     struct choice choices[MAX_CHOICES];
-    char *pending; /* owned: bytes of an incomplete event (contiguous, so
-                      that pieces append without copying the rest) */
-    size_t npending, pending_cap;
-    size_t scanned;    /* of `pending`, searched for the end of an event */
-    size_t line_start; /* where in `pending` the line being read starts */
-    cJSON *shell;      /* owned: id, object, created, model of the last
-                          chunk, for chunks cairn has to write itself */
+    struct cairn_sse_splitter split;
+    struct evbuffer *out; /* where the event being handled goes */
+    cJSON *shell;         /* owned: id, object, created, model of the last
+                             chunk, for chunks cairn has to write itself */
     bool done;
 };
 
@@ -109,7 +106,7 @@ void cairn_sse_unwrap_free(struct cairn_sse_unwrap *u)
         return;
     for (size_t i = 0; i < MAX_CHOICES; i++)
         free(u->choices[i].held);
-    free(u->pending);
+    cairn_sse_splitter_free(&u->split);
     cJSON_Delete(u->shell);
     free(u);
 }
@@ -315,28 +312,13 @@ static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len,
 {
     /* One "data:" line holding a JSON object is a chunk we may rewrite. */
     const char *data = NULL;
-    size_t dlen = 0, ndata = 0;
-    for (size_t i = 0; i < len;) {
-        size_t e = i;
-        while (e < len && ev[e] != '\n' && ev[e] != '\r')
-            e++;
-        if (e - i >= 5 && memcmp(ev + i, "data:", 5) == 0) {
-            data = ev + i + 5;
-            dlen = e - i - 5;
-            if (dlen > 0 && *data == ' ') {
-                data++;
-                dlen--;
-            }
-            ndata++;
-        }
-        i = e + (e < len && ev[e] == '\r' && e + 1 < len && ev[e + 1] == '\n' ? 2 : 1);
-    }
+    size_t dlen = 0, ndata = cairn_sse_event_data(ev, len, &data, &dlen);
     if (ndata == 0) { /* a comment, or only id:/event:/retry: lines */
         evbuffer_add(out, ev, rawlen);
         return;
     }
     bool json = ndata == 1 && dlen > 0 && data[0] == '{';
-    if (ndata == 1 && !json && !(dlen == 6 && memcmp(data, "[DONE]", 6) == 0)) {
+    if (ndata == 1 && !json && !cairn_sse_is_done(data, dlen)) {
         evbuffer_add(out, ev, rawlen); /* some other event: not ours to read */
         return;
     }
@@ -374,31 +356,23 @@ static void handle_event(struct cairn_sse_unwrap *u, const char *ev, size_t len,
     cJSON_Delete(chunk);
 }
 
-/* Offset just past the empty line that ends the first event in buf[0..len),
- * with *evlen the length before that empty line; 0 when incomplete.
- * Scanning resumes where it stopped last time (*scanned, with *line_start
- * the start of the line being scanned), so an event arriving in many small
- * pieces is read once, not once per piece. */
-static size_t event_end(const char *buf, size_t len, size_t *scanned, size_t *line_start,
-                        size_t *evlen)
+static bool on_event(void *ctx, const char *ev, size_t len, size_t rawlen)
 {
-    size_t i = *scanned;
-    for (; i < len; i++) {
-        if (buf[i] != '\n' && buf[i] != '\r')
-            continue;
-        if (buf[i] == '\r' && i + 1 == len)
-            break; /* a CR at the end: an LF may follow */
-        size_t next = i + (buf[i] == '\r' && buf[i + 1] == '\n' ? 2 : 1);
-        if (i == *line_start) {
-            *evlen = i;
-            *scanned = *line_start = 0;
-            return next;
-        }
-        *line_start = next;
-        i = next - 1;
-    }
-    *scanned = i;
-    return 0;
+    struct cairn_sse_unwrap *u = ctx;
+    handle_event(u, ev, len, rawlen, u->out);
+    if (u->done || all_passed(u))
+        u->done = true;
+    return !u->done; /* once done, the rest goes out untouched */
+}
+
+/* Release bytes the splitter still holds, as they are. */
+static void flush_pending(struct cairn_sse_unwrap *u, struct evbuffer *out)
+{
+    char *rest;
+    size_t n = cairn_sse_take_pending(&u->split, &rest);
+    if (n > 0)
+        evbuffer_add(out, rest, n);
+    free(rest);
 }
 
 int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t len,
@@ -408,35 +382,11 @@ int cairn_sse_unwrap_feed(struct cairn_sse_unwrap *u, const char *data, size_t l
         evbuffer_add(out, data, len);
         return 0;
     }
-    if (len == 0)
-        return 0;
-    if (u->npending + len > u->pending_cap) {
-        u->pending_cap = (u->npending + len) * 2;
-        u->pending = cairn_realloc(u->pending, u->pending_cap);
-    }
-    memcpy(u->pending + u->npending, data, len);
-    u->npending += len;
-    size_t used = 0; /* bytes of complete events handled */
-    for (;;) {
-        size_t evlen = 0;
-        const char *buf = u->pending + used;
-        size_t end = event_end(buf, u->npending - used, &u->scanned, &u->line_start, &evlen);
-        if (end == 0)
-            break;
-        handle_event(u, buf, evlen, end, out);
-        used += end;
-        if (u->done || all_passed(u)) {
-            u->done = true;
-            evbuffer_add(out, u->pending + used, u->npending - used);
-            used = u->npending;
-            break;
-        }
-    }
-    if (used > 0) {
-        memmove(u->pending, u->pending + used, u->npending - used);
-        u->npending -= used;
-    }
-    return u->npending > MAX_EVENT ? -1 : 0; /* one event that never ends */
+    u->out = out;
+    int rc = cairn_sse_split(&u->split, data, len, on_event, u);
+    if (u->done)
+        flush_pending(u, out);
+    return rc;
 }
 
 void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out)
@@ -444,7 +394,5 @@ void cairn_sse_unwrap_finish(struct cairn_sse_unwrap *u, struct evbuffer *out)
     if (u->done)
         return;
     release_all(u, out);
-    if (u->npending > 0)
-        evbuffer_add(out, u->pending, u->npending);
-    u->npending = 0;
+    flush_pending(u, out);
 }

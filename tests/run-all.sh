@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of a build: the cmocka unit binaries, the annotator's
-# accuracy report, then the integration suite against the real binary. Prints one closing line "N passed, N failed"
+# Runs every test of a build: the cmocka unit binaries, the annotator's and
+# the validators' accuracy reports, then the integration suite against the
+# real binary. Prints one closing line "N passed, N failed"
 # and exits non-zero when anything failed.
 #   usage: tests/run-all.sh BUILD_DIR
 set -u
@@ -39,6 +40,9 @@ run_counted() {
 # The rule annotator against the labelled prompt set: per-tag accuracy
 # held to tests/annotator/thresholds.json.
 run_counted python3 tests/annotator/accuracy.py --cairn "$build/cairn" --rules rules
+# The answer validators against the labelled answer set: per-validator
+# precision and recall held to tests/validate/thresholds.json.
+run_counted python3 tests/validate/accuracy.py --cairn "$build/cairn" --rules rules
 run_counted python3 tests/integration/run.py --build "$build"
 
 echo

@@ -4,6 +4,9 @@
 # Without UPSTREAM_URL, the stand-in backend (BUILD_DIR/cairn-standin) is
 # started on 127.0.0.1:8081 — the upstream conf/cairn.json points at — so the
 # gateway answers at once without an API key; it is stopped when cairn exits.
+# The stand-in breaks the markers of every first answer on purpose (a
+# simulation: --violate 1), and obeys when asked again, so that the retry
+# with feedback can be seen at work (X-Cairn-Attempts, X-Cairn-Violations).
 # With UPSTREAM_URL, cairn is pointed at that backend instead (--upstream).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -37,7 +40,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$build/cairn-standin" --listen "$standin_addr" 2>"$log" &
+"$build/cairn-standin" --listen "$standin_addr" --violate 1 --violate-retry 0 2>"$log" &
 standin_pid=$!
 for _ in $(seq 1 100); do
     grep -q 'listening on' "$log" && break

@@ -4,10 +4,7 @@
     python3 tests/annotator/accuracy.py --cairn build/cairn [--rules rules]
         [--prompts tests/annotator/prompts.jsonl]
         [--thresholds tests/annotator/thresholds.json] [-v]
-    python3 tests/annotator/accuracy.py --stats      # what the set contains
-    python3 tests/annotator/accuracy.py --check      # validate the set only
-    python3 tests/annotator/accuracy.py --cmd "python3 fake.py" ...
-                                        # any command speaking the same JSONL
+and --stats, --check and --cmd as every accuracy report (tests/accuracy_report.py).
 
 Runs `cairn annotate --rules DIR` once with every prompt on stdin, one
 {"id":…, "messages":[…]} per line, and reads one line per input back:
@@ -23,80 +20,28 @@ sets them) is held to thresholds.json; the last line is "N passed, M failed"
 counting tags, and the exit status is 1 when any tag misses its threshold.
 Standard library only.
 """
-import argparse
 import collections
 import json
 import os
-import shlex
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+import accuracy_report as report  # noqa: E402  (tests/accuracy_report.py)
+
 SCORED_TAGS = ["task", "domain", "format", "code_type", "lang",
                "length_tokens", "length_sentences", "length_paragraphs",
                "length_bucket"]
 KNOWN_FIELDS = {"id", "messages", "expect", "note", "adversarial", "prompt_lang"}
 
 
-def die(msg, code=2):
-    print("accuracy: " + msg, file=sys.stderr)
-    sys.exit(code)
-
-
-# ---------------------------------------------------------------- loading
-
-def load_taxonomy(rules_dir):
-    path = os.path.join(rules_dir, "taxonomy.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        die("%s: %s" % (path, e))
-    tags, names = {}, {}
-    for t in doc.get("tags", []):
-        tags[t["key"]] = t
-        names[t.get("name", t["key"])] = t["key"]
-    return tags, names
-
-
-def load_prompts(path):
-    prompts, problems = [], []
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        die("%s: %s" % (path, e))
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                p = json.loads(line)
-            except ValueError as e:
-                problems.append("line %d: not JSON: %s" % (n, e))
-                continue
-            if not isinstance(p, dict):
-                problems.append("line %d: not an object" % n)
-                continue
-            p["_line"] = n
-            prompts.append(p)
-    return prompts, problems
-
+# ---------------------------------------------------------------- checking
 
 def validate(prompts, taxonomy):
     """Every problem of the prompt file, as a list of strings."""
     problems, seen = [], set()
     for p in prompts:
-        where = "line %d (%s)" % (p["_line"], p.get("id"))
-        pid = p.get("id")
-        if not isinstance(pid, str) or not pid:
-            problems.append(where + ": missing id")
-        elif pid in seen:
-            problems.append(where + ": duplicate id")
-        seen.add(pid)
-        for k in p:
-            if k not in KNOWN_FIELDS and k != "_line":
-                problems.append("%s: unknown field %r" % (where, k))
+        where = report.check_record(p, seen, KNOWN_FIELDS, problems)
         msgs = p.get("messages")
         if not isinstance(msgs, list) or not msgs:
             problems.append(where + ": messages must be a non-empty array")
@@ -133,15 +78,9 @@ def validate(prompts, taxonomy):
                 continue
             if val is None:
                 continue
-            if t["type"] == "enum":
-                if val not in t["values"]:
-                    problems.append("%s: %s=%r is not a taxonomy value"
-                                    % (where, tag, val))
-            elif t["type"] == "int":
-                if (not isinstance(val, int) or isinstance(val, bool)
-                        or val < t.get("min", val) or val > t.get("max", val)):
-                    problems.append("%s: %s=%r is not a legal integer"
-                                    % (where, tag, val))
+            bad = report.value_problem(where, tag, val, t)
+            if bad:
+                problems.append(bad)
         # length_bucket must agree with an expected token limit
         lt, lb = exp.get("length_tokens"), exp.get("length_bucket", "?")
         if isinstance(lt, int) and lb != "?":
@@ -217,41 +156,6 @@ def wrap_counts(counter, width=78):
 
 # ---------------------------------------------------------------- running
 
-def run_annotator(cmd, prompts, timeout):
-    payload = "".join(json.dumps({"id": p["id"], "messages": p["messages"]},
-                                 ensure_ascii=False) + "\n" for p in prompts)
-    try:
-        r = subprocess.run(cmd, input=payload.encode("utf-8"),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, "cannot run %s: %s" % (" ".join(cmd), e)
-    if r.returncode != 0 and not r.stdout.strip():
-        err = r.stderr.decode("utf-8", "replace").strip().splitlines()
-        return None, "%s exited %d: %s" % (" ".join(cmd), r.returncode,
-                                            err[0] if err else "")
-    lines = r.stdout.decode("utf-8", "replace").splitlines()
-    results = {}
-    for i, p in enumerate(prompts):
-        if i >= len(lines):
-            results[p["id"]] = {"error": "no output line"}
-            continue
-        try:
-            o = json.loads(lines[i])
-        except ValueError:
-            results[p["id"]] = {"error": "unparsable output line"}
-            continue
-        if not isinstance(o, dict):
-            results[p["id"]] = {"error": "output line is not an object"}
-        elif o.get("id") != p["id"]:
-            results[p["id"]] = {"error": "output out of order (id %r)" % o.get("id")}
-        elif "error" in o or not isinstance(o.get("markers"), dict):
-            results[p["id"]] = {"error": str(o.get("error", "no markers"))}
-        else:
-            results[p["id"]] = o
-    return results, None
-
-
 def normalise(tag, value, taxonomy):
     if value is None:
         return None
@@ -299,60 +203,16 @@ class Score:
     rec = property(lambda s: s.ratio(s.pos_ok, s.pos))
 
 
-def fmt(x):
-    return "   -" if x is None else "%4.2f" % x
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cairn", help="path to the cairn binary")
-    ap.add_argument("--rules", default=os.path.join(ROOT, "rules"))
-    ap.add_argument("--prompts", default=os.path.join(HERE, "prompts.jsonl"))
-    ap.add_argument("--thresholds", default=os.path.join(HERE, "thresholds.json"))
-    ap.add_argument("--cmd", help="annotator command line to run instead of "
-                    "`CAIRN annotate --rules DIR` (same JSONL protocol)")
-    ap.add_argument("--timeout", type=float, default=300)
-    ap.add_argument("--stats", action="store_true",
-                    help="print what the prompt set contains and exit")
-    ap.add_argument("--check", action="store_true",
-                    help="validate the prompt set against the taxonomy and exit")
-    ap.add_argument("-v", "--verbose", action="store_true",
-                    help="list every miss")
-    a = ap.parse_args()
-
-    taxonomy, names = load_taxonomy(a.rules)
-    prompts, problems = load_prompts(a.prompts)
-    problems += validate(prompts, taxonomy)
-    if problems:
-        for pr in problems:
-            print("%s: %s" % (a.prompts, pr), file=sys.stderr)
-        die("%d problem(s) in the prompt set" % len(problems))
-    if a.check:
-        print("%s: %d prompts, valid" % (a.prompts, len(prompts)))
-        return 0
-    if a.stats:
-        print(stats(prompts, taxonomy))
-        return 0
-
-    try:
-        with open(a.thresholds, encoding="utf-8") as f:
-            thresholds = json.load(f)["tags"]
-    except (OSError, ValueError, KeyError) as e:
-        die("%s: %s" % (a.thresholds, e))
-
-    if a.cmd:
-        cmd = shlex.split(a.cmd)
-    elif a.cairn:
-        cmd = [a.cairn, "annotate", "--rules", a.rules]
-    else:
-        die("give --cairn BINARY or --cmd COMMAND")
-
-    results, err = run_annotator(cmd, prompts, a.timeout)
+    a, taxonomy, names, prompts, thresholds, cmd = report.start(
+        __doc__, HERE, "prompts", "prompt", "annotator", "annotate",
+        lambda ps, tx, _names: validate(ps, tx),
+        lambda ps, tx, _names: stats(ps, tx))
+    results, err = report.run(cmd, prompts,
+                              lambda p: {"id": p["id"], "messages": p["messages"]},
+                              "markers", dict, a.timeout)
     if results is None:
-        print("accuracy: " + err)
-        failed = len([t for t in SCORED_TAGS if t in thresholds])
-        print("0 passed, %d failed" % failed)
-        return 1
+        return report.run_failed(err, SCORED_TAGS, thresholds)
 
     groups = collections.OrderedDict(
         (g, collections.defaultdict(Score)) for g in ("all", "en", "non-en", "adv"))
@@ -390,28 +250,17 @@ def main():
         s = groups["all"][tag]
         if s.n == 0:
             continue
-        th = thresholds.get(tag, {})
-        need = []
-        ok = True
-        if "accuracy" in th:
-            need.append("acc>=%.2f" % th["accuracy"])
-            ok &= s.acc is not None and s.acc + 1e-9 >= th["accuracy"]
-        if "precision" in th:
-            need.append("prec>=%.2f" % th["precision"])
-            ok &= s.prec is None or s.prec + 1e-9 >= th["precision"]
-        if "recall" in th:
-            need.append("rec>=%.2f" % th["recall"])
-            ok &= s.rec is None or s.rec + 1e-9 >= th["recall"]
-        if need:
+        ok, verdict = report.hold(s, thresholds.get(tag, {}),
+                                  ("accuracy", "precision", "recall"))
+        if ok is None:
+            ok, verdict = True, "(not held)"
+        else:
             passed += ok
             failed += not ok
-            verdict = ("ok   " if ok else "FAIL ") + " ".join(need)
-        else:
-            verdict = "(not held)"
         print("%-17s %4d %5s %5s %5s | %6s %6s %6s | %s"
-              % (tag, s.n, fmt(s.acc), fmt(s.prec), fmt(s.rec),
-                 fmt(groups["en"][tag].acc), fmt(groups["non-en"][tag].acc),
-                 fmt(groups["adv"][tag].acc), verdict))
+              % (tag, s.n, report.fmt(s.acc), report.fmt(s.prec), report.fmt(s.rec),
+                 report.fmt(groups["en"][tag].acc), report.fmt(groups["non-en"][tag].acc),
+                 report.fmt(groups["adv"][tag].acc), verdict))
         if not ok:
             verdicts.append(tag)
     if a.verbose and misses:
@@ -422,10 +271,7 @@ def main():
                   % (pid, tag, json.dumps(exp, ensure_ascii=False),
                      got if isinstance(got, str) and got.startswith("ERROR")
                      else json.dumps(got, ensure_ascii=False)))
-    if verdicts:
-        print("below threshold: " + ", ".join(verdicts))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return report.finish(verdicts, passed, failed)
 
 
 if __name__ == "__main__":

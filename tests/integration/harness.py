@@ -174,8 +174,9 @@ def gateway_config(upstream=None, base_url=None, **sections):
         "upstreams": {"default": {"base_url": base_url}},
         "log": {"access": ctx().path("access.log")},
         # The gateway-core tests compare what the upstream received with
-        # what the client sent: no annotation unless a test asks for it.
-        "policy": {"markers": {"annotate": "off"}},
+        # what the client sent, and the answer with what the upstream sent:
+        # no annotation and no validation unless a test asks for them.
+        "policy": {"markers": {"annotate": "off"}, "validation": {"markers": []}},
     }
     # markers=... is the default policy's marker section.
     if "markers" in sections:

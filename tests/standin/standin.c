@@ -2,24 +2,39 @@
  * cairn-standin — a tiny stand-in for an OpenAI-compatible backend.
  *
  * It exists so that `make run` gives a newcomer something to curl through the
- * gateway without an API key, and so that `make bench` has a fast, predictable
- * baseline to measure cairn's overhead against. It is a test tool, not a
- * model: every answer is canned.
+ * gateway without an API key, so that `make bench` has a fast, predictable
+ * baseline to measure cairn's overhead against, and so that tests and
+ * `make demo` can show what validation and retry do. It is a test tool, not
+ * a model: every answer is built from canned text.
  *
- *   POST /v1/chat/completions  chat.completion JSON echoing the last user
- *                              message, led by its <MARKER_LIST> block when it
- *                              has one (as a marker-trained model answers);
- *                              with "stream": true an SSE stream of
+ *   POST /v1/chat/completions  a chat.completion led by the prompt's
+ *                              <MARKER_LIST> block when it has one (as a
+ *                              marker-trained model answers), then an answer
+ *                              shaped by those markers: length_tokens words,
+ *                              JSON or a list for format, a canned sentence in
+ *                              the lang, a fenced block of the code_type;
+ *                              without such markers, an echo of the prompt.
+ *                              With "stream": true an SSE stream of
  *                              chat.completion.chunk events ending in [DONE]
  *   GET  /v1/models            one model, "standin-1"
  *   anything else              404, OpenAI-shaped error
  *
- * usage: cairn-standin [--listen HOST:PORT]   (default 127.0.0.1:8081; port 0
- * picks a free port; the real address is printed to stderr as
- * "standin: listening on HOST:PORT"). No per-request logging, no sleeps.
+ * Simulated disobedience: with --violate P, a first attempt breaks each of
+ * its markers with probability P (twice the words, prose instead of JSON,
+ * another language, another code language); with --violate-retry P, so does
+ * an answer to a conversation that already holds an assistant turn (a
+ * retry with feedback). --seed makes the draws repeatable, --delay-ms adds
+ * a fixed latency to every answer.
+ *
+ * usage: cairn-standin [--listen HOST:PORT] [--violate P] [--violate-retry P]
+ *                      [--seed N] [--delay-ms N]
+ * (default 127.0.0.1:8081; port 0 picks a free port; the real address is
+ * printed to stderr as "standin: listening on HOST:PORT"). No per-request
+ * logging.
  */
 #include <netdb.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +48,128 @@
 #include <event2/keyvalq_struct.h>
 
 #define SUMMARY_CHARS 80
+#define REPLY_MAX     65536
 
 static unsigned long next_id;
+
+static struct {
+    double violate;       /* probability a first attempt breaks a marker */
+    double violate_retry; /* the same for a retry */
+    unsigned seed;
+    long delay_ms;
+    struct event_base *base;
+} sim;
+
+/* A uniform draw in [0, 1), from the repeatable generator. */
+static double draw(void)
+{
+    sim.seed = sim.seed * 1103515245u + 12345u;
+    return (double)((sim.seed >> 8) & 0xFFFFFF) / (double)0x1000000;
+}
+
+/* The value of <tag>value</tag> inside the block, copied to out, or NULL. */
+static const char *marker(const char *block, size_t blen, const char *tag, char *out, size_t outlen)
+{
+    char open[48];
+    snprintf(open, sizeof open, "<%s>", tag);
+    const char *v = block ? memmem(block, blen, open, strlen(open)) : NULL;
+    if (v == NULL)
+        return NULL;
+    v += strlen(open);
+    const char *end = memchr(v, '<', blen - (size_t)(v - block));
+    if (end == NULL || (size_t)(end - v) >= outlen)
+        return NULL;
+    memcpy(out, v, (size_t)(end - v));
+    out[end - v] = '\0';
+    return out;
+}
+
+static const struct {
+    const char *lang;
+    const char *sentence;
+} sentences[] = {
+    {"English", "The answer follows from the question in a simple and direct way."},
+    {"French", "La réponse découle de la question de manière simple et directe."},
+    {"Spanish", "La respuesta se deduce de la pregunta de una manera sencilla y directa."},
+    {"German", "Die Antwort ergibt sich auf einfache und direkte Weise aus der Frage."},
+    {"Italian", "La risposta segue dalla domanda in modo semplice e diretto."},
+    {"Portuguese", "A resposta decorre da pergunta de uma forma simples e direta."},
+};
+
+static const char *sentence_in(const char *lang)
+{
+    for (size_t i = 0; i < sizeof sentences / sizeof sentences[0]; i++)
+        if (lang != NULL && strcmp(lang, sentences[i].lang) == 0)
+            return sentences[i].sentence;
+    return sentences[0].sentence;
+}
+
+/* Append at most `words` words of `sentence`, repeated, to out. */
+static void add_words(char *out, size_t outlen, const char *sentence, long words)
+{
+    const char *p = sentence;
+    for (long w = 0; w < words; w++) {
+        size_t n = strcspn(p, " ");
+        size_t len = strlen(out);
+        if (len + n + 2 >= outlen)
+            return;
+        snprintf(out + len, outlen - len, "%s%.*s", len > 0 && out[len - 1] != '\n' ? " " : "",
+                 (int)n, p);
+        p += n;
+        p += strspn(p, " ");
+        if (*p == '\0')
+            p = sentence;
+    }
+}
+
+/* The answer a marker-trained model would give to the markers of `block`
+ * (breaking each with the given probability), or 0 when the block has none
+ * of the markers the stand-in knows. */
+static int shaped_answer(const char *block, size_t blen, double p, char *out, size_t outlen)
+{
+    char lang[32], len[16], fmt[32], code[32];
+    bool has_lang = marker(block, blen, "lang", lang, sizeof lang) != NULL;
+    bool has_len = marker(block, blen, "length_tokens", len, sizeof len) != NULL;
+    bool has_fmt = marker(block, blen, "format", fmt, sizeof fmt) != NULL;
+    bool has_code = marker(block, blen, "code_type", code, sizeof code) != NULL;
+    if (!has_lang && !has_len && !has_fmt && !has_code)
+        return 0;
+    const char *say = sentence_in(has_lang ? lang : "English");
+    if (has_lang && draw() < p)
+        say = sentence_in(strcmp(lang, "English") == 0 ? "French" : "English");
+    long words = has_len ? atol(len) * 4 / 5 : 24;
+    if (words < 1)
+        words = 1;
+    if (has_len && draw() < p)
+        words = atol(len) * 2 + 5;
+    char prose[REPLY_MAX / 2] = "";
+    add_words(prose, sizeof prose, say, words);
+    out[0] = '\0';
+    if (has_fmt && strcmp(fmt, "JSON") == 0 && draw() >= p)
+        snprintf(out, outlen, "{\"answer\": \"%s\"}", prose);
+    else if (has_fmt && strcmp(fmt, "Enumeration") == 0 && draw() >= p)
+        snprintf(out, outlen, "- %s\n- %s", prose, say);
+    else
+        snprintf(out, outlen, "%s", prose);
+    if (has_code) {
+        const char *fence = draw() < p ? (strcmp(code, "python") == 0 ? "go" : "python") : code;
+        snprintf(out + strlen(out), outlen - strlen(out), "\n\n```%s\n%s\n```", fence, "print(42)");
+    }
+    return 1;
+}
+
+/* Whether the conversation already holds an answer: a retry. */
+static bool has_assistant_turn(const cJSON *messages)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, messages)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (cJSON_IsString(role) && strcmp(role->valuestring, "assistant") == 0)
+            return true;
+    }
+    return false;
+}
 
 static void send_json(struct evhttp_request *req, int code, const char *reason, cJSON *obj)
 {
@@ -182,10 +317,19 @@ static void chat_completions(struct evhttp_request *req)
     int blen = block_end && block_end - block < 1024
                    ? (int)(block_end - block + strlen("</MARKER_LIST>"))
                    : 0;
-    char reply[1200 + 4 * SUMMARY_CHARS], id[48];
-    int rlen =
-        snprintf(reply, sizeof reply, "%.*s%sHello from the cairn stand-in backend. You said: %.*s",
-                 blen, block ? block : "", blen ? "\n\n" : "", (int)echo, said);
+    static char reply[REPLY_MAX], shaped[REPLY_MAX / 2];
+    char id[48];
+    double p = has_assistant_turn(messages) ? sim.violate_retry : sim.violate;
+    int rlen;
+    if (shaped_answer(block, (size_t)blen, p, shaped, sizeof shaped))
+        rlen = snprintf(reply, sizeof reply, "%.*s%s%s", blen, block ? block : "",
+                        blen ? "\n\n" : "", shaped);
+    else
+        rlen = snprintf(reply, sizeof reply,
+                        "%.*s%sHello from the cairn stand-in backend. You said: %.*s", blen,
+                        block ? block : "", blen ? "\n\n" : "", (int)echo, said);
+    if (rlen >= (int)sizeof reply)
+        rlen = (int)sizeof reply - 1;
     double created = (double)time(NULL);
     snprintf(id, sizeof id, "chatcmpl-standin-%lu", ++next_id);
 
@@ -206,7 +350,7 @@ static void chat_completions(struct evhttp_request *req)
             int end = k == 3 ? rlen : rlen * (k + 1) / 4;
             while (end < rlen && ((unsigned char)reply[end] & 0xC0) == 0x80)
                 end++;
-            char piece[sizeof reply];
+            static char piece[sizeof reply];
             memcpy(piece, reply + start, (size_t)(end - start));
             piece[end - start] = '\0';
             c = chunk_new(id, created, model, &delta, NULL);
@@ -245,6 +389,13 @@ static void chat_completions(struct evhttp_request *req)
     send_json(req, 200, "OK", root);
 }
 
+static void on_delayed(evutil_socket_t fd, short what, void *req)
+{
+    (void)fd;
+    (void)what;
+    chat_completions(req);
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     (void)arg;
@@ -252,7 +403,10 @@ static void handle(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (!path)
         path = "";
-    if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/chat/completions") == 0) {
+    if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/chat/completions") == 0 && sim.delay_ms > 0) {
+        struct timeval tv = {sim.delay_ms / 1000, (sim.delay_ms % 1000) * 1000};
+        event_base_once(sim.base, -1, EV_TIMEOUT, on_delayed, req, &tv);
+    } else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/chat/completions") == 0) {
         chat_completions(req);
     } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/models") == 0) {
         cJSON *root = cJSON_CreateObject(), *m = cJSON_CreateObject();
@@ -284,12 +438,27 @@ static void on_signal(evutil_socket_t sig, short events, void *base)
 int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:8081";
+    sim.seed = 1;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--listen") != 0 || i + 1 >= argc) {
-            fprintf(stderr, "usage: %s [--listen HOST:PORT]\n", argv[0]);
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v != NULL && strcmp(a, "--listen") == 0)
+            listen = v;
+        else if (v != NULL && strcmp(a, "--violate") == 0)
+            sim.violate = atof(v);
+        else if (v != NULL && strcmp(a, "--violate-retry") == 0)
+            sim.violate_retry = atof(v);
+        else if (v != NULL && strcmp(a, "--seed") == 0)
+            sim.seed = (unsigned)strtoul(v, NULL, 10);
+        else if (v != NULL && strcmp(a, "--delay-ms") == 0)
+            sim.delay_ms = atol(v);
+        else {
+            fprintf(stderr,
+                    "usage: %s [--listen HOST:PORT] [--violate P] [--violate-retry P] "
+                    "[--seed N] [--delay-ms N]\n",
+                    argv[0]);
             return 2;
         }
-        listen = argv[++i];
+        i++;
     }
     /* HOST:PORT or [V6ADDR]:PORT; HOST may be a name (evhttp resolves it) */
     char host[256];
@@ -307,6 +476,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = event_base_new();
     struct evhttp *http = base ? evhttp_new(base) : NULL;
+    sim.base = base;
     if (!http)
         return 1;
     evhttp_set_allowed_methods(http, 0x1FF); /* all methods reach handle(): 404, not 405 */

@@ -11,41 +11,41 @@
 #include "unit.h"
 
 #include <stdio.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "annotate_cli.h"
 #include "annotator.h"
 #include "json_strict.h"
+#include "jsonl.h"
 #include "markers.h"
 #include "taxonomy.h"
-
-#define RULES "rules"
 
 static struct cairn_taxonomy tx;
 static struct cairn_annotator *ann;
 
+static void *load_annotator(const struct cairn_taxonomy *t, const char *dir, char *err,
+                            size_t errlen)
+{
+    return cairn_annotator_load(t, dir, err, errlen);
+}
+
+static void free_annotator(void *a)
+{
+    cairn_annotator_free(a);
+}
+
+static const struct unit_module annotator = {load_annotator, free_annotator};
+
 static int setup(void **state)
 {
     (void)state;
-    char err[512];
-    if (cairn_taxonomy_load(&tx, RULES "/taxonomy.json", err, sizeof(err)) < 0) {
-        print_error("%s\n", err);
-        return -1;
-    }
-    ann = cairn_annotator_load(&tx, RULES, err, sizeof(err));
-    if (ann == NULL) {
-        print_error("%s\n", err);
-        return -1;
-    }
-    return 0;
+    ann = unit_rules_setup(&tx, &annotator);
+    return ann != NULL ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    cairn_annotator_free(ann);
-    cairn_taxonomy_free(&tx);
+    unit_rules_teardown(&tx, &annotator, ann);
     return 0;
 }
 
@@ -342,81 +342,10 @@ static void test_large_prompt(void **state)
 
 /* ---- load errors ----------------------------------------------------- */
 
-static char tmpdir[64];
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    fclose(out);
-}
-
-static void make_rules_copy(void)
-{
-    static const char *const files[] = {"taxonomy.json", "annotator.json", "languages.json",
-                                        "lengths.json", "textcat.conf"};
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cairn-rules-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
-    for (size_t i = 0; i < NELEM(files); i++) {
-        char from[256], to[256];
-        snprintf(from, sizeof(from), RULES "/%s", files[i]);
-        snprintf(to, sizeof(to), "%s/%s", tmpdir, files[i]);
-        copy_file(from, to);
-    }
-}
-
-static void remove_rules_copy(void)
-{
-    static const char *const files[] = {"taxonomy.json", "annotator.json", "languages.json",
-                                        "lengths.json", "textcat.conf"};
-    char path[256];
-    for (size_t i = 0; i < NELEM(files); i++) {
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-        unlink(path);
-    }
-    rmdir(tmpdir);
-}
-
-/* Replace the first `from` in tmpdir/file with `to`. */
-static void patch(const char *file, const char *from, const char *to)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, file);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    struct sbuf b = {0};
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        sb_putn(&b, buf, n);
-    fclose(f);
-    char *at = strstr(b.p, from);
-    assert_non_null(at);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    fwrite(b.p, 1, (size_t)(at - b.p), f);
-    fputs(to, f);
-    fputs(at + strlen(from), f);
-    fclose(f);
-    free(b.p);
-}
-
-struct load_case {
-    const char *name;
-    const char *file, *from, *to;
-    const char *want1, *want2; /* substrings of the error */
-};
-
 static void test_load_errors(void **state)
 {
     (void)state;
-    static const struct load_case cases[] = {
+    static const struct unit_load_case cases[] = {
         {"bad pattern", "annotator.json", "\"\\\\b(?:summari[sz]e", "\"(\\\\b(?:summari[sz]e",
          "annotator.json: task.rules[", "].patterns[0]: PCRE2 error at offset"},
         {"unknown task value", "annotator.json", "\"value\": \"Summarization\"",
@@ -442,34 +371,11 @@ static void test_load_errors(void **state)
          "lengths.json: bucket.from_tokens[1].value:", "\"middling\" is not a value"},
         {"bad number word key", "lengths.json", "\"10\": [", "\"ten\": [",
          "lengths.json: number_words.ten:", NULL},
-        {"textcat value", "textcat.conf", "nl.lm   Dutch", "nl.lm   Flemish", "textcat.conf:",
-         "\"Flemish\" is not a value of marker 'lang'"},
+        {"textcat value", "textcat.conf", "nl.lm   Dutch", "nl.lm   Flemish",
+         "textcat.conf:", "\"Flemish\" is not a value of marker 'lang'"},
         {"invalid JSON", "lengths.json", "{", "{,", "lengths.json", NULL},
     };
-    rows_begin();
-    for (size_t i = 0; i < NELEM(cases); i++) {
-        make_rules_copy();
-        patch(cases[i].file, cases[i].from, cases[i].to);
-        char err[512] = "";
-        struct cairn_annotator *a = cairn_annotator_load(&tx, tmpdir, err, sizeof(err));
-        if (check(a == NULL, cases[i].name, "loaded although %s was broken", cases[i].file)) {
-            check(strstr(err, cases[i].want1) != NULL, cases[i].name,
-                  "error \"%s\" lacks \"%s\"", err, cases[i].want1);
-            check(cases[i].want2 == NULL || strstr(err, cases[i].want2) != NULL, cases[i].name,
-                  "error \"%s\" lacks \"%s\"", err, cases[i].want2);
-        }
-        cairn_annotator_free(a);
-        remove_rules_copy();
-    }
-    rows_end();
-
-    /* The copy itself loads: the cases above fail for their patch alone. */
-    make_rules_copy();
-    char err[512];
-    struct cairn_annotator *a = cairn_annotator_load(&tx, tmpdir, err, sizeof(err));
-    assert_non_null(a);
-    cairn_annotator_free(a);
-    remove_rules_copy();
+    unit_load_errors(&tx, &annotator, cases, NELEM(cases));
 }
 
 /* ---- cairn annotate ---------------------------------------------------- */
@@ -525,7 +431,7 @@ static void test_stream_long_line(void **state)
     (void)state;
     struct sbuf b = {0};
     sb_puts(&b, "{\"id\":1,\"messages\":[{\"role\":\"user\",\"content\":\"");
-    sb_repeat(&b, "a", CAIRN_ANNOTATE_MAX_LINE);
+    sb_repeat(&b, "a", CAIRN_JSONL_MAX_LINE);
     sb_puts(&b, "\"}]}\n{\"id\":2,\"messages\":[]}\n");
     int rc;
     char *out = run_stream(b.p, b.len, &rc);

@@ -1,9 +1,10 @@
 /*
- * annotate_bench.c — what the rule annotator costs per request: loads
- * rules/ (or the directory given) and prints the mean microseconds per
- * cairn_annotator_run for a short prompt and for a 20 KB prompt with code.
+ * marker_bench.c — what the marker stage costs per request: loads rules/
+ * (or the directory given) and prints the mean microseconds per
+ * cairn_annotator_run for a short prompt and for a 20 KB prompt with code,
+ * and per cairn_validate (all seven validators) for a 4 KB answer.
  *
- *   build/annotate-bench [RULES_DIR]
+ *   build/marker-bench [RULES_DIR]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "annotator.h"
 #include "markers.h"
 #include "taxonomy.h"
+#include "validate.h"
 
 static double now_us(void)
 {
@@ -55,6 +57,56 @@ static void measure(const char *label, const struct cairn_annotator *a,
     printf("%-28s %7zu bytes  %8.1f us/annotation  (%zu markers)\n", label, strlen(prompt), us,
            cairn_markers_count(&m));
     cJSON_Delete(messages);
+}
+
+/* A 4 KB answer — paragraphs of prose, a list, a Go block — checked
+ * against one marker of every validated kind. */
+static int measure_validation(const struct cairn_taxonomy *tx, const char *dir)
+{
+    char err[1024];
+    struct cairn_validator *v = cairn_validator_load(tx, dir, err, sizeof(err));
+    if (v == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    static const char *const markers[][2] = {
+        {"length_tokens", "900"}, {"length_sentences", "60"}, {"length_paragraphs", "12"},
+        {"length_bucket", "medium"}, {"format", "Markdown"}, {"lang", "English"},
+        {"code_type", "go"},
+    };
+    struct cairn_markers m;
+    cairn_markers_init(&m, tx);
+    uint32_t tags = 0;
+    for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
+        cairn_markers_offer_key(&m, markers[i][0], markers[i][1], CAIRN_SRC_PINNED);
+        tags |= 1u << cairn_taxonomy_key(tx, markers[i][0]);
+    }
+    char answer[4200];
+    size_t len = 0;
+    const char *para = "The service reads each request, checks it against the policy and "
+                       "forwards it when it passes. Errors are reported with a clear message. ";
+    while (len < 1500)
+        len += (size_t)snprintf(answer + len, sizeof(answer) - len, "%s", para);
+    len += (size_t)snprintf(answer + len, sizeof(answer) - len,
+                            "\n\nThe steps are:\n\n- parse the body\n- check the markers\n"
+                            "- forward the request\n\n```go\nfunc handle(w http.ResponseWriter, "
+                            "r *http.Request) {\n\tbody, _ := io.ReadAll(r.Body)\n\t"
+                            "w.Write(body)\n}\n```\n\n");
+    while (len < 4000)
+        len += (size_t)snprintf(answer + len, sizeof(answer) - len, "%s", para);
+    struct cairn_validate_opts o = {tags, CAIRN_COUNT_WORDS, 0.1, 64};
+    struct cairn_violations out;
+    for (int i = 0; i < 200; i++)
+        cairn_validate(v, &m, answer, len, &o, &out);
+    int rounds = 5000;
+    double t0 = now_us();
+    for (int i = 0; i < rounds; i++)
+        cairn_validate(v, &m, answer, len, &o, &out);
+    printf("%-28s %7zu bytes  %8.1f us/validation  (%zu markers, %zu violations)\n",
+           "4 KB answer, 7 validators", len, (now_us() - t0) / rounds, cairn_markers_count(&m),
+           out.n);
+    cairn_validator_free(v);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -100,6 +152,12 @@ int main(int argc, char **argv)
              "in under 150 words.");
     measure("20 KB prompt", a, &tx, big, 2000);
     free(big);
+
+    if (measure_validation(&tx, dir) < 0) {
+        cairn_annotator_free(a);
+        cairn_taxonomy_free(&tx);
+        return 1;
+    }
 
     cairn_annotator_free(a);
     cairn_taxonomy_free(&tx);
