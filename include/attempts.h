@@ -54,6 +54,9 @@ char *cairn_attempts_next_body(struct cairn_attempts *a, size_t *len);
  *  caller owns it. NULL when no completion was added. */
 cJSON *cairn_attempts_take_best(struct cairn_attempts *a);
 
+/** Whether the completion added last is now the best one. */
+bool cairn_attempts_last_is_best(const struct cairn_attempts *a);
+
 size_t cairn_attempts_count(const struct cairn_attempts *a);
 
 /** The violations of the best attempt (or of the streamed text). */

@@ -14,14 +14,15 @@
 
 struct cairn_request;
 
-/** Open the access log: "-" = stderr, else a file opened for appending.
- *  @return 0 or -1 with err. */
-int cairn_log_open(const char *access_path, char *err, size_t errlen);
+/**
+ * Open the access log ("-" or NULL = stderr, else a file opened for
+ * appending) and the content log (NULL = none), replacing the current
+ * ones only when both opened (a reload that fails changes nothing).
+ * @return 0 or -1 with err.
+ */
+int cairn_log_open(const char *access_path, const char *content_path, char *err, size_t errlen);
 void cairn_log_close(void);
 
-/** Open the content log (NULL: none), replacing the current one.
- *  @return 0 or -1 with err. */
-int cairn_log_open_content(const char *path, char *err, size_t errlen);
 bool cairn_log_content_enabled(void);
 
 /**

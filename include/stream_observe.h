@@ -13,7 +13,8 @@
 struct evbuffer;
 struct cairn_stream_observer;
 
-/** An observer that collects at most `max_text` bytes of answer text. */
+/** An observer that collects the first `max_text` bytes of answer text
+ *  (the rest of a longer answer passes unread). */
 struct cairn_stream_observer *cairn_stream_observer_new(size_t max_text);
 void cairn_stream_observer_free(struct cairn_stream_observer *o);
 
@@ -22,12 +23,16 @@ void cairn_stream_observer_free(struct cairn_stream_observer *o);
 int cairn_stream_observer_feed(struct cairn_stream_observer *o, const char *data, size_t len,
                                struct evbuffer *out);
 
-/** The first choice's text so far. @return NULL when it grew past
- *  max_text (it cannot be validated whole). */
+/** The first choice's text so far (at most max_text bytes). */
 const char *cairn_stream_observer_text(const struct cairn_stream_observer *o, size_t *len);
 
-/** The stream ended: `comment` (may be NULL; one line, no line breaks) as
- *  ": comment", then the held [DONE] event and any bytes still pending. */
+/** Whether the [DONE] event has come and is held: the answer is complete,
+ *  and the report can go out now rather than when the transfer ends. */
+bool cairn_stream_observer_done(const struct cairn_stream_observer *o);
+
+/** Release `comment` (may be NULL; one line, no line breaks) as
+ *  ": comment", then the held [DONE] event (both once only), then any
+ *  bytes still pending. Events after it pass through. */
 void cairn_stream_observer_finish(struct cairn_stream_observer *o, const char *comment,
                                   struct evbuffer *out);
 

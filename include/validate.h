@@ -23,6 +23,9 @@
 
 #define CAIRN_VIOLATION_TEXT 96
 
+/* The most of one answer the validators read (see attempts.c). */
+#define CAIRN_VALIDATE_MAX_TEXT (1u << 20)
+
 struct cairn_violation {
     int tag;                             /* taxonomy index of the marker */
     const char *key;                     /* its key ("length_tokens"; static storage):

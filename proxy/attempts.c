@@ -29,6 +29,7 @@ struct cairn_attempts {
     cJSON *usage; /* owned: the sum over all attempts */
     struct cairn_violations best_violations, last_violations;
     size_t count;
+    bool last_is_best;
     uint64_t deadline_us;
 };
 
@@ -99,12 +100,22 @@ static void add_usage(cJSON *sum, const cJSON *usage)
     }
 }
 
+/* Validators run on the event loop, in time that grows with the text: a
+ * longer answer is judged by its first CAIRN_VALIDATE_MAX_TEXT bytes (cut
+ * on a character boundary). A length limit is still seen broken, and the
+ * rest is rare enough to accept: a 1 MiB answer is not what markers ask for. */
 static void check_text(struct cairn_attempts *a, const char *text, size_t len,
                        struct cairn_violations *out)
 {
     memset(out, 0, sizeof(*out));
-    if (text != NULL)
-        cairn_validate(a->validator, a->sent, text, len, &a->opts, out);
+    if (text == NULL)
+        return;
+    if (len > CAIRN_VALIDATE_MAX_TEXT) {
+        len = CAIRN_VALIDATE_MAX_TEXT;
+        while (len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80)
+            len--;
+    }
+    cairn_validate(a->validator, a->sent, text, len, &a->opts, out);
 }
 
 bool cairn_attempts_add(struct cairn_attempts *a, cJSON *completion, uint64_t now_us)
@@ -121,7 +132,9 @@ bool cairn_attempts_add(struct cairn_attempts *a, cJSON *completion, uint64_t no
 
     cJSON_Delete(a->last_owned);
     a->last_owned = NULL;
-    if (a->best == NULL || cairn_violations_compare(&a->last_violations, &a->best_violations) < 0) {
+    a->last_is_best =
+        a->best == NULL || cairn_violations_compare(&a->last_violations, &a->best_violations) < 0;
+    if (a->last_is_best) {
         cJSON_Delete(a->best);
         a->best = completion;
         a->best_violations = a->last_violations;
@@ -166,6 +179,11 @@ cJSON *cairn_attempts_take_best(struct cairn_attempts *a)
         a->usage = NULL;
     }
     return best;
+}
+
+bool cairn_attempts_last_is_best(const struct cairn_attempts *a)
+{
+    return a->last_is_best;
 }
 
 size_t cairn_attempts_count(const struct cairn_attempts *a)

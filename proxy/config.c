@@ -891,6 +891,48 @@ static int load_tenants(struct cairn_config *cfg, const cJSON *v, char *err, siz
     return 0;
 }
 
+struct key_ref {
+    const unsigned char *digest;
+    size_t tenant, key; /* where it was given, for the message */
+};
+
+static int compare_key_refs(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int c = memcmp(x->digest, y->digest, CAIRN_KEY_DIGEST_LEN);
+    if (c != 0)
+        return c;
+    return x->tenant != y->tenant ? (x->tenant < y->tenant ? -1 : 1)
+                                  : (x->key < y->key ? -1 : x->key > y->key);
+}
+
+/* A digest in two places would make its tenant depend on the order of the
+ * file. Sorted, so that a file with many tenants and keys is checked in
+ * n log n (a reload runs on the event loop). */
+static int check_unique_keys(const struct cairn_config *cfg, char *err, size_t errlen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->ntenants; i++)
+        n += cfg->tenants[i].keys.n;
+    struct key_ref *refs = cairn_calloc(n + 1, sizeof(*refs));
+    n = 0;
+    for (size_t i = 0; i < cfg->ntenants; i++)
+        for (size_t k = 0; k < cfg->tenants[i].keys.n; k++)
+            refs[n++] = (struct key_ref){cfg->tenants[i].keys.items[k].sha256, i, k};
+    qsort(refs, n, sizeof(*refs), compare_key_refs);
+    int rc = 0;
+    for (size_t i = 1; i < n && rc == 0; i++) {
+        if (memcmp(refs[i - 1].digest, refs[i].digest, CAIRN_KEY_DIGEST_LEN) == 0) {
+            snprintf(err, errlen, "tenants.%s.keys[%zu]: the same key as tenants.%s.keys[%zu]",
+                     cfg->tenants[refs[i].tenant].name, refs[i].key,
+                     cfg->tenants[refs[i - 1].tenant].name, refs[i - 1].key);
+            rc = -1;
+        }
+    }
+    free(refs);
+    return rc;
+}
+
 /* What single keys cannot check: references between parts of the file. */
 static int check_references(const struct cairn_config *cfg, char *err, size_t errlen)
 {
@@ -909,23 +951,8 @@ static int check_references(const struct cairn_config *cfg, char *err, size_t er
                      t->policy.upstream);
             return -1;
         }
-        for (size_t k = 0; k < t->keys.n; k++) {
-            /* A digest in two places would make the tenant depend on order. */
-            for (size_t j = 0; j <= i; j++) {
-                const struct cairn_tenant_config *o = &cfg->tenants[j];
-                for (size_t l = 0; l < (j == i ? k : o->keys.n); l++) {
-                    if (memcmp(o->keys.items[l].sha256, t->keys.items[k].sha256,
-                               CAIRN_KEY_DIGEST_LEN) == 0) {
-                        snprintf(err, errlen,
-                                 "tenants.%s.keys[%zu]: the same key as tenants.%s.keys[%zu]",
-                                 t->name, k, o->name, l);
-                        return -1;
-                    }
-                }
-            }
-        }
     }
-    return 0;
+    return check_unique_keys(cfg, err, errlen);
 }
 
 /* Apply a parsed configuration tree to the defaults. */

@@ -52,8 +52,7 @@ int cairn_gateway_reload(struct cairn_gateway *gw, char *err, size_t errlen)
     if (gw->load(gw->load_arg, &cfg, err, errlen) < 0 ||
         (snap = cairn_snapshot_new(&cfg, gw->client, old, gw->generation + 1, err, errlen)) ==
             NULL ||
-        cairn_log_open(snap->cfg.log.access, err, errlen) < 0 ||
-        cairn_log_open_content(snap->cfg.log.content, err, errlen) < 0) {
+        cairn_log_open(snap->cfg.log.access, snap->cfg.log.content, err, errlen) < 0) {
         cairn_snapshot_unref(snap);
         cairn_stats_reload(gw->stats, gw->generation, false);
         cairn_log_msg("error", "reload rejected, the previous configuration stays: %s", err);
@@ -128,8 +127,7 @@ int cairn_gateway_run(cairn_config_loader load, void *arg)
     if (gw.proxy.current == NULL)
         goto fail;
     const struct cairn_config *c = &gw.proxy.current->cfg;
-    if (cairn_log_open(c->log.access, err, sizeof(err)) < 0 ||
-        cairn_log_open_content(c->log.content, err, sizeof(err)) < 0)
+    if (cairn_log_open(c->log.access, c->log.content, err, sizeof(err)) < 0)
         goto fail;
     gw.proxy.stats = gw.stats;
     gw.proxy.base = gw.base;

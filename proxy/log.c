@@ -28,35 +28,44 @@
 static int access_fd = STDERR_FILENO;
 static int content_fd = -1; /* -1: no content log */
 
-int cairn_log_open(const char *access_path, char *err, size_t errlen)
+/* A log file opened for appending, or -1 with err; *created says whether
+ * this call made the file (so that a reload that fails can take it back). */
+static int open_log(const char *what, const char *path, mode_t mode, bool *created, char *err,
+                    size_t errlen)
 {
-    if (access_path == NULL || strcmp(access_path, "-") == 0) {
-        access_fd = STDERR_FILENO;
-        return 0;
+    int flags = O_WRONLY | O_APPEND | O_CLOEXEC;
+    int fd = open(path, flags);
+    *created = false;
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(path, flags | O_CREAT | O_EXCL, mode);
+        *created = fd >= 0;
     }
-    int fd = open(access_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open access log %s: %s", access_path, strerror(errno));
-        return -1;
-    }
-    cairn_log_close();
-    access_fd = fd;
-    return 0;
+    if (fd < 0)
+        snprintf(err, errlen, "cannot open %s log %s: %s", what, path, strerror(errno));
+    return fd;
 }
 
-int cairn_log_open_content(const char *path, char *err, size_t errlen)
+int cairn_log_open(const char *access_path, const char *content_path, char *err, size_t errlen)
 {
-    int fd = -1;
-    if (path != NULL) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            snprintf(err, errlen, "cannot open content log %s: %s", path, strerror(errno));
-            return -1;
-        }
+    bool to_stderr = access_path == NULL || strcmp(access_path, "-") == 0, created = false;
+    int afd =
+        to_stderr ? STDERR_FILENO : open_log("access", access_path, 0640, &created, err, errlen);
+    if (afd < 0)
+        return -1;
+    int cfd = -1;
+    bool ccreated;
+    if (content_path != NULL &&
+        (cfd = open_log("content", content_path, 0600, &ccreated, err, errlen)) < 0) {
+        if (afd != STDERR_FILENO)
+            close(afd);
+        if (created) /* nothing of a refused configuration stays behind */
+            unlink(access_path);
+        return -1;
     }
-    if (content_fd >= 0)
-        close(content_fd);
-    content_fd = fd;
+    /* Both opened: only now do the old ones go. */
+    cairn_log_close();
+    access_fd = afd;
+    content_fd = cfd;
     return 0;
 }
 
@@ -117,6 +126,31 @@ static void write_line(int fd, const char *line, size_t len)
     }
 }
 
+/* Format one record and write it whole: on the stack when it fits, on the
+ * heap when it does not (a record is never cut: a cut line would run into
+ * the next one). */
+static void write_record(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void write_record(int fd, const char *fmt, ...)
+{
+    char line[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(line)) {
+        write_line(fd, line, (size_t)n);
+        return;
+    }
+    char *big = cairn_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    write_line(fd, big, (size_t)n);
+    free(big);
+}
+
 void cairn_log_access(const struct cairn_request *req)
 {
     char when[32], path[sizeof(req->path) * 6 + 1];
@@ -134,9 +168,8 @@ void cairn_log_access(const struct cairn_request *req)
     if (req->tenant[0] != '\0')
         snprintf(tenant, sizeof(tenant), "\"%s\"", req->tenant);
 
-    char line[8192];
-    int n = snprintf(
-        line, sizeof(line),
+    write_record(
+        access_fd,
         "{\"time\":\"%s\",\"type\":\"access\",\"request_id\":\"%s\","
         "\"method\":\"%s\",\"path\":\"%s\",\"tenant\":%s,\"status\":%d,\"upstream_status\":%d,"
         "\"stream\":%s,\"bytes_in\":%llu,\"bytes_out\":%llu,"
@@ -145,8 +178,6 @@ void cairn_log_access(const struct cairn_request *req)
         req->upstream_status, req->stream ? "true" : "false", (unsigned long long)req->bytes_in,
         (unsigned long long)req->bytes_out, (double)total_us / 1000.0, first_byte, error,
         req->log_fields ? "," : "", req->log_fields ? req->log_fields : "");
-    if (n > 0)
-        write_line(access_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 void cairn_log_msg(const char *level, const char *fmt, ...)

@@ -264,9 +264,15 @@ int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const ch
 void cairn_marking_add_turn(const struct cairn_marking *mk, cJSON *messages, const char *answer,
                             const char *instruction, const struct cairn_markers *m)
 {
+    /* The answer goes back as text of the conversation: what reads as a
+     * tag in it is neutralised like anything a caller typed. */
+    size_t found;
+    char *clean = cairn_spoof_clean_text(
+        mk->spoof, answer, (enum cairn_injected_policy)mk->policy->markers.injected, &found);
     cJSON *assistant = cJSON_CreateObject();
     cJSON_AddStringToObject(assistant, "role", "assistant");
-    cJSON_AddStringToObject(assistant, "content", answer);
+    cJSON_AddStringToObject(assistant, "content", clean != NULL ? clean : answer);
+    free(clean);
     cJSON_AddItemToArray(messages, assistant);
     cJSON *user = cJSON_CreateObject();
     cJSON_AddStringToObject(user, "role", "user");

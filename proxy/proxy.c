@@ -64,8 +64,11 @@ struct proxy_call {
     struct event *deadline;                 /* owned: cuts a late attempt, or NULL */
     struct cairn_stream_observer *observer; /* owned: a stream being validated */
     struct evbuffer *observed;              /* owned: stream bytes past the observer */
-    bool buffer_stream;                     /* SSE asked, answer held and validated first */
-    bool include_usage;                     /* the stream asked for a usage chunk */
+    char **best_relay;                      /* owned: the relay headers of the best attempt */
+    size_t nbest_relay;
+    bool reported;      /* the stream's validation report went out */
+    bool buffer_stream; /* SSE asked, answer held and validated first */
+    bool include_usage; /* the stream asked for a usage chunk */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
@@ -144,6 +147,13 @@ static void log_markers(struct proxy_call *call)
     free(text);
 }
 
+static void free_headers(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
 static void call_free(struct proxy_call *call)
 {
     log_markers(call);
@@ -170,9 +180,13 @@ static void call_free(struct proxy_call *call)
     cairn_sse_unwrap_free(call->unwrap);
     if (call->scratch != NULL)
         evbuffer_free(call->scratch);
-    for (size_t i = 0; i < call->nrelay; i++)
-        free(call->relay[i]);
-    free(call->relay);
+    free_headers(call->relay, call->nrelay);
+    free_headers(call->best_relay, call->nbest_relay);
+    /* The request may outlive the call (its record is written later):
+     * nothing of it may point here any more. */
+    call->req->cancel = NULL;
+    call->req->drained = NULL;
+    call->req->handler_ctx = NULL;
     if (call->answer != NULL)
         evbuffer_free(call->answer);
     free(call->content_type);
@@ -193,9 +207,21 @@ static void keep_header(struct proxy_call *call, const char *name, const char *v
  * upstream's own (or its status with cairn's body), never on a 502/504. */
 static void relay_headers(struct proxy_call *call)
 {
-    for (size_t i = 0; i < call->nrelay; i++)
-        cairn_response_add_header(call->req, call->relay[i],
-                                  call->relay[i] + strlen(call->relay[i]) + 1);
+    char **list = call->best_relay != NULL ? call->best_relay : call->relay;
+    size_t n = call->best_relay != NULL ? call->nbest_relay : call->nrelay;
+    for (size_t i = 0; i < n; i++)
+        cairn_response_add_header(call->req, list[i], list[i] + strlen(list[i]) + 1);
+}
+
+/* Whether the upstream headers to relay include `name`. */
+static bool relays_header(const struct proxy_call *call, const char *name)
+{
+    char *const *list = call->best_relay != NULL ? call->best_relay : call->relay;
+    size_t n = call->best_relay != NULL ? call->nbest_relay : call->nrelay;
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(list[i], name) == 0)
+            return true;
+    return false;
 }
 
 static void on_head(void *ctx, int status, const struct cairn_upstream_header *headers,
@@ -215,7 +241,9 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
         else if (strcasecmp(name, "x-request-id") == 0)
             keep_header(call, "X-Upstream-Request-Id", headers[i].value);
         cache_control |= strcasecmp(name, "cache-control") == 0;
-        if (!in_list(response_header_denylist, name))
+        /* cairn's own headers say what cairn did; an upstream (another
+         * cairn, say) does not get to say it for us. */
+        if (!in_list(response_header_denylist, name) && strncasecmp(name, "x-cairn-", 8) != 0)
             keep_header(call, name, headers[i].value);
     }
     if (call->want_stream && status == 200 && call->content_type != NULL &&
@@ -227,8 +255,7 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
             call->unwrap =
                 cairn_sse_unwrap_new(call->tenant->marking.format, call->nchoices, &call->model);
         if (call->attempts != NULL) {
-            call->observer =
-                cairn_stream_observer_new((size_t)call->tenant->backend->cfg->max_response_bytes);
+            call->observer = cairn_stream_observer_new(CAIRN_VALIDATE_MAX_TEXT);
             call->observed = evbuffer_new();
         }
         relay_headers(call);
@@ -241,6 +268,25 @@ static void on_head(void *ctx, int status, const struct cairn_upstream_header *h
 /* Stream bytes from the upstream on their way to the client: through the
  * unwrapper while the model's block may still come, through the observer
  * when the answer is validated. @return -1 on a broken stream. */
+static char *report_comment(cJSON *report);
+
+/* Validate a streamed answer and release its report and [DONE] event
+ * (into call->observed), once. */
+static void report_stream(struct proxy_call *call)
+{
+    if (call->reported)
+        return;
+    call->reported = true;
+    size_t tlen;
+    const char *text = cairn_stream_observer_text(call->observer, &tlen);
+    cairn_attempts_add_text(call->attempts, text, tlen);
+    cJSON *report = cJSON_CreateObject();
+    cairn_attempts_report(call->attempts, report);
+    char *comment = report_comment(report);
+    cairn_stream_observer_finish(call->observer, comment, call->observed);
+    free(comment);
+}
+
 static int stream_out(struct proxy_call *call, const char *data, size_t len)
 {
     bool unwrapping = call->unwrap != NULL && !cairn_sse_unwrap_done(call->unwrap);
@@ -257,6 +303,8 @@ static int stream_out(struct proxy_call *call, const char *data, size_t len)
             return -1;
         if (unwrapping)
             evbuffer_drain(call->scratch, len);
+        if (cairn_stream_observer_done(call->observer))
+            report_stream(call); /* the answer is complete: no need to wait for the end */
         out = call->observed;
     }
     if (out == NULL) {
@@ -325,11 +373,13 @@ static void fail_upstream(struct cairn_request *req, const char *errstr)
     cairn_response_error(req, timeout ? 504 : 502, code, "%s", errstr);
 }
 
-/* Remove the model's own block from a completion. @return whether it had one. */
-static bool take_model_block(struct proxy_call *call, cJSON *tree)
+/* Remove the model's own block from a completion into `model`.
+ * @return whether it had one. */
+static bool take_model_block(struct proxy_call *call, cJSON *tree, struct cairn_markers *model)
 {
-    return call->tenant->policy->markers.unwrap && call->sent.tx != NULL &&
-           cairn_unwrap_json(call->tenant->marking.format, tree, &call->model) > 0;
+    cairn_markers_init(model, call->sent.tx);
+    return call->tenant->policy->markers.unwrap &&
+           cairn_unwrap_json(call->tenant->marking.format, tree, model) > 0;
 }
 
 /* The "cairn" extension member: {"markers": {…sent…}, "model_markers":
@@ -381,6 +431,18 @@ static void relay_completion(struct proxy_call *call, cJSON *tree, bool changed,
         free(out);
 }
 
+/* "cairn {…}": a report (taken) as the text of an SSE comment line. */
+static char *report_comment(cJSON *report)
+{
+    size_t n;
+    char *json = cairn_json_print(report, &n);
+    cJSON_Delete(report);
+    char *comment = cairn_malloc(n + sizeof("cairn "));
+    snprintf(comment, n + sizeof("cairn "), "cairn %s", json);
+    free(json);
+    return comment;
+}
+
 /* The budget is spent (or the answer is good): the best attempt goes to
  * the client, as JSON or, for a held stream, replayed as SSE. */
 static void finish_attempts(struct proxy_call *call)
@@ -392,19 +454,16 @@ static void finish_attempts(struct proxy_call *call)
         cJSON_Delete(best);
         return;
     }
-    cJSON *ext = cairn_report(call);
-    size_t n;
-    char *report = cairn_json_print(ext, &n);
-    cJSON_Delete(ext);
-    char comment[64 + 4096];
-    snprintf(comment, sizeof(comment), "cairn %s", report);
-    free(report);
+    char *comment = report_comment(cairn_report(call));
     struct evbuffer *sse = evbuffer_new();
     cairn_completion_to_sse(best, call->include_usage, comment, sse);
-    cairn_response_add_header(call->req, "Cache-Control", "no-cache");
+    free(comment);
+    if (!relays_header(call, "cache-control"))
+        cairn_response_add_header(call->req, "Cache-Control", "no-cache");
     cairn_response_start(call->req, 200, "text/event-stream");
     cairn_response_write(call->req, evbuffer_pullup(sse, -1), evbuffer_get_length(sse));
     cairn_response_end(call->req);
+    size_t n;
     if (call->prompt != NULL)
         call->answer_text = cairn_json_print(best, &n);
     evbuffer_free(sse);
@@ -434,9 +493,10 @@ static void next_attempt(struct proxy_call *call)
     evbuffer_drain(call->answer, evbuffer_get_length(call->answer));
     free(call->content_type);
     call->content_type = NULL;
-    for (size_t i = 0; i < call->nrelay; i++)
-        free(call->relay[i]);
+    free_headers(call->relay, call->nrelay);
+    call->relay = NULL;
     call->nrelay = 0;
+    call->want_stream = false; /* retries are asked for whole (see start_validation) */
     call->status = 0;
     call->failure = NULL;
     if (call->deadline == NULL) {
@@ -456,14 +516,26 @@ static void next_attempt(struct proxy_call *call)
  * @return true when another attempt is under way. */
 static bool judge_completion(struct proxy_call *call, cJSON *tree, const char *body, size_t len)
 {
-    bool changed = take_model_block(call, tree);
+    struct cairn_markers model;
+    bool changed = take_model_block(call, tree, &model);
     if (call->attempts == NULL) {
+        call->model = model;
         relay_headers(call);
         relay_completion(call, tree, changed, body, len);
         cJSON_Delete(tree);
         return false;
     }
-    if (cairn_attempts_add(call->attempts, tree, cairn_now_us())) {
+    bool again = cairn_attempts_add(call->attempts, tree, cairn_now_us());
+    if (cairn_attempts_last_is_best(call->attempts)) {
+        /* What goes with the answer goes with it: its block, its headers. */
+        call->model = model;
+        free_headers(call->best_relay, call->nbest_relay);
+        call->best_relay = call->relay;
+        call->nbest_relay = call->nrelay;
+        call->relay = NULL;
+        call->nrelay = 0;
+    }
+    if (again) {
         next_attempt(call);
         return true;
     }
@@ -504,7 +576,7 @@ static bool relay_answer(struct proxy_call *call)
     const char *body = (const char *)evbuffer_pullup(call->answer, -1);
     bool json = is_json_content_type(call->content_type);
     cJSON *tree = NULL;
-    if (json || status >= 400) {
+    if (json || status >= 400 || call->filter_models) {
         char why[128];
         tree = cairn_json_parse_strict(body != NULL ? body : "", len,
                                        (int)call->snap->cfg.limits.json_depth, why, sizeof(why));
@@ -535,7 +607,9 @@ static bool relay_answer(struct proxy_call *call)
         else
             cairn_response_error(req, status, "upstream_error", "the upstream answered HTTP %d",
                                  status);
-    } else if (call->filter_models && tree != NULL) {
+    } else if (call->filter_models && tree == NULL) {
+        fail_upstream(req, CAIRN_UPSTREAM_EPROTOCOL); /* a list we cannot cut: not relayed */
+    } else if (call->filter_models) {
         relay_headers(call);
         relay_model_list(call, tree);
     } else if (status == 200 && cJSON_IsObject(tree) && call->sent.tx != NULL) {
@@ -561,22 +635,8 @@ static void end_stream(struct proxy_call *call)
                                    n > 0 ? (const char *)evbuffer_pullup(call->scratch, -1) : "", n,
                                    call->observed);
         evbuffer_drain(call->scratch, n);
-        size_t tlen;
-        const char *text = cairn_stream_observer_text(call->observer, &tlen);
-        char *report = NULL;
-        if (text != NULL) {
-            cairn_attempts_add_text(call->attempts, text, tlen);
-            cJSON *ext = cJSON_CreateObject();
-            cairn_attempts_report(call->attempts, ext);
-            size_t rn;
-            char *json = cairn_json_print(ext, &rn);
-            cJSON_Delete(ext);
-            report = cairn_malloc(rn + 8);
-            snprintf(report, rn + 8, "cairn %s", json);
-            free(json);
-        }
-        cairn_stream_observer_finish(call->observer, report, call->observed);
-        free(report);
+        report_stream(call);                                                /* unless [DONE] did */
+        cairn_stream_observer_finish(call->observer, NULL, call->observed); /* what is left */
         out = call->observed;
     }
     size_t n = evbuffer_get_length(out);
@@ -713,12 +773,13 @@ static void start_validation(struct proxy_call *call, struct cairn_chat_request 
     const struct cairn_validation_config *vc = &tenant->policy->validation;
     bool buffer = chat->stream && vc->stream == CAIRN_STREAM_BUFFER;
     const cJSON *opts = cJSON_GetObjectItemCaseSensitive(chat->root, "stream_options");
-    bool usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+    bool usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        opts, "include_usage")); /* Another attempt is only ever asked for whole: a stream in
+                                  * observe mode is never asked again, and one answered with JSON,
+                                  * or held in buffer mode, is read whole. */
     cJSON *as_sent = cJSON_Duplicate(chat->root, true);
-    if (buffer) {
-        cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream");
-        cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream_options");
-    }
+    cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream");
+    cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream_options");
     uint64_t deadline = call->req->start_us + (uint64_t)vc->deadline_ms * 1000u;
     call->attempts = cairn_attempts_new(call->snap->validator, vc, &tenant->marking, &call->sent,
                                         as_sent, (int)call->snap->cfg.limits.json_depth, deadline);

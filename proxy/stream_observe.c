@@ -22,9 +22,9 @@ struct cairn_stream_observer {
     struct evbuffer *out; /* where the event being handled goes */
     char *text;           /* owned: choice 0's content so far */
     size_t ntext, cap, max_text;
-    bool overflow;    /* the text passed max_text */
     char *done_event; /* owned: the [DONE] event, held */
     size_t ndone;
+    bool released; /* the report and [DONE] went out */
 };
 
 struct cairn_stream_observer *cairn_stream_observer_new(size_t max_text)
@@ -46,12 +46,10 @@ void cairn_stream_observer_free(struct cairn_stream_observer *o)
 
 static void collect(struct cairn_stream_observer *o, const char *s, size_t n)
 {
-    if (o->overflow || n == 0)
+    if (o->ntext + n > o->max_text)
+        n = o->max_text - o->ntext; /* the rest is not read (attempts.c says why) */
+    if (n == 0)
         return;
-    if (o->ntext + n > o->max_text) {
-        o->overflow = true;
-        return;
-    }
     if (o->ntext + n + 1 > o->cap) {
         o->cap = (o->ntext + n + 1) * 2;
         o->text = cairn_realloc(o->text, o->cap);
@@ -85,7 +83,7 @@ static bool on_event(void *ctx, const char *ev, size_t len, size_t rawlen)
     const char *data = NULL;
     size_t dlen = 0;
     if (cairn_sse_event_data(ev, len, &data, &dlen) == 1) {
-        if (cairn_sse_is_done(data, dlen) && o->done_event == NULL) {
+        if (cairn_sse_is_done(data, dlen) && o->done_event == NULL && !o->released) {
             o->done_event = cairn_malloc(rawlen);
             memcpy(o->done_event, ev, rawlen);
             o->ndone = rawlen;
@@ -108,16 +106,24 @@ int cairn_stream_observer_feed(struct cairn_stream_observer *o, const char *data
 const char *cairn_stream_observer_text(const struct cairn_stream_observer *o, size_t *len)
 {
     *len = o->ntext;
-    return o->overflow ? NULL : o->text != NULL ? o->text : "";
+    return o->text != NULL ? o->text : "";
+}
+
+bool cairn_stream_observer_done(const struct cairn_stream_observer *o)
+{
+    return o->done_event != NULL && !o->released;
 }
 
 void cairn_stream_observer_finish(struct cairn_stream_observer *o, const char *comment,
                                   struct evbuffer *out)
 {
-    if (comment != NULL)
-        evbuffer_add_printf(out, ": %s\n\n", comment);
-    if (o->done_event != NULL)
-        evbuffer_add(out, o->done_event, o->ndone);
+    if (!o->released) {
+        if (comment != NULL)
+            evbuffer_add_printf(out, ": %s\n\n", comment);
+        if (o->done_event != NULL)
+            evbuffer_add(out, o->done_event, o->ndone);
+        o->released = true;
+    }
     char *rest;
     size_t n = cairn_sse_take_pending(&o->split, &rest);
     if (n > 0)

@@ -15,8 +15,8 @@ import threading
 import time
 
 from harness import (CHAT_BODY, assert_error, assert_status, bearer, build_request, chat_body,
-                     check, Client, default_handler, delta_event, digest, new_key, sse_event,
-                     start_gateway, start_upstream, tenant, wait_for, write_config)
+                     check, Client, ctx, default_handler, delta_event, digest, new_key,
+                     sse_event, start_gateway, start_upstream, tenant, wait_for, write_config)
 
 PROMTOOL = "/usr/bin/promtool"
 CHAT = "/v1/chat/completions"
@@ -683,3 +683,54 @@ def test_drain_deadline_cuts_what_is_left_and_exits_0():
     c.read_body(resp, timeout=2.0)
     check(not resp.complete, "a stream cut by the drain deadline looked complete: %r"
           % bytes(resp.body))
+
+
+def test_reload_that_cannot_open_the_content_log_keeps_both_logs():
+    """A reload whose new access log path B opens but whose content log
+    cannot (its directory does not exist) is refused as a whole (500
+    reload_failed): the next chat's access record still lands in the old
+    access log A, B is not even created, and its content record still goes
+    to the old content log C."""
+    up = start_upstream()
+    content_c = ctx().path("content.log")
+    gw = start_gateway(up, log={"content": content_c}, policy={"log_content": True})
+    access_a = gw.log_path
+    access_b = ctx().path("access-new.log")
+    unwritable = ctx().path(os.path.join("no-such-dir", "content.log"))
+
+    def content_records(n):
+        def ready():
+            if not os.path.exists(content_c):
+                return None
+            lines = [l for l in open(content_c).read().splitlines() if l.strip()]
+            return lines if len(lines) >= n else None
+        return [json.loads(l) for l in wait_for(ready, 3.0) or []]
+
+    r1 = gw.chat(CHAT_BODY)
+    assert_status(r1, 200)
+    check(len(content_records(1)) == 1, "no content record before the reload")
+
+    def moved(cfg):
+        cfg["log"]["access"] = access_b
+        cfg["log"]["content"] = unwritable
+    rewrite(gw, moved)
+    err = assert_error(reload_post(gw), 500)
+    check(err.get("code") == "reload_failed", "reload error code %r" % err.get("code"))
+
+    r2 = gw.chat(CHAT_BODY)
+    assert_status(r2, 200)
+    rid = r2.header("x-request-id")
+    check(wait_for(lambda: any(r.get("request_id") == rid for r in chat_records(gw)), 3.0),
+          "the access record after the refused reload is not in the old access log A: %r"
+          % gw.access_log_text()[-400:])
+    recs = content_records(2)
+    check(len(recs) == 2 and recs[-1].get("request_id") == rid,
+          "no content record in the old content log C after the refused reload: %r"
+          % [r.get("request_id") for r in recs])
+    m = metrics(gw)
+    check(m.get("cairn_config_generation") == 1, "generation %r after a refused reload"
+          % m.get("cairn_config_generation"))
+    if os.path.exists(access_b):
+        left = open(access_b).read()
+        check(False, "the refused reload left the new access log B behind (%s): %r"
+              % ("empty: created, then given up" if not left else "with records", left[-300:]))

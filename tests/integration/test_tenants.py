@@ -579,3 +579,40 @@ def test_content_log_records_only_tenants_that_ask_with_keys_masked():
     check(secret_prompt[:8] not in gw.access_log_text(), "prompt text in the access log")
     check(oct(os.stat(path).st_mode & 0o777) == "0o600", "content log mode %o"
           % (os.stat(path).st_mode & 0o777))
+
+
+def test_models_list_not_labelled_json_is_still_filtered_or_refused():
+    """A tenant limited to "gpt-a*" lists the models; the upstream answers
+    GET /v1/models with a JSON list but labels it text/plain, or gives no
+    Content-Type at all, or sends a cut-off list: the tenant never sees the
+    model it may not use -- it gets the filtered list or a 502."""
+    ids = ["gpt-a", "secret-model"]
+    full = json.dumps({"object": "list",
+                       "data": [{"id": i, "object": "model", "owned_by": "x"} for i in ids]})
+    cases = [("text/plain", full), (None, full), ("text/plain", full[:-3])]
+    current = []
+
+    def handler(ex):
+        if ex.req.method == "GET" and ex.req.target.split("?")[0] == "/v1/models":
+            ctype, body = current[0]
+            return ex.respond(200, body.encode(), content_type=ctype)
+        return default_handler(ex)
+    ka = new_key()
+    up = start_upstream(handler)
+    gw = keys_gateway(up, {"alpha": tenant(ka, models=["gpt-a*"])})
+    for ctype, body in cases:
+        what = "Content-Type %r%s" % (ctype, ", cut-off body" if body != full else "")
+        current[:] = [(ctype, body)]
+        n = len(up.requests)
+        resp = gw.request("GET", "/v1/models", headers=bearer(ka))
+        check(len(up.requests) == n + 1, "%s: the list was not asked for" % what)
+        check(b"secret-model" not in bytes(resp.body),
+              "%s: the unfiltered list reached the tenant (status %s): %r"
+              % (what, resp.status, bytes(resp.body[:300])))
+        if resp.status == 200:
+            got = [m.get("id") for m in json.loads(bytes(resp.body)).get("data", [])]
+            check(got == ["gpt-a"], "%s: filtered list %r" % (what, got))
+        else:
+            err = assert_error(resp, 502)
+            check(err.get("code") == "upstream_error", "%s: 502 code %r" % (what, err.get("code")))
+    assert_not_leaked(gw, [ka], [up])

@@ -75,11 +75,11 @@ def attempt_of(req):
     return sum(1 for m in req.json()["messages"] if m.get("role") == "assistant")
 
 
-def by_attempt(answers, usages=None):
-    """A handler answering answers[k] to the k-th request it gets (the last
-    one after): one client request per handler. (A feedback retry holds
-    only the answer just judged, so the conversation does not count the
-    attempts past the second.)"""
+def by_attempt(answers, usages=None, headers=None):
+    """A handler answering answers[k] (with headers[k]) to the k-th request
+    it gets (the last one after): one client request per handler. (A
+    feedback retry holds only the answer just judged, so the conversation
+    does not count the attempts past the second.)"""
     lock = threading.Lock()
     count = [0]
 
@@ -88,7 +88,8 @@ def by_attempt(answers, usages=None):
             k = min(count[0], len(answers) - 1)
             count[0] += 1
         u = usages[min(k, len(usages) - 1)] if usages else None
-        ex.json(200, completion(answers[k], u, cid="chatcmpl-%d" % k))
+        ex.json(200, completion(answers[k], u, cid="chatcmpl-%d" % k),
+                headers=headers[k] if headers else ())
     return handler
 
 
@@ -831,3 +832,290 @@ def test_validation_standin_retry_meets_the_length_limit():
                                                            rec.get("violations")))
     finally:
         standin.stop()
+
+
+# --- regressions ------------------------------------------------------------------------
+
+
+PIN5 = {"X-Cairn-Markers": "length_tokens=5"}
+
+
+def prompt_of(req):
+    """The text of the first user turn (the marker block appended)."""
+    return req.json()["messages"][0]["content"]
+
+
+def assert_complete_answer(resp, what, first=None):
+    """A complete, well-formed 200: JSON with a first choice's content
+    (`first`, when given), or an event stream that ends with [DONE]."""
+    check(resp.complete, "%s: the response never completed (got %r)"
+          % (what, bytes(resp.body[-300:])))
+    assert_status(resp, 200)
+    ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
+    if ctype == "text/event-stream":
+        items = parse_sse(resp.body)
+        check(items and items[-1] == ("data", "[DONE]"), "%s: stream without a final [DONE]: %r"
+              % (what, bytes(resp.body[-300:])))
+        return
+    check(ctype == "application/json", "%s: Content-Type %r" % (what, ctype))
+    got = content_of(resp)
+    check(isinstance(got, str), "%s: no content in %r" % (what, bytes(resp.body[:300])))
+    if first is not None:
+        check(got == first, "%s: content %r, want the best (first) answer" % (what, got[:60]))
+
+
+def test_validation_stream_answered_with_json_is_retried_as_a_whole_answer():
+    """A client asks for a stream (validation "observe", length_tokens=5
+    pinned, 3 attempts) and the upstream answers with a plain JSON 200 that
+    is too long: the retry goes upstream without "stream" and
+    "stream_options", and the client gets the retry's compliant answer as
+    JSON with X-Cairn-Attempts 2. A retry the upstream streams anyway (at
+    once, or too slowly for the deadline) still leaves the client a
+    complete answer within the deadline, never a hang, and the gateway
+    serves the next request on a new connection."""
+    first, good = words(40, "alpha"), words(3, "bravo")
+    sse = stream_events(words(3, "charlie"), piece=1)
+
+    def handler(ex):
+        text = prompt_of(ex.req)
+        if "<MARKER_LIST>" not in text:
+            return harness.default_handler(ex)
+        if attempt_of(ex.req) == 0:
+            return ex.json(200, completion(first, cid="chatcmpl-first"))
+        if "sse" not in text:
+            return ex.json(200, completion(good, cid="chatcmpl-good"))
+        ex.start_sse()  # a stream, though the retry asked for none
+        ex.chunk(sse[0])
+        if "slow" in text:
+            ex.wait(timeout=3.0)  # past the 800 ms deadline
+        for e in sse[1:]:
+            ex.chunk(e)
+        ex.end_chunks()
+    up = start_upstream(handler)
+    gw = start_gateway(up, policy=policy(attempts=3, deadline_ms=800, stream="observe"))
+
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    resp = gw.chat(body, headers=PIN5, timeout=5.0)
+    assert_status(resp, 200)
+    ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
+    check(ctype == "application/json", "Content-Type %r, want JSON (the upstream answered JSON)"
+          % resp.header("content-type"))
+    check(content_of(resp) == good, "content %r, want the compliant retry" % content_of(resp))
+    assert_attempts(resp, 2, [])
+    check(len(up.requests) == 2, "upstream saw %d requests, want 2" % len(up.requests))
+    check(up.requests[0].json().get("stream") is True,
+          "the first attempt was not asked as a stream")
+    retry = up.requests[1].json()
+    check("stream" not in retry and "stream_options" not in retry,
+          "the retry was asked for as a stream: %r" % {k: retry[k] for k in retry
+                                                       if k.startswith("stream")})
+
+    for prompt in ("quick sse", "slow sse"):
+        n = len(up.requests)
+        body = chat_body(stream=True, messages=[{"role": "user", "content": prompt}])
+        t0 = time.monotonic()
+        c = gw.client(timeout=5.0)
+        c.send(build_request("POST", "/v1/chat/completions", body, PIN5, close=True))
+        try:
+            resp = c.read_response(timeout=4.0, method="POST")
+        except AssertionError as e:
+            raise AssertionError("%s retry: no answer: %s" % (prompt, e))
+        took = time.monotonic() - t0
+        c.close()
+        assert_complete_answer(resp, prompt + " retry", first)
+        check(took < 2.0, "%s retry: answered after %.2fs (deadline 800 ms)" % (prompt, took))
+        check(len(up.requests) == n + 2, "%s: upstream saw %d requests, want 2"
+              % (prompt, len(up.requests) - n))
+        retry = up.requests[n + 1].json()
+        check("stream" not in retry and "stream_options" not in retry,
+              "%s: the retry was asked for as a stream" % prompt)
+        # The gateway is still healthy: a new connection, a new request.
+        after = gw.chat(chat_body(), timeout=3.0)
+        assert_status(after, 200)
+        check(after.json().get("object") == "chat.completion",
+              "%s: the next request got %r" % (prompt, bytes(after.body[:200])))
+
+
+def test_upstream_x_cairn_headers_are_not_relayed():
+    """An upstream (another cairn, a confused proxy) that sends its own
+    X-Cairn-Violations, X-Cairn-Attempts, X-Cairn-Markers... does not get
+    to speak for this gateway: a client sees exactly one of each X-Cairn-
+    header cairn sets, with cairn's value, and none it does not set -- for
+    a validated answer, a stream, an upstream error and an unmarked
+    answer."""
+    fake = [("X-Cairn-Violations", "none"), ("X-Cairn-Attempts", "9"),
+            ("X-Cairn-Markers", "task=Fake"), ("X-Cairn-Model-Markers", "task=Fake"),
+            ("X-Cairn-Extra", "upstream")]
+    block = "<MARKER_LIST>\n<domain>Legal</domain>\n</MARKER_LIST>\n\n"
+
+    def handler(ex):
+        text = prompt_of(ex.req)
+        if ex.req.json().get("stream"):
+            ex.start_sse(headers=fake)
+            for e in stream_events(words(40, "alpha")):
+                ex.chunk(e)
+            return ex.end_chunks()
+        if "busy" in text:
+            return ex.respond(429, json.dumps({"error": {"message": "slow down",
+                                                         "type": "rate_limit", "code": None}}),
+                              headers=fake)
+        marked = "<MARKER_LIST>" in text  # an unmarked answer has no block to report
+        ex.json(200, completion((block if marked else "") + words(40, "alpha")), headers=fake)
+    up = start_upstream(handler)
+    gw = start_gateway(up, policy=policy(attempts=1))
+
+    def cairn_headers(resp):
+        out = {}
+        for name, value in resp.headers:
+            if name.lower().startswith("x-cairn-"):
+                out.setdefault(name.lower(), []).append(value)
+        return out
+
+    resp = gw.chat(chat_body(), headers=PIN5)
+    assert_status(resp, 200)
+    want = {"x-cairn-markers": ["length_tokens=5"], "x-cairn-attempts": ["1"],
+            "x-cairn-violations": ["length_tokens"], "x-cairn-model-markers": ["domain=Legal"]}
+    check(cairn_headers(resp) == want, "validated answer: X-Cairn- headers %r, want %r"
+          % (cairn_headers(resp), want))
+
+    resp = open_stream(gw, chat_body(stream=True), headers=PIN5)
+    assert_status(resp, 200)
+    check(cairn_headers(resp) == {"x-cairn-markers": ["length_tokens=5"]},
+          "stream: X-Cairn- headers %r" % cairn_headers(resp))
+
+    resp = gw.chat(chat_body(messages=[{"role": "user", "content": "busy"}]), headers=PIN5)
+    assert_status(resp, 429)
+    check(cairn_headers(resp) == {"x-cairn-markers": ["length_tokens=5"]},
+          "upstream 429: X-Cairn- headers %r" % cairn_headers(resp))
+
+    resp = gw.chat(chat_body())  # no markers sent: cairn sets no X-Cairn- header
+    assert_status(resp, 200)
+    check(cairn_headers(resp) == {}, "unmarked answer: X-Cairn- headers %r"
+          % cairn_headers(resp))
+
+
+def test_validation_best_attempts_headers_and_model_markers_go_with_it():
+    """Of three too-long attempts the user gets the shortest (the first);
+    the headers that come with it are the first attempt's own (its
+    X-Request-Id as X-Upstream-Request-Id, exactly once; no Retry-After,
+    which only the worse attempts sent), and the model markers reported
+    (X-Cairn-Model-Markers and cairn.model_markers) are those of the block
+    that answer started with, not of a later attempt's."""
+    up = start_upstream(by_attempt(
+        ["<MARKER_LIST>\n<domain>Legal</domain>\n</MARKER_LIST>\n\n" + words(20, "alpha"),
+         "<MARKER_LIST>\n<domain>Medical</domain>\n</MARKER_LIST>\n\n" + words(40, "bravo"),
+         "<MARKER_LIST>\n<domain>Finance</domain>\n<task>CodeFix</task>\n</MARKER_LIST>\n\n" +
+         words(30, "charlie")],
+        headers=[[("X-Request-Id", "up-1")],
+                 [("X-Request-Id", "up-2"), ("Retry-After", "7")],
+                 [("X-Request-Id", "up-3"), ("Retry-After", "9")]]))
+    gw = start_gateway(up, policy=policy(attempts=3))
+    resp = gw.chat(chat_body(), headers=LIMIT10)
+    assert_status(resp, 200)
+    check(len(up.requests) == 3, "upstream saw %d requests, want 3" % len(up.requests))
+    check(content_of(resp) == words(20, "alpha"), "content %r, want the first (shortest) answer"
+          % content_of(resp)[:60])
+    check(resp.json()["id"] == "chatcmpl-0", "id %r" % resp.json()["id"])
+    assert_attempts(resp, 3, ["length_tokens"])
+    check(resp.header_all("x-upstream-request-id") == ["up-1"],
+          "X-Upstream-Request-Id %r, want ['up-1'] (the returned attempt's)"
+          % resp.header_all("x-upstream-request-id"))
+    check(resp.header_all("retry-after") == [],
+          "Retry-After %r of a worse attempt relayed" % resp.header_all("retry-after"))
+    check(resp.header_all("x-cairn-model-markers") == ["domain=Legal"],
+          "X-Cairn-Model-Markers %r, want ['domain=Legal']"
+          % resp.header_all("x-cairn-model-markers"))
+    mm = report_of(resp).get("model_markers")
+    check(mm == {"domain": "Legal"}, "cairn.model_markers %r, want {'domain': 'Legal'}" % mm)
+
+
+def test_validation_stream_observe_reports_at_done_not_at_transfer_end():
+    """stream "observe": an upstream that sends its last chunk and
+    data: [DONE] but keeps the transfer open 2 s longer does not hold the
+    user back: the ": cairn {...}" comment and [DONE] arrive within a
+    second of the upstream's [DONE], before its transfer ends, once each."""
+    events = stream_events(words(40, "alpha"))
+    done_at, ended = [], threading.Event()
+
+    def handler(ex):
+        ex.start_sse()
+        for e in events:
+            ex.chunk(e)
+        done_at.append(time.monotonic())
+        ex.wait(timeout=2.0)
+        ex.end_chunks()
+        ended.set()
+    up = start_upstream(handler)
+    gw = start_gateway(up, policy=policy(attempts=3, stream="observe"))
+    c = gw.client(timeout=6.0)
+    c.send(build_request("POST", "/v1/chat/completions", chat_body(stream=True), LIMIT10))
+    resp = c.read_head(timeout=3.0)
+    assert_status(resp, 200)
+    c.start_body(resp, "POST")
+    check(wait_for(lambda: done_at, 3.0), "the upstream did not send its events")
+    c.read_body(resp, until=b"data: [DONE]\n\n", timeout=1.0)
+    got_at = time.monotonic()
+    body = bytes(resp.body)
+    check(b"data: [DONE]\n\n" in body,
+          "no [DONE] within 1 s of the upstream's (the report waited for the transfer end?): "
+          "got %r" % body[-200:])
+    check(not ended.is_set(), "the upstream transfer had already ended")
+    check(got_at - done_at[0] < 1.0,
+          "[DONE] came %.2fs after the upstream's" % (got_at - done_at[0]))
+    head = b"".join(events[:-1])
+    check(body.startswith(head), "the events were changed: %r" % body[:300])
+    m = re.fullmatch(rb": cairn (\{[^\n]*\})\n\ndata: \[DONE\]\n\n", body[len(head):])
+    check(m is not None, "after the events, want ': cairn {...}' then [DONE]; got %r"
+          % body[len(head):])
+    assert_report(json.loads(m.group(1)), 1, ["length_tokens"])
+    # The transfer's end completes the response, adding nothing.
+    c.read_body(resp, timeout=4.0)
+    check(resp.complete, "the stream did not end after the upstream's transfer: %r"
+          % bytes(resp.body[-200:]))
+    check(bytes(resp.body) == body, "bytes after [DONE]: %r" % bytes(resp.body)[len(body):])
+
+
+def test_validation_buffer_mode_keeps_the_upstreams_cache_control():
+    """stream "buffer": an upstream answer with its own Cache-Control
+    (private) reaches the user with exactly that one Cache-Control header,
+    not also cairn's no-cache; without one, the replayed stream gets
+    exactly one "no-cache"."""
+    def handler(ex):
+        headers = [("Cache-Control", "private")] if "private" in prompt_of(ex.req) else []
+        ex.json(200, completion(words(3, "alpha")), headers=headers)
+    up = start_upstream(handler)
+    gw = start_gateway(up, policy=policy(attempts=3, stream="buffer"))
+    body = chat_body(stream=True, messages=[{"role": "user", "content": "private please"}])
+    resp = open_stream(gw, body, headers=LIMIT10)
+    assert_status(resp, 200)
+    check(resp.header("content-type", "").startswith("text/event-stream"),
+          "Content-Type %r" % resp.header("content-type"))
+    assert_attempts(resp, 1, [])
+    check(resp.header_all("cache-control") == ["private"],
+          "Cache-Control %r, want only the upstream's ['private']"
+          % resp.header_all("cache-control"))
+    check(parse_sse(resp.body)[-1] == ("data", "[DONE]"), "[DONE] not last")
+
+    resp = open_stream(gw, chat_body(stream=True), headers=LIMIT10)
+    assert_status(resp, 200)
+    check(resp.header_all("cache-control") == ["no-cache"],
+          "Cache-Control %r, want ['no-cache']" % resp.header_all("cache-control"))
+
+
+def test_validation_feedback_neutralises_tags_in_the_answer_sent_back():
+    """With unwrap off, the model's own block stays in its answer; when that
+    answer goes back in a feedback retry it is conversation text like any
+    other, so its tags are stripped (markers.injected "strip") and cannot
+    set markers for the next attempt."""
+    block = "<MARKER_LIST>\n<domain>Legal</domain>\n</MARKER_LIST>\n\n"
+    up = start_upstream(by_attempt([block + words(40, "alpha"), words(8, "bravo")]))
+    gw = start_gateway(up, policy=dict(policy(attempts=2), markers={"unwrap": False}))
+    resp = gw.chat(chat_body(), headers=LIMIT10)
+    assert_status(resp, 200)
+    check(len(up.requests) == 2, "upstream saw %d requests, want 2" % len(up.requests))
+    sent_back = up.requests[1].json()["messages"][1]
+    check(sent_back.get("role") == "assistant", "retry's second turn %r" % sent_back)
+    check("MARKER_LIST" not in sent_back["content"] and "<domain>" not in sent_back["content"],
+          "the answer went back with its tags: %r" % sent_back["content"])
+    check(words(40, "alpha") in sent_back["content"],
+          "the answer's text did not go back: %r" % sent_back["content"])
