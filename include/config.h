@@ -69,7 +69,28 @@ struct cairn_upstream_config {
     struct cairn_marker_template template;
 };
 
-enum cairn_annotate_mode { CAIRN_ANNOTATE_OFF, CAIRN_ANNOTATE_RULES };
+/* Who annotates: nobody, the rule annotator, the annotator model (with
+ * its fallback when it fails), or both merged tag by tag. */
+enum cairn_annotate_mode {
+    CAIRN_ANNOTATE_OFF,
+    CAIRN_ANNOTATE_RULES,
+    CAIRN_ANNOTATE_MODEL,
+    CAIRN_ANNOTATE_RULES_MODEL,
+};
+enum cairn_annotator_fallback { CAIRN_FALLBACK_RULES, CAIRN_FALLBACK_NONE };
+
+/* The annotator model of a policy (DESIGN.md: one extra call to a small
+ * model behind an OpenAI-compatible API). */
+struct cairn_annotator_config {
+    char *upstream;                    /* a name in "upstreams", or NULL */
+    char *model;                       /* the "model" of the annotator's requests */
+    int64_t deadline_ms;               /* past it the request goes on without it */
+    int64_t fallback;                  /* enum cairn_annotator_fallback ("model" mode) */
+    struct cairn_strlist prefer_rules; /* tags where the rules' value beats the model's */
+    int64_t max_conversation_bytes;    /* of the conversation sent to it (the end kept) */
+    int64_t breaker_failures;          /* consecutive failures that stop calls */
+    int64_t breaker_cooldown_ms;       /* how long they stop before a probe */
+};
 enum cairn_injected_policy { CAIRN_INJECTED_STRIP, CAIRN_INJECTED_ESCAPE };
 
 /* A tenant's rate limits, per worker process (ratelimit.h). */
@@ -108,6 +129,7 @@ struct cairn_policy {
         bool unwrap;               /* remove the model's own block from answers */
         struct cairn_strmap fixed; /* markers the policy fixes: tag -> value */
     } markers;
+    struct cairn_annotator_config annotator;
     struct cairn_rate_config rate;
     struct cairn_validation_config validation;
     bool log_content; /* prompts and answers to log.content */
@@ -165,6 +187,12 @@ struct cairn_config {
     } timeouts;
 
     char *rules_dir; /* taxonomy.json and the annotator's rules */
+
+    struct {
+        int64_t entries; /* 0 = no cache */
+        int64_t bytes;
+        int64_t ttl_ms;
+    } annotation_cache; /* answers of annotator models, per worker process */
 
     struct cairn_upstream_config *upstreams; /* owned */
     size_t nupstreams;

@@ -9,6 +9,7 @@
 #define CAIRN_MARKING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -28,6 +29,7 @@ struct cairn_marking {
     const struct cairn_annotator *annotator;  /* NULL when the policy does not annotate */
     const struct cairn_policy *policy;
     struct cairn_markers fixed; /* the policy's fixed markers, validated */
+    uint32_t prefer_rules;      /* tags (bit = taxonomy index) where the rules beat the model */
 };
 
 /** Set up `mk`, checking the policy's fixed markers against the taxonomy;
@@ -39,15 +41,28 @@ int cairn_marking_init(struct cairn_marking *mk, const struct cairn_taxonomy *tx
                        const char *where, char *err, size_t errlen);
 
 /**
- * Decide the markers of a validated chat request and append their block:
- * takes the caller's pinned markers (the body's "cairn" field, removed
- * here, and the X-Cairn-Markers header value, may be NULL), neutralises
- * marker-like text in the messages, adds fixed and annotated markers, and
- * appends the block to the template's target message.
+ * Decide the markers of a validated chat request, short of the annotator
+ * model: takes the caller's pinned markers (the body's "cairn" field,
+ * removed here, and the X-Cairn-Markers header value, may be NULL),
+ * neutralises marker-like text in the messages, adds fixed markers and,
+ * when the policy runs it, the rule annotator's.
  * @return 0 with `out` filled, or an HTTP status (400, 403) with `err`.
  */
-int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const char *header,
-                        struct cairn_markers *out, char *err, size_t errlen);
+int cairn_marking_decide(const struct cairn_marking *mk, cJSON *request, const char *header,
+                         struct cairn_markers *out, char *err, size_t errlen);
+
+/**
+ * Merge the annotator model's markers into `out` as the policy says:
+ * never over pinned or fixed ones; over the rules' except for the tags
+ * the policy trusts the rules with; and in "model" mode the rules' values
+ * (the fallback) are dropped first.
+ */
+void cairn_marking_merge_model(const struct cairn_marking *mk, struct cairn_markers *out,
+                               const struct cairn_markers *model);
+
+/** Render `m` and append the block to the template's target message. */
+void cairn_marking_append(const struct cairn_marking *mk, cJSON *request,
+                          const struct cairn_markers *m);
 
 /**
  * Continue a conversation for another attempt: the previous `answer` as an

@@ -11,6 +11,7 @@
 #include "snapshot.h"
 
 struct cairn_stats;
+struct cairn_annotation_cache;
 
 struct event_base;
 
@@ -19,7 +20,8 @@ struct cairn_proxy {
     struct cairn_snapshot *current; /* what new requests run on; reload swaps it */
     struct cairn_server *server;    /* for readiness */
     struct cairn_stats *stats;
-    size_t streams; /* answers being relayed as SSE now */
+    struct cairn_annotation_cache *annotation_cache; /* NULL when off */
+    size_t streams;                                  /* answers being relayed as SSE now */
 };
 
 /** The server's handler; `arg` is a struct cairn_proxy. */

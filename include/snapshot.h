@@ -16,10 +16,12 @@
 #include <stdint.h>
 
 #include "annotator.h"
+#include "breaker.h"
 #include "config.h"
 #include "keys.h"
 #include "marker_block.h"
 #include "marking.h"
+#include "model_annotator.h"
 #include "ratelimit.h"
 #include "spoof.h"
 #include "taxonomy.h"
@@ -41,6 +43,10 @@ struct cairn_tenant {
     struct cairn_marking marking;
     struct cairn_limiter *limiter; /* a reference: shared with the snapshots
                                       before and after this one */
+    /* The annotator model, when the policy calls it: */
+    const struct cairn_backend *annotator; /* its upstream, or NULL */
+    unsigned char annotator_id[32];        /* SHA-256 of its URL, model and prompt */
+    struct cairn_breaker *breaker;         /* owned: stops calls to a failing one */
 };
 
 struct cairn_snapshot {
@@ -50,6 +56,7 @@ struct cairn_snapshot {
     struct cairn_taxonomy tx;
     struct cairn_annotator *annotator; /* owned; NULL when no policy uses rules */
     struct cairn_validator *validator; /* owned; NULL when no policy validates */
+    struct cairn_model_prompt *prompt; /* owned; NULL when no policy calls the model */
     struct cairn_backend *backends;    /* one per cfg.upstreams, same order */
     struct cairn_tenant *tenants;      /* open mode: one, "default" */
     size_t ntenants;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "annotation_cache.h"
 #include "markers.h"
 #include "server.h"
 #include "validate.h"
@@ -28,10 +29,14 @@ void cairn_stats_free(struct cairn_stats *st);
  *  latencies (total; upstream first byte; time to first byte of a stream). */
 void cairn_stats_request(struct cairn_stats *st, const struct cairn_request *req);
 
-/** The markers sent with a request of `tenant`: by tag, value and source,
- *  and annotation runs by source and outcome. */
+/** The markers sent with a request of `tenant`: by tag, value and source. */
 void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
-                         const struct cairn_markers *sent, bool annotated);
+                         const struct cairn_markers *sent);
+
+/** An annotator run: source "rules" or "model", outcome "ok", "cache_hit",
+ *  "timeout", "error", "unparsable" or "breaker_open". */
+void cairn_stats_annotation(struct cairn_stats *st, const char *tenant, const char *source,
+                            const char *outcome);
 
 /** A validated answer of `tenant`: retries (attempts - 1) and the markers
  *  its final answer still breaks. */
@@ -41,7 +46,9 @@ void cairn_stats_validation(struct cairn_stats *st, const char *tenant, size_t a
 /** A reload was tried (not the start): `generation` is the one serving now. */
 void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok);
 
-/** The exposition text, with the gauges read now. malloc'd; *len set. */
-char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams, size_t *len);
+/** The exposition text, with the gauges read now (`cache` may be NULL).
+ *  malloc'd; *len set. */
+char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams,
+                         const struct cairn_annotation_cache *cache, size_t *len);
 
 #endif

@@ -85,7 +85,8 @@ struct key {
 #define HOUR_MS (3600 * 1000)
 
 static const char *const target_choices[] = {"last_user", "system", NULL};
-static const char *const annotate_choices[] = {"off", "rules", NULL};
+static const char *const annotate_choices[] = {"off", "rules", "model", "rules+model", NULL};
+static const char *const fallback_choices[] = {"rules", "none", NULL};
 static const char *const injected_choices[] = {"strip", "escape", NULL};
 static const char *const auth_choices[] = {"open", "keys", NULL};
 static const char *const counting_choices[] = {"words", "characters", "tokens", NULL};
@@ -128,6 +129,23 @@ static const struct key markers_keys[] = {
     END_KEYS,
 };
 
+static const struct key breaker_keys[] = {
+    RANGE_KEY("failures", KEY_INT, annotator.breaker_failures, 0, 1000),
+    RANGE_KEY("cooldown_ms", KEY_INT, annotator.breaker_cooldown_ms, 100, HOUR_MS),
+    END_KEYS,
+};
+
+static const struct key annotator_keys[] = {
+    KEY("upstream", KEY_NAME, annotator.upstream),
+    KEY("model", KEY_STRING, annotator.model),
+    RANGE_KEY("deadline_ms", KEY_INT, annotator.deadline_ms, 10, 60000),
+    CHOICE_KEY("fallback", annotator.fallback, fallback_choices),
+    KEY("prefer_rules", KEY_LIST, annotator.prefer_rules),
+    RANGE_KEY("max_conversation_bytes", KEY_INT, annotator.max_conversation_bytes, 256, MIB(1)),
+    GROUP("breaker", breaker_keys),
+    END_KEYS,
+};
+
 static const struct key rate_keys[] = {
     RANGE_KEY("requests_per_second", KEY_REAL, rate.requests_per_second, 0, 1e6),
     RANGE_KEY("burst", KEY_INT, rate.burst, 0, 1000000),
@@ -155,6 +173,7 @@ static const struct key policy_keys[] = {
     KEY("upstream", KEY_NAME, upstream),
     KEY("models", KEY_LIST, models),
     GROUP("markers", markers_keys),
+    GROUP("annotator", annotator_keys),
     GROUP("rate", rate_keys),
     GROUP("validation", validation_keys),
     KEY("log_content", KEY_BOOL, log_content),
@@ -201,6 +220,13 @@ static const struct key timeouts_keys[] = {
     END_KEYS,
 };
 
+static const struct key annotation_cache_keys[] = {
+    RANGE_KEY("entries", KEY_INT, annotation_cache.entries, 0, 10000000),
+    RANGE_KEY("bytes", KEY_INT, annotation_cache.bytes, 0, MIB(4096)),
+    RANGE_KEY("ttl_ms", KEY_INT, annotation_cache.ttl_ms, 0, 7 * 24 * HOUR_MS),
+    END_KEYS,
+};
+
 static const struct key admin_keys[] = {
     KEY("listen", KEY_LISTEN, admin.listen),
     END_KEYS,
@@ -218,6 +244,7 @@ static const struct key root_keys[] = {
     GROUP("limits", limits_keys),
     GROUP("timeouts", timeouts_keys),
     KEY("rules_dir", KEY_TEXT, rules_dir),
+    GROUP("annotation_cache", annotation_cache_keys),
     KEY("upstreams", KEY_UPSTREAMS, upstreams),
     SECTION("policy", policy, policy_keys),
     CHOICE_KEY("auth", auth, auth_choices),
@@ -293,6 +320,22 @@ void cairn_config_defaults(struct cairn_config *cfg)
     v->items = cairn_calloc(sizeof(validated) / sizeof(validated[0]), sizeof(*v->items));
     for (; v->n < sizeof(validated) / sizeof(validated[0]); v->n++)
         v->items[v->n] = cairn_strdup(validated[v->n]);
+    cfg->policy.annotator.model = cairn_strdup("annotator");
+    cfg->policy.annotator.deadline_ms = 300;
+    cfg->policy.annotator.fallback = CAIRN_FALLBACK_RULES;
+    static const char *const rules_first[] = {"length_tokens", "length_sentences",
+                                              "length_paragraphs"};
+    struct cairn_strlist *pr = &cfg->policy.annotator.prefer_rules;
+    pr->items = cairn_calloc(3, sizeof(*pr->items));
+    for (; pr->n < 3; pr->n++)
+        pr->items[pr->n] = cairn_strdup(rules_first[pr->n]);
+    cfg->policy.annotator.max_conversation_bytes = 8192;
+    cfg->policy.annotator.breaker_failures = 5;
+    cfg->policy.annotator.breaker_cooldown_ms = 10000;
+    cfg->annotation_cache.entries = 10000;
+    cfg->annotation_cache.bytes = MIB(16);
+    cfg->annotation_cache.ttl_ms = 600000;
+
     cfg->policy.validation.counting = CAIRN_COUNT_WORDS;
     cfg->policy.validation.tolerance = 0.1;
     cfg->policy.validation.attempts = 1;
@@ -934,8 +977,32 @@ static int check_unique_keys(const struct cairn_config *cfg, char *err, size_t e
 }
 
 /* What single keys cannot check: references between parts of the file. */
+/* A policy that calls the annotator model must name its upstream. */
+static int check_annotator(const struct cairn_config *cfg, const struct cairn_policy *p,
+                           const char *where, char *err, size_t errlen)
+{
+    bool model = p->markers.annotate == CAIRN_ANNOTATE_MODEL ||
+                 p->markers.annotate == CAIRN_ANNOTATE_RULES_MODEL;
+    if (!model)
+        return 0;
+    if (p->annotator.upstream == NULL ||
+        cairn_config_upstream(cfg, p->annotator.upstream) == NULL) {
+        snprintf(err, errlen,
+                 "%s.annotator.upstream: annotate \"%s\" needs an upstream in "
+                 "\"upstreams\" (got %s%s%s)",
+                 where, p->markers.annotate == CAIRN_ANNOTATE_MODEL ? "model" : "rules+model",
+                 p->annotator.upstream ? "\"" : "",
+                 p->annotator.upstream ? p->annotator.upstream : "none",
+                 p->annotator.upstream ? "\"" : "");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_references(const struct cairn_config *cfg, char *err, size_t errlen)
 {
+    if (check_annotator(cfg, &cfg->policy, "policy", err, errlen) < 0)
+        return -1;
     if (cairn_config_upstream(cfg, cfg->policy.upstream) == NULL) {
         snprintf(err, errlen, "policy.upstream: no upstream named \"%s\"", cfg->policy.upstream);
         return -1;
@@ -951,6 +1018,10 @@ static int check_references(const struct cairn_config *cfg, char *err, size_t er
                      t->policy.upstream);
             return -1;
         }
+        char where[96];
+        snprintf(where, sizeof(where), "tenants.%s", t->name);
+        if (check_annotator(cfg, &t->policy, where, err, errlen) < 0)
+            return -1;
     }
     return check_unique_keys(cfg, err, errlen);
 }

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "annotation_cache.h"
 #include "log.h"
 #include "proxy.h"
 #include "server.h"
@@ -76,7 +77,7 @@ int cairn_gateway_reload(struct cairn_gateway *gw, char *err, size_t errlen)
 char *cairn_gateway_metrics(struct cairn_gateway *gw, size_t *len)
 {
     return cairn_stats_render(gw->stats, cairn_server_connections(gw->proxy.server),
-                              gw->proxy.streams, len);
+                              gw->proxy.streams, gw->proxy.annotation_cache, len);
 }
 
 uint64_t cairn_gateway_generation(const struct cairn_gateway *gw)
@@ -130,6 +131,12 @@ int cairn_gateway_run(cairn_config_loader load, void *arg)
     if (cairn_log_open(c->log.access, c->log.content, err, sizeof(err)) < 0)
         goto fail;
     gw.proxy.stats = gw.stats;
+    /* Per process, sized at start: a reload keeps the cache (its keys name
+     * the annotator and prompt, so new ones miss what old ones stored). */
+    if (c->annotation_cache.entries > 0 && c->annotation_cache.bytes > 0)
+        gw.proxy.annotation_cache = cairn_annotation_cache_new(
+            (size_t)c->annotation_cache.entries, (size_t)c->annotation_cache.bytes,
+            (uint64_t)c->annotation_cache.ttl_ms * 1000u);
     gw.proxy.base = gw.base;
     gw.proxy.server = cairn_server_new(gw.base, c, &c->listen, "", cairn_proxy_handle, &gw.proxy,
                                        err, sizeof(err));
@@ -165,6 +172,7 @@ out:
     cairn_server_free(gw.proxy.server); /* cancels what is still in flight */
     cairn_snapshot_unref(gw.proxy.current);
     cairn_upstream_free(gw.client);
+    cairn_annotation_cache_free(gw.proxy.annotation_cache);
     cairn_stats_free(gw.stats);
     event_base_free(gw.base);
     cairn_log_close();

@@ -27,8 +27,23 @@ int cairn_marking_init(struct cairn_marking *mk, const struct cairn_taxonomy *tx
     mk->tx = tx;
     mk->format = format;
     mk->spoof = spoof;
-    mk->annotator = policy->markers.annotate == CAIRN_ANNOTATE_RULES ? annotator : NULL;
+    /* The rules run when the policy uses them, and in "model" mode as the
+     * fallback ready for when the model fails. */
+    enum cairn_annotate_mode mode = (enum cairn_annotate_mode)policy->markers.annotate;
+    bool rules =
+        mode == CAIRN_ANNOTATE_RULES || mode == CAIRN_ANNOTATE_RULES_MODEL ||
+        (mode == CAIRN_ANNOTATE_MODEL && policy->annotator.fallback == CAIRN_FALLBACK_RULES);
+    mk->annotator = rules ? annotator : NULL;
     mk->policy = policy;
+    for (size_t i = 0; i < policy->annotator.prefer_rules.n; i++) {
+        int t = cairn_taxonomy_key(tx, policy->annotator.prefer_rules.items[i]);
+        if (t < 0) {
+            snprintf(err, errlen, "%s.annotator.prefer_rules[%zu]: no tag \"%s\"", where, i,
+                     policy->annotator.prefer_rules.items[i]);
+            return -1;
+        }
+        mk->prefer_rules |= 1u << t;
+    }
     cairn_markers_init(&mk->fixed, tx);
     for (size_t i = 0; i < policy->markers.fixed.n; i++) {
         const char *tag = policy->markers.fixed.keys[i];
@@ -229,8 +244,8 @@ static void append_block(const struct cairn_marking *mk, cJSON *messages, const 
         append_to_message(user, t->prefix, block);
 }
 
-int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const char *header,
-                        struct cairn_markers *out, char *err, size_t errlen)
+int cairn_marking_decide(const struct cairn_marking *mk, cJSON *request, const char *header,
+                         struct cairn_markers *out, char *err, size_t errlen)
 {
     const struct cairn_policy *policy = mk->policy;
     cairn_markers_init(out, mk->tx);
@@ -254,11 +269,33 @@ int cairn_marking_apply(const struct cairn_marking *mk, cJSON *request, const ch
     cairn_spoof_clean(mk->spoof, messages, (enum cairn_injected_policy)policy->markers.injected);
     if (mk->annotator != NULL)
         cairn_annotator_run(mk->annotator, messages, out);
-    char *block = cairn_marker_block_render(mk->format, out);
-    if (block != NULL)
-        append_block(mk, messages, block);
-    free(block);
     return 0;
+}
+
+void cairn_marking_merge_model(const struct cairn_marking *mk, struct cairn_markers *out,
+                               const struct cairn_markers *model)
+{
+    bool model_only = mk->policy->markers.annotate == CAIRN_ANNOTATE_MODEL;
+    for (size_t i = 0; i < mk->tx->ntags; i++) {
+        bool rules = out->source[i] == CAIRN_SRC_RULES;
+        if (rules && model_only)
+            out->source[i] = CAIRN_SRC_NONE; /* the rules were only the fallback */
+        else if (rules && (mk->prefer_rules >> i & 1u))
+            continue; /* the policy trusts the rules for this tag */
+        if (model->source[i] != CAIRN_SRC_NONE && out->source[i] < CAIRN_SRC_MODEL) {
+            memcpy(out->value[i], model->value[i], sizeof(out->value[i]));
+            out->source[i] = CAIRN_SRC_MODEL;
+        }
+    }
+}
+
+void cairn_marking_append(const struct cairn_marking *mk, cJSON *request,
+                          const struct cairn_markers *m)
+{
+    char *block = cairn_marker_block_render(mk->format, m);
+    if (block != NULL)
+        append_block(mk, cJSON_GetObjectItemCaseSensitive(request, "messages"), block);
+    free(block);
 }
 
 void cairn_marking_add_turn(const struct cairn_marking *mk, cJSON *messages, const char *answer,

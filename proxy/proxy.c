@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "annotation.h"
 #include "attempts.h"
 #include "completion_stream.h"
 #include "chat_request.h"
@@ -66,9 +67,12 @@ struct proxy_call {
     struct evbuffer *observed;              /* owned: stream bytes past the observer */
     char **best_relay;                      /* owned: the relay headers of the best attempt */
     size_t nbest_relay;
-    bool reported;      /* the stream's validation report went out */
-    bool buffer_stream; /* SSE asked, answer held and validated first */
-    bool include_usage; /* the stream asked for a usage chunk */
+    bool reported;                       /* the stream's validation report went out */
+    bool buffer_stream;                  /* SSE asked, answer held and validated first */
+    bool include_usage;                  /* the stream asked for a usage chunk */
+    struct cairn_chat_request chat;      /* owned while the annotator model answers */
+    struct cairn_annotation *annotation; /* owned: that call, while in flight */
+    const char *annotation_outcome;      /* of the model call, for logs; NULL = none */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
@@ -130,6 +134,8 @@ static void log_markers(struct proxy_call *call)
     }
     if (cairn_markers_count(&call->model) > 0)
         cairn_markers_to_json(&call->model, cJSON_AddObjectToObject(root, "model_markers"));
+    if (call->annotation_outcome != NULL)
+        cJSON_AddStringToObject(root, "annotator", call->annotation_outcome);
     if (call->attempts != NULL) {
         const struct cairn_violations *v = cairn_attempts_violations(call->attempts);
         cJSON_AddNumberToObject(root, "attempts", (double)cairn_attempts_count(call->attempts));
@@ -157,6 +163,8 @@ static void free_headers(char **list, size_t n)
 static void call_free(struct proxy_call *call)
 {
     log_markers(call);
+    cairn_annotation_cancel(call->annotation);
+    cairn_chat_request_free(&call->chat);
     if (call->prompt != NULL)
         cairn_log_content(call->req->id, call->tenant->name, call->prompt, call->answer_text,
                           cairn_endpoint_key(call->tenant->backend->endpoint));
@@ -357,7 +365,7 @@ static void on_client_gone(void *ctx)
 {
     struct proxy_call *call = ctx;
     cairn_transfer_cancel(call->transfer);
-    call_free(call);
+    call_free(call); /* cancels the annotator call too, if one is out */
 }
 
 static void fail_upstream(struct cairn_request *req, const char *errstr)
@@ -792,6 +800,9 @@ static void start_validation(struct proxy_call *call, struct cairn_chat_request 
     }
 }
 
+static void send_chat(struct proxy_call *call);
+static void on_annotated(void *ctx, const struct cairn_markers *model, const char *outcome);
+
 static void do_chat(struct proxy_call *call)
 {
     struct cairn_request *req = call->req;
@@ -828,23 +839,63 @@ static void do_chat(struct proxy_call *call)
         call->nchoices = (size_t)n->valuedouble;
     cairn_markers_init(&call->model, tenant->marking.tx);
     const struct cairn_http_header *pins = cairn_http_head_find(&req->head, "x-cairn-markers");
-    int status = cairn_marking_apply(&tenant->marking, chat.root, pins ? pins->value : NULL,
-                                     &call->sent, err, sizeof(err));
+    int status = cairn_marking_decide(&tenant->marking, chat.root, pins ? pins->value : NULL,
+                                      &call->sent, err, sizeof(err));
     if (status != 0) {
         cairn_chat_request_free(&chat);
         reject(call, status, status == 403 ? "markers_not_allowed" : "invalid_markers", err);
         return;
     }
-    cairn_stats_markers(call->proxy->stats, tenant->name, &call->sent,
-                        tenant->marking.annotator != NULL);
+    call->chat = chat;
+    if (tenant->annotator == NULL) {
+        send_chat(call);
+        return;
+    }
+    /* The client may leave while the annotator answers. */
+    req->cancel = on_client_gone;
+    req->handler_ctx = call;
+    call->annotation =
+        cairn_annotation_start(call->proxy->base, call->proxy->annotation_cache, call->snap, tenant,
+                               call->chat.messages, req->id, on_annotated, call);
+}
+
+/* The annotator model has answered, or failed (the request goes on with
+ * the markers it has: fail-open). */
+static void on_annotated(void *ctx, const struct cairn_markers *model, const char *outcome)
+{
+    struct proxy_call *call = ctx;
+    call->annotation = NULL;
+    call->annotation_outcome = outcome;
+    cairn_stats_annotation(call->proxy->stats, call->tenant->name, "model", outcome);
+    if (outcome == CAIRN_ANNOTATION_OK || outcome == CAIRN_ANNOTATION_CACHE_HIT)
+        cairn_marking_merge_model(&call->tenant->marking, &call->sent, model);
+    else if (call->tenant->policy->annotator.fallback == CAIRN_FALLBACK_NONE)
+        cairn_marking_merge_model(&call->tenant->marking, &call->sent, model); /* drops rules */
+    else
+        cairn_log_msg("warn", "request %s: annotator model %s; going on with the rules' markers",
+                      call->req->id, outcome);
+    send_chat(call);
+}
+
+/* The markers are decided: append their block, set up validation, and
+ * send the request upstream. */
+static void send_chat(struct proxy_call *call)
+{
+    struct cairn_request *req = call->req;
+    const struct cairn_tenant *tenant = call->tenant;
+    cairn_marking_append(&tenant->marking, call->chat.root, &call->sent);
+    if (tenant->marking.annotator != NULL)
+        cairn_stats_annotation(call->proxy->stats, tenant->name, "rules", "ok");
+    cairn_stats_markers(call->proxy->stats, tenant->name, &call->sent);
     char hdr[1024];
     cairn_markers_format_header(&call->sent, hdr, sizeof(hdr));
     if (hdr[0] != '\0')
         cairn_response_add_header(req, "X-Cairn-Markers", hdr);
-    start_validation(call, &chat);
+    start_validation(call, &call->chat);
     size_t outlen;
-    char *out = cairn_chat_request_print(&chat, &outlen);
-    cairn_chat_request_free(&chat);
+    char *out = cairn_chat_request_print(&call->chat, &outlen);
+    cairn_chat_request_free(&call->chat);
+    memset(&call->chat, 0, sizeof(call->chat));
     if (tenant->policy->log_content && cairn_log_content_enabled())
         call->prompt = cairn_strndup(out, outlen);
     char path[512];

@@ -14,12 +14,16 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "keys.h"
 
 static void snapshot_free(struct cairn_snapshot *s)
 {
-    for (size_t i = 0; i < s->ntenants; i++)
+    for (size_t i = 0; i < s->ntenants; i++) {
         cairn_limiter_unref(s->tenants[i].limiter);
+        free(s->tenants[i].breaker);
+    }
     free(s->tenants);
+    cairn_model_prompt_free(s->prompt);
     for (size_t i = 0; s->backends != NULL && i < s->cfg.nupstreams; i++) {
         cairn_endpoint_free(s->backends[i].endpoint);
         cairn_spoof_free(s->backends[i].spoof);
@@ -62,6 +66,12 @@ static struct cairn_limiter *limiter_for(const struct cairn_snapshot *previous, 
     return cairn_limiter_new();
 }
 
+static bool uses_model(const struct cairn_policy *p)
+{
+    return p->markers.annotate == CAIRN_ANNOTATE_MODEL ||
+           p->markers.annotate == CAIRN_ANNOTATE_RULES_MODEL;
+}
+
 static int load_tenant(struct cairn_snapshot *s, struct cairn_tenant *t, const char *name,
                        const struct cairn_policy *policy, const struct cairn_snapshot *previous,
                        char *err, size_t errlen)
@@ -80,15 +90,41 @@ static int load_tenant(struct cairn_snapshot *s, struct cairn_tenant *t, const c
         snprintf(err, errlen, "%s: %s", s->cfg.path, why);
         return -1;
     }
+    if (uses_model(policy)) {
+        const struct cairn_annotator_config *a = &policy->annotator;
+        for (size_t i = 0; i < s->cfg.nupstreams; i++)
+            if (strcmp(s->cfg.upstreams[i].name, a->upstream) == 0)
+                t->annotator = &s->backends[i];
+        /* The identity of the answers the cache holds for this tenant: the
+         * same conversation asked of another model or prompt is another key. */
+        unsigned char prompt_id[CAIRN_MODEL_PROMPT_ID_LEN];
+        cairn_model_prompt_id(s->prompt, prompt_id);
+        char id[4096];
+        int n = snprintf(id, sizeof(id), "%s\n%s\n", t->annotator->cfg->base_url,
+                         a->model != NULL ? a->model : "");
+        if (n > 0 && (size_t)n + sizeof(prompt_id) < sizeof(id)) {
+            memcpy(id + n, prompt_id, sizeof(prompt_id));
+            n += (int)sizeof(prompt_id);
+        }
+        cairn_key_digest(id, (size_t)n, t->annotator_id);
+        t->breaker = cairn_calloc(1, sizeof(*t->breaker));
+        cairn_breaker_init(t->breaker, (unsigned)a->breaker_failures,
+                           (uint64_t)a->breaker_cooldown_ms * 1000u);
+    }
     return 0;
 }
 
-static bool any_policy_annotates(const struct cairn_config *cfg)
+/* Whether some policy runs the rule annotator (every mode but "off" may:
+ * "model" falls back to it), and whether some policy calls the model. */
+static bool any_policy(const struct cairn_config *cfg, bool model)
 {
-    bool rules = cfg->policy.markers.annotate == CAIRN_ANNOTATE_RULES;
-    for (size_t i = 0; i < cfg->ntenants; i++)
-        rules |= cfg->tenants[i].policy.markers.annotate == CAIRN_ANNOTATE_RULES;
-    return rules;
+    bool any =
+        model ? uses_model(&cfg->policy) : cfg->policy.markers.annotate != CAIRN_ANNOTATE_OFF;
+    for (size_t i = 0; i < cfg->ntenants; i++) {
+        const struct cairn_policy *p = &cfg->tenants[i].policy;
+        any |= model ? uses_model(p) : p->markers.annotate != CAIRN_ANNOTATE_OFF;
+    }
+    return any;
 }
 
 /* The validator, when some policy validates; every validated marker must
@@ -142,9 +178,16 @@ struct cairn_snapshot *cairn_snapshot_new(struct cairn_config *cfg, struct cairn
 
     if (cairn_taxonomy_load_dir(&s->tx, s->cfg.rules_dir, err, errlen) < 0)
         goto fail;
-    if (any_policy_annotates(&s->cfg)) {
+    if (any_policy(&s->cfg, false)) {
         s->annotator = cairn_annotator_load(&s->tx, s->cfg.rules_dir, err, errlen);
         if (s->annotator == NULL)
+            goto fail;
+    }
+    if (any_policy(&s->cfg, true)) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", s->cfg.rules_dir, CAIRN_MODEL_PROMPT_FILE);
+        s->prompt = cairn_model_prompt_load(&s->tx, path, err, errlen);
+        if (s->prompt == NULL)
             goto fail;
     }
     if (load_validator(s, err, errlen) < 0)

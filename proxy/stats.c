@@ -26,6 +26,9 @@ struct cairn_stats {
     struct cairn_metric *validations;
     struct cairn_metric *violations;
     struct cairn_metric *retries;
+    struct cairn_metric *cache_entries;
+    struct cairn_metric *cache_bytes;    struct cairn_metric *cache_lookups;
+    uint64_t cache_hits, cache_misses; /* the cache's own counts at the last scrape */
     struct cairn_metric *connections;
     struct cairn_metric *streams;
     struct cairn_metric *generation;
@@ -83,6 +86,15 @@ struct cairn_stats *cairn_stats_new(uint64_t generation)
                                     "Attempts beyond the first, asked for because an answer "
                                     "broke its markers.",
                                     by_tenant, NULL, 0);
+    static const char *const by_outcome[] = {"result", NULL};
+    st->cache_entries = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_annotation_cache_entries",
+                                          "Annotator answers held in the cache.", NULL, NULL, 0);
+    st->cache_bytes =
+        cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_annotation_cache_bytes",
+                          "What they cost against annotation_cache.bytes.", NULL, NULL, 0);
+    st->cache_lookups =
+        cairn_metrics_add(r, CAIRN_METRIC_COUNTER, "cairn_annotation_cache_lookups_total",
+                          "Cache lookups by result (hit, miss).", by_outcome, NULL, 0);
     st->connections = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_connections",
                                         "Client connections open.", NULL, NULL, 0);
     st->streams = cairn_metrics_add(r, CAIRN_METRIC_GAUGE, "cairn_streams",
@@ -139,11 +151,15 @@ void cairn_stats_request(struct cairn_stats *st, const struct cairn_request *req
     }
 }
 
-void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
-                         const struct cairn_markers *sent, bool annotated)
+void cairn_stats_annotation(struct cairn_stats *st, const char *tenant, const char *source,
+                            const char *outcome)
 {
-    if (annotated)
-        cairn_metric_add(st->annotations, (const char *[]){tenant, "rules", "ok"}, 1);
+    cairn_metric_add(st->annotations, (const char *[]){tenant, source, outcome}, 1);
+}
+
+void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
+                         const struct cairn_markers *sent)
+{
     for (size_t i = 0; sent->tx != NULL && i < sent->tx->ntags; i++) {
         if (sent->source[i] == CAIRN_SRC_NONE)
             continue;
@@ -177,8 +193,21 @@ void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok)
     cairn_metric_add(st->reloads, (const char *[]){ok ? "ok" : "error"}, 1);
 }
 
-char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams, size_t *len)
+char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams,
+                         const struct cairn_annotation_cache *cache, size_t *len)
 {
+    if (cache != NULL) {
+        struct cairn_annotation_cache_stats cs;
+        cairn_annotation_cache_stats(cache, &cs);
+        cairn_metric_set(st->cache_entries, NULL, (double)cs.entries);
+        cairn_metric_set(st->cache_bytes, NULL, (double)cs.bytes);        /* The cache counts on its own; the counters take what it counted since. */
+        cairn_metric_add(st->cache_lookups, (const char *[]){"hit"},
+                         (double)(cs.hits - st->cache_hits));
+        cairn_metric_add(st->cache_lookups, (const char *[]){"miss"},
+                         (double)(cs.misses - st->cache_misses));
+        st->cache_hits = cs.hits;
+        st->cache_misses = cs.misses;
+    }
     cairn_metric_set(st->connections, NULL, (double)connections);
     cairn_metric_set(st->streams, NULL, (double)streams);
     return cairn_metrics_render(st->reg, len);
