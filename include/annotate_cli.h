@@ -24,4 +24,17 @@
 int cairn_annotate_stream(const struct cairn_annotator *a, const struct cairn_taxonomy *tx,
                           FILE *in, FILE *out);
 
+struct event_base;
+struct cairn_snapshot;
+
+/**
+ * `cairn annotate --model`: the annotator model of the snapshot's default
+ * tenant over JSON Lines from `in`, `concurrency` calls at a time on
+ * `base`; one line out per input, in order: {"id", "markers", "outcome"}
+ * (ok, timeout, error, unparsable, breaker_open) or {"id", "error"}.
+ * @return 0, or -1 when reading or writing failed.
+ */
+int cairn_annotate_model_stream(const struct cairn_snapshot *snap, struct event_base *base,
+                                size_t concurrency, FILE *in, FILE *out);
+
 #endif

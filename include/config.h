@@ -233,6 +233,9 @@ int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *e
 const struct cairn_upstream_config *cairn_config_upstream(const struct cairn_config *cfg,
                                                           const char *name);
 
+/** Forget the tenants (an offline command that runs the default policy). */
+void cairn_config_drop_tenants(struct cairn_config *cfg);
+
 void cairn_config_free(struct cairn_config *cfg);
 
 #endif

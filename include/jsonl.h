@@ -12,6 +12,7 @@
 #ifndef CAIRN_JSONL_H
 #define CAIRN_JSONL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
@@ -37,5 +38,23 @@ typedef void (*cairn_jsonl_line_cb)(void *ctx, const cJSON *in, cJSON *out);
  * @return 0 once `in` is read to the end, -1 on a read or write error.
  */
 int cairn_jsonl_map(FILE *in, FILE *out, cairn_jsonl_line_cb on_line, void *ctx);
+
+/* Reading lines one at a time, for a command that answers them out of
+ * order and writes them back in order (cairn annotate --model). */
+struct cairn_jsonl_reader {
+    FILE *in;
+    char *buf; /* owned */
+    size_t cap;
+};
+
+/** The next non-blank line: *in its parsed value (NULL when the line is
+ *  bad) and *out its result object, holding its "id", or an "error".
+ *  @return false at the end of input. */
+bool cairn_jsonl_next(struct cairn_jsonl_reader *r, cJSON **in, cJSON **out);
+
+/** Write `obj` (taken) as one line. @return 0 or -1. */
+int cairn_jsonl_write(FILE *out, cJSON *obj);
+
+void cairn_jsonl_reader_free(struct cairn_jsonl_reader *r);
 
 #endif

@@ -8,22 +8,8 @@
 #include <stdlib.h>
 
 #include "jsonl.h"
+#include "marker_block.h"
 #include "markers.h"
-
-static cJSON *markers_object(const struct cairn_taxonomy *tx, const struct cairn_markers *m)
-{
-    cJSON *obj = cJSON_CreateObject();
-    for (size_t i = 0; i < tx->ntags; i++) {
-        if (m->source[i] == CAIRN_SRC_NONE)
-            continue;
-        const struct cairn_tag *tag = &tx->tags[i];
-        if (tag->type == CAIRN_TAG_ENUM)
-            cJSON_AddStringToObject(obj, tag->name, m->value[i]);
-        else
-            cJSON_AddNumberToObject(obj, tag->name, strtod(m->value[i], NULL));
-    }
-    return obj;
-}
 
 /* What a run annotates with. */
 struct annotate_run {
@@ -43,7 +29,7 @@ static void on_annotate_line(void *ctx, const cJSON *in, cJSON *out)
         struct cairn_markers m;
         cairn_markers_init(&m, run->tx);
         cairn_annotator_run(run->a, messages, &m);
-        cJSON_AddItemToObject(out, "markers", markers_object(run->tx, &m));
+        cairn_markers_to_json(&m, cJSON_AddObjectToObject(out, "markers"));
     }
 }
 

@@ -136,7 +136,7 @@ static const struct key breaker_keys[] = {
 };
 
 static const struct key annotator_keys[] = {
-    KEY("upstream", KEY_NAME, annotator.upstream),
+    KEY("upstream", KEY_STRING, annotator.upstream), /* checked against "upstreams" */
     KEY("model", KEY_STRING, annotator.model),
     RANGE_KEY("deadline_ms", KEY_INT, annotator.deadline_ms, 10, 60000),
     CHOICE_KEY("fallback", annotator.fallback, fallback_choices),
@@ -482,6 +482,11 @@ static void tenants_free(struct cairn_config *cfg)
     free(cfg->tenants);
     cfg->tenants = NULL;
     cfg->ntenants = 0;
+}
+
+void cairn_config_drop_tenants(struct cairn_config *cfg)
+{
+    tenants_free(cfg);
 }
 
 void cairn_config_free(struct cairn_config *cfg)

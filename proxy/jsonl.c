@@ -56,52 +56,64 @@ static bool blank(const char *s, size_t len)
     return true;
 }
 
-/* The output object for one input line. */
-static cJSON *map_line(const char *line, size_t len, bool too_long, cairn_jsonl_line_cb on_line,
-                       void *ctx)
+bool cairn_jsonl_next(struct cairn_jsonl_reader *r, cJSON **in, cJSON **out)
 {
-    cJSON *out = cJSON_CreateObject();
-    char err[256];
-    if (too_long) {
-        snprintf(err, sizeof(err), "line longer than %u bytes", CAIRN_JSONL_MAX_LINE);
-        cJSON_AddStringToObject(out, "error", err);
-        return out;
+    bool too_long;
+    long len;
+    while ((len = read_line(r->in, &r->buf, &r->cap, &too_long)) >= 0) {
+        if (!too_long && blank(r->buf, (size_t)len))
+            continue;
+        char err[256];
+        *out = cJSON_CreateObject();
+        *in = NULL;
+        if (too_long) {
+            snprintf(err, sizeof(err), "line longer than %u bytes", CAIRN_JSONL_MAX_LINE);
+            cJSON_AddStringToObject(*out, "error", err);
+            return true;
+        }
+        *in = cairn_json_parse_strict(r->buf, (size_t)len, CAIRN_JSONL_MAX_DEPTH, err, sizeof(err));
+        if (*in == NULL) {
+            cJSON_AddStringToObject(*out, "error", err);
+            return true;
+        }
+        const cJSON *id = cJSON_IsObject(*in) ? cJSON_GetObjectItemCaseSensitive(*in, "id") : NULL;
+        if (id != NULL)
+            cJSON_AddItemToObject(*out, "id", cJSON_Duplicate(id, true));
+        return true;
     }
-    cJSON *in = cairn_json_parse_strict(line, len, CAIRN_JSONL_MAX_DEPTH, err, sizeof(err));
-    if (in == NULL) {
-        cJSON_AddStringToObject(out, "error", err);
-        return out;
-    }
-    const cJSON *id = cJSON_IsObject(in) ? cJSON_GetObjectItemCaseSensitive(in, "id") : NULL;
-    if (id != NULL)
-        cJSON_AddItemToObject(out, "id", cJSON_Duplicate(id, true));
-    on_line(ctx, in, out);
-    cJSON_Delete(in);
-    return out;
+    return false;
+}
+
+int cairn_jsonl_write(FILE *out, cJSON *obj)
+{
+    size_t n;
+    char *text = cairn_json_print(obj, &n);
+    cJSON_Delete(obj);
+    int rc = fwrite(text, 1, n, out) == n && fputc('\n', out) != EOF ? 0 : -1;
+    free(text);
+    return rc;
+}
+
+void cairn_jsonl_reader_free(struct cairn_jsonl_reader *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
 }
 
 int cairn_jsonl_map(FILE *in, FILE *out, cairn_jsonl_line_cb on_line, void *ctx)
 {
-    char *buf = NULL;
-    size_t cap = 0;
-    bool too_long;
-    long len;
+    struct cairn_jsonl_reader r = {.in = in};
+    cJSON *line, *result;
     int rc = 0;
-    while ((len = read_line(in, &buf, &cap, &too_long)) >= 0) {
-        if (!too_long && blank(buf, (size_t)len))
-            continue;
-        cJSON *obj = map_line(buf, (size_t)len, too_long, on_line, ctx);
-        size_t n;
-        char *text = cairn_json_print(obj, &n);
-        cJSON_Delete(obj);
-        if (fwrite(text, 1, n, out) != n || fputc('\n', out) == EOF)
-            rc = -1;
-        free(text);
-        if (rc < 0)
-            break;
+    while (rc == 0 && cairn_jsonl_next(&r, &line, &result)) {
+        if (line != NULL)
+            on_line(ctx, line, result);
+        cJSON_Delete(line);
+        rc = cairn_jsonl_write(out, result);
     }
     if (ferror(in))
         rc = -1;
-    free(buf);
+    cairn_jsonl_reader_free(&r);
     return fflush(out) == 0 ? rc : -1;
 }

@@ -9,12 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "alloc.h"
 #include "annotate_cli.h"
 #include "config.h"
 #include "gateway.h"
 #include "keys.h"
 #include "snapshot.h"
+#include "upstream.h"
 #include "validate_cli.h"
 
 struct options {
@@ -22,6 +25,8 @@ struct options {
     const char *listen;   /* --listen override, or NULL */
     const char *upstream; /* --upstream override, or NULL */
     const char *rules;    /* --rules: annotate / validate with this rules directory */
+    bool model;           /* --model: annotate with the annotator model */
+    long concurrency;     /* --concurrency: annotator calls at once */
 };
 
 static void usage(FILE *out)
@@ -30,6 +35,7 @@ static void usage(FILE *out)
             "usage: cairn [serve] [-c FILE] [--listen HOST:PORT] [--upstream URL]\n"
             "       cairn check [-c FILE]\n"
             "       cairn annotate [--rules DIR | -c FILE] < prompts.jsonl\n"
+            "       cairn annotate --model [-c FILE] [--concurrency N] < prompts.jsonl\n"
             "       cairn validate [--rules DIR | -c FILE] < answers.jsonl\n"
             "       cairn key\n"
             "       cairn --version | --help\n"
@@ -38,6 +44,7 @@ static void usage(FILE *out)
             "  check      validate a configuration file and its rules; exit 0 (valid) or 1\n"
             "  annotate   read JSON Lines with a \"messages\" array from stdin, write one\n"
             "             {\"id\",\"markers\"} line per input with the rule annotator's markers\n"
+            "             (--model: the configuration's annotator model, with its \"outcome\")\n"
             "  validate   read JSON Lines {\"id\",\"markers\",\"response\"} from stdin, write one\n"
             "             {\"id\",\"violations\"} line per input: what the response breaks\n"
             "  key        make a client API key: prints the key (once) and the digest to\n"
@@ -47,7 +54,8 @@ static void usage(FILE *out)
             "  --listen HOST:PORT listen here instead of the configured addresses\n"
             "  --upstream URL     forward to this base URL, e.g. https://api.openai.com/v1\n"
             "  --rules DIR        rules directory for annotate and validate (default: the\n"
-            "                     configuration's)\n",
+            "                     configuration's)\n"
+            "  --concurrency N    annotate --model: calls at once, 1 to 256 (default 8)\n",
             CAIRN_DEFAULT_CONFIG);
 }
 
@@ -134,12 +142,57 @@ static int load_offline_config(const struct options *opt, struct cairn_config *c
     return 0;
 }
 
+/* cairn annotate --model: the default policy's annotator model, on an
+ * event loop, over the lines of stdin. */
+static int annotate_with_model(const struct options *opt, struct cairn_config *cfg)
+{
+    char err[512];
+    const struct cairn_annotator_config *a = &cfg->policy.annotator;
+    if (a->upstream == NULL || cairn_config_upstream(cfg, a->upstream) == NULL) {
+        fprintf(stderr, "cairn: %s: policy.annotator.upstream must name an upstream for --model\n",
+                cfg->path);
+        cairn_config_free(cfg);
+        return 1;
+    }
+    /* One tenant, the default policy, asking the model and nothing else. */
+    cfg->auth = CAIRN_AUTH_OPEN;
+    cairn_config_drop_tenants(cfg);
+    cfg->policy.markers.annotate = CAIRN_ANNOTATE_MODEL;
+    cfg->policy.annotator.fallback = CAIRN_FALLBACK_NONE;
+    struct event_base *base = event_base_new();
+    struct cairn_upstream *client = base ? cairn_upstream_new(base, err, sizeof(err)) : NULL;
+    struct cairn_snapshot *snap =
+        client ? cairn_snapshot_new(cfg, client, NULL, 1, err, sizeof(err)) : NULL;
+    int rc = 1;
+    if (snap == NULL) {
+        fprintf(stderr, "cairn: %s\n", base == NULL ? "cannot create the event loop" : err);
+        if (client == NULL)
+            cairn_config_free(cfg);
+    } else {
+        rc = cairn_annotate_model_stream(snap, base, (size_t)opt->concurrency, stdin, stdout) == 0
+                 ? 0
+                 : 1;
+    }
+    cairn_snapshot_unref(snap);
+    cairn_upstream_free(client);
+    if (base != NULL)
+        event_base_free(base);
+    return rc;
+}
+
 static int cmd_annotate(const struct options *opt)
 {
     struct cairn_config cfg;
     char err[512];
+    if (opt->model && opt->rules != NULL) {
+        fprintf(stderr, "cairn: --model reads the annotator from the configuration (-c), "
+                        "not --rules\n");
+        return 2;
+    }
     if (load_offline_config(opt, &cfg) < 0)
         return 1;
+    if (opt->model)
+        return annotate_with_model(opt, &cfg);
     struct cairn_taxonomy tx;
     int rc = 1;
     struct cairn_annotator *a = NULL;
@@ -186,7 +239,7 @@ static const struct command {
 
 int main(int argc, char **argv)
 {
-    struct options opt = {.config_path = CAIRN_DEFAULT_CONFIG};
+    struct options opt = {.config_path = CAIRN_DEFAULT_CONFIG, .concurrency = 8};
     const struct command *cmd = &commands[0];
     int i = 1;
 
@@ -217,6 +270,15 @@ int main(int argc, char **argv)
             opt.config_path = argv[++i];
         } else if (strcmp(a, "--rules") == 0 && has_value) {
             opt.rules = argv[++i];
+        } else if (strcmp(a, "--model") == 0) {
+            opt.model = true;
+        } else if (strcmp(a, "--concurrency") == 0 && has_value) {
+            char *end;
+            opt.concurrency = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || opt.concurrency < 1 || opt.concurrency > 256) {
+                fprintf(stderr, "cairn: --concurrency must be 1 to 256\n");
+                return 2;
+            }
         } else if (strcmp(a, "--listen") == 0 && has_value) {
             opt.listen = argv[++i];
         } else if (strcmp(a, "--upstream") == 0 && has_value) {

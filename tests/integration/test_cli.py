@@ -336,3 +336,49 @@ def ctx_rules_copy():
     dst = os.path.join(harness.ctx().tmpdir, "rules")
     shutil.copytree(os.path.join(REPO, "rules"), dst)
     return dst
+
+
+def test_annotate_model_answers_in_input_order():
+    """`cairn annotate --model -c FILE` asks the configured annotator model
+    for each line, several at a time, and writes the answers in the input's
+    order with their outcome: a slow first answer does not reorder the
+    output; a line the annotator fails on says "error"; a bad line gets an
+    error object and the run goes on."""
+    def annotator(ex):
+        text = json.dumps(ex.req.json()["messages"][-1]["content"])
+        if "slow" in text:
+            time.sleep(0.3)
+        if "broken" in text:
+            return ex.json(500, {"error": {"message": "down"}})
+        task = "CodeFix" if "bug" in text else "Summarization"
+        block = "<MARKER_LIST>\n<task>%s</task>\n</MARKER_LIST>" % task
+        return ex.json(200, {"id": "a", "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": block},
+             "finish_reason": "stop"}]})
+    up = start_upstream(annotator)
+    cfg = write_config({"rules_dir": os.path.join(REPO, "rules"),
+                        "upstreams": {"default": {"base_url": up.base_url},
+                                      "annotator": {"base_url": up.base_url}},
+                        "policy": {"annotator": {"upstream": "annotator", "deadline_ms": 2000}}})
+    prompts = ["slow: fix this bug please", "summarize this report", "broken annotator",
+               "another bug to fix"]
+    lines = [json.dumps({"id": i, "messages": [{"role": "user", "content": p}]})
+             for i, p in enumerate(prompts)] + ["not json"]
+    code, out = run_annotate(lines, args=("--model", "-c", cfg, "--concurrency", "4"))
+    check(code == 0, "annotate --model exited %d" % code)
+    check([o.get("id") for o in out] == [0, 1, 2, 3, None], "output order %r" % out)
+    check(out[0] == {"id": 0, "markers": {"task": "CodeFix"}, "outcome": "ok"}, "line 0 %r" % out[0])
+    check(out[1]["markers"] == {"task": "Summarization"}, "line 1 %r" % out[1])
+    check(out[2]["outcome"] == "error" and out[2]["markers"] == {}, "line 2 %r" % out[2])
+    check(out[3]["markers"] == {"task": "CodeFix"}, "line 3 %r" % out[3])
+    check("error" in out[4], "bad line %r" % out[4])
+    check(len(up.requests) == 4, "annotator asked %d times, want 4" % len(up.requests))
+
+
+def test_annotate_model_needs_an_annotator_upstream():
+    """--model without policy.annotator.upstream names what is missing."""
+    cfg = write_config({"rules_dir": os.path.join(REPO, "rules")})
+    p = subprocess.run([os.path.join(harness.BUILD_DIR, "cairn"), "annotate", "--model", "-c", cfg],
+                       input=b"", capture_output=True, timeout=10, env=gateway_env())
+    check(p.returncode == 1 and b"policy.annotator.upstream" in p.stderr,
+          "exit %d, stderr %r" % (p.returncode, p.stderr))
