@@ -11,7 +11,10 @@
 # numbers as relative, not absolute.
 #   BENCH_SECONDS      duration of each wrk run (default 10)
 #   BENCH_CONNECTIONS  connection counts to try (default "1 64")
-#   BENCH_ANNOTATE     policy.markers.annotate for cairn: "rules" (default) or "off"
+#   BENCH_ANNOTATE     policy.markers.annotate for cairn: "rules" (default), "off",
+#                      "model" or "rules+model" (the stand-in answers as the
+#                      annotator model too, at once; the answer cache is off,
+#                      so every request makes the call)
 #                      (the gateway core alone)
 # Installs wrk with apt-get if it is missing; nothing else.
 set -euo pipefail
@@ -67,8 +70,11 @@ sport=$(wait_port "$pid" "$tmp/standin.log")
 
 cat >"$tmp/cairn.json" <<EOF
 {"listen":["127.0.0.1:0"],"admin":{"listen":[]},
- "upstreams":{"default":{"base_url":"http://127.0.0.1:$sport/v1"}},
- "policy":{"markers":{"annotate":"$annotate"}},"log":{"access":"/dev/null"}}
+ "upstreams":{"default":{"base_url":"http://127.0.0.1:$sport/v1"},
+              "annotator":{"base_url":"http://127.0.0.1:$sport/v1"}},
+ "annotation_cache":{"entries":0},
+ "policy":{"markers":{"annotate":"$annotate"},"annotator":{"upstream":"annotator"}},
+ "log":{"access":"/dev/null"}}
 EOF
 "$build/cairn" serve -c "$tmp/cairn.json" 2>"$tmp/cairn.log" &
 pid=$!

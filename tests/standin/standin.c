@@ -16,6 +16,10 @@
  *                              without such markers, an echo of the prompt.
  *                              With "stream": true an SSE stream of
  *                              chat.completion.chunk events ending in [DONE]
+ *                              A request whose system message holds a
+ *                              <MARKER_LIST> block (cairn's tagger prompt)
+ *                              is answered as the annotator model would,
+ *                              with a block of one marker, at once.
  *   GET  /v1/models            one model, "standin-1"
  *   anything else              404, OpenAI-shaped error
  *
@@ -303,6 +307,12 @@ static void chat_completions(struct evhttp_request *req)
     const char *model = cJSON_IsString(jmodel) ? jmodel->valuestring : "standin-1";
     size_t prompt_bytes, n_messages = (size_t)cJSON_GetArraySize(messages);
     const char *said = last_user_text(messages, &prompt_bytes);
+    const cJSON *first = cJSON_GetArrayItem(messages, 0);
+    const cJSON *first_role = cJSON_GetObjectItemCaseSensitive(first, "role");
+    const cJSON *first_text = cJSON_GetObjectItemCaseSensitive(first, "content");
+    if (cJSON_IsString(first_role) && strcmp(first_role->valuestring, "system") == 0 &&
+        cJSON_IsString(first_text) && strstr(first_text->valuestring, "<MARKER_LIST>") != NULL)
+        said = "<MARKER_LIST>\n<task>QuestionAnswering</task>\n</MARKER_LIST>";
     /* Like a marker-trained model, answer with the prompt's marker block
      * first (so `make run` shows cairn removing it), then the echo of the
      * prose before the block. */
