@@ -71,8 +71,10 @@ void cairn_model_prompt_id(const struct cairn_model_prompt *p,
  * The conversation is every message of the OpenAI `messages` array that has
  * text, as "ROLE: text" (role uppercased), turns separated by a blank line;
  * of a content array only {"type": "text"} parts count, joined by '\n'
- * (images, audio and tool calls are left out). Marker-looking text is
- * passed as it is: it is data for the annotator. When the conversation is
+ * (images, audio and tool calls are left out). The text is taken as it
+ * is here; the gateway hands over messages whose marker-looking text is
+ * already neutralised (marking.h), so a caller cannot type markers into
+ * the annotator's answer either. When the conversation is
  * longer than `max_conversation_bytes`, its last bytes are kept, cut on a
  * UTF-8 character boundary (the end of a conversation decides its markers).
  * @return a malloc'd JSON text of *len bytes, NUL-terminated; never NULL.
