@@ -6,7 +6,6 @@ the drain on SIGTERM."""
 import copy
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -14,91 +13,15 @@ import subprocess
 import threading
 import time
 
-from harness import (CHAT_BODY, assert_error, assert_status, bearer, build_request, chat_body,
-                     check, Client, ctx, default_handler, delta_event, digest, new_key,
-                     sse_event, start_gateway, start_upstream, tenant, wait_for, write_config)
+from harness import (CHAT_BODY, Metrics, admin_request, assert_error, assert_status, bearer,
+                     build_request, chat_body, check, ctx, default_handler, delta_event,
+                     metrics, new_key, sse_event, start_gateway, start_upstream, tenant,
+                     wait_for, wait_metric, write_config)
 
 PROMTOOL = "/usr/bin/promtool"
 CHAT = "/v1/chat/completions"
 
 # --- local helpers -----------------------------------------------------------
-
-
-def admin_request(gw, method, path, body=None, headers=None):
-    """One request to the admin listener on a fresh connection."""
-    check(gw.admin_port, "the gateway reported no admin port")
-    c = Client(("127.0.0.1", gw.admin_port))
-    c.send(build_request(method, path, body, headers, close=True))
-    resp = c.read_response(method=method)
-    c.close()
-    return resp
-
-
-def scrape(gw):
-    resp = admin_request(gw, "GET", "/metrics")
-    assert_status(resp, 200)
-    return bytes(resp.body).decode("utf-8")
-
-
-LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
-SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$")
-
-
-def unescape(v):
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
-
-
-def parse_metrics(text):
-    """[(name, {label: value}, float)] for every sample line."""
-    samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = SAMPLE_RE.match(line)
-        check(m is not None, "unparsable metrics line %r" % line)
-        labels, rest = {}, m.group(2) or ""
-        while rest:
-            lm = LABEL_RE.match(rest)
-            check(lm is not None, "unparsable labels in %r" % line)
-            labels[lm.group(1)] = unescape(lm.group(2))
-            rest = rest[lm.end():]
-        samples.append((m.group(1), labels, float(m.group(3))))
-    return samples
-
-
-class Metrics:
-    def __init__(self, text):
-        self.text = text
-        self.samples = parse_metrics(text)
-
-    def get(self, name, **labels):
-        """The value of the sample with exactly these labels, or None."""
-        found = [v for n, l, v in self.samples if n == name and l == labels]
-        check(len(found) <= 1, "duplicate series %s%r" % (name, labels))
-        return found[0] if found else None
-
-    def series(self, name):
-        return [(l, v) for n, l, v in self.samples if n == name]
-
-
-def metrics(gw):
-    return Metrics(scrape(gw))
-
-
-def wait_metric(gw, name, labels, expected, timeout=3.0):
-    """Poll /metrics until name{labels} == expected (a request's numbers are
-    recorded as it ends, a moment after the client has its answer)."""
-    state = {}
-
-    def ok():
-        state["m"] = metrics(gw)
-        return state["m"].get(name, **labels) == expected
-    if not wait_for(ok, timeout, interval=0.05):
-        got = state["m"].get(name, **labels)
-        near = [(l, v) for l, v in state["m"].series(name)]
-        raise AssertionError("%s%r is %r, expected %r; series: %r"
-                             % (name, labels, got, expected, near))
-    return state["m"]
 
 
 def promtool_check(text):
@@ -694,7 +617,6 @@ def test_reload_that_cannot_open_the_content_log_keeps_both_logs():
     up = start_upstream()
     content_c = ctx().path("content.log")
     gw = start_gateway(up, log={"content": content_c}, policy={"log_content": True})
-    access_a = gw.log_path
     access_b = ctx().path("access-new.log")
     unwritable = ctx().path(os.path.join("no-such-dir", "content.log"))
 

@@ -27,9 +27,9 @@ import threading
 import time
 
 import harness
-from harness import (COMPLETION, Client, assert_status, build_request, chat_body, check,
-                     new_key, refused_url, run_cairn, start_gateway, start_upstream, tenant,
-                     wait_for, write_config)
+from harness import (COMPLETION, assert_status, build_request, chat_body, check, new_key,
+                     refused_url, run_cairn, start_gateway, start_upstream, tenant, wait_for,
+                     wait_metric, write_config)
 
 CHAT = "/v1/chat/completions"
 BLOCK_RE = re.compile(r"<MARKER_LIST>\n(.*?)</MARKER_LIST>", re.S)
@@ -250,56 +250,7 @@ def assert_from_main_upstream(resp):
           "the main upstream's answer was changed: %r" % bytes(resp.body[:300]))
 
 
-# --- metrics (the admin port; same parsing as test_admin.py) ----------------------
-
-LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
-SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$")
-
-
-def metrics(gw):
-    """{(name, frozenset(labels.items())): value} from the admin /metrics."""
-    check(gw.admin_port, "the gateway reported no admin port")
-    c = Client(("127.0.0.1", gw.admin_port))
-    c.send(build_request("GET", "/metrics", close=True))
-    resp = c.read_response()
-    c.close()
-    assert_status(resp, 200)
-    out = {}
-    for line in bytes(resp.body).decode("utf-8").splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = SAMPLE_RE.match(line)
-        check(m is not None, "unparsable metrics line %r" % line)
-        labels, rest = {}, m.group(2) or ""
-        while rest:
-            lm = LABEL_RE.match(rest)
-            check(lm is not None, "unparsable labels in %r" % line)
-            labels[lm.group(1)] = lm.group(2)
-            rest = rest[lm.end():]
-        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
-    return out
-
-
-def metric(m, name, **labels):
-    return m.get((name, frozenset(labels.items())))
-
-
-def series(m, name):
-    return {tuple(sorted(k[1])): v for k, v in m.items() if k[0] == name}
-
-
-def wait_metric(gw, name, labels, expected, timeout=3.0):
-    """Poll /metrics until name{labels} == expected; returns the scrape."""
-    state = {}
-
-    def ok():
-        state["m"] = metrics(gw)
-        return metric(state["m"], name, **labels) == expected
-    if not wait_for(ok, timeout):
-        raise AssertionError("%s%r is %r, expected %r; series: %r"
-                             % (name, labels, metric(state["m"], name, **labels), expected,
-                                series(state["m"], name)))
-    return state["m"]
+# --- metrics (the admin port: harness.wait_metric) -----------------------------------
 
 
 def annotations(gw, outcome, expected):
@@ -528,8 +479,8 @@ def test_annotator_model_per_tenant_policy():
     check(record_for(gw, rid_a).get("tenant") == "a", "tenant of the record")
     m = wait_metric(gw, "cairn_annotations_total", dict(tenant="a", source="model", outcome="ok"),
                     1)
-    check(not [k for k in series(m, "cairn_annotations_total") if ("tenant", "b") in k],
-          "annotations counted for tenant b: %r" % series(m, "cairn_annotations_total"))
+    check(not [l for l, _ in m.series("cairn_annotations_total") if l.get("tenant") == "b"],
+          "annotations counted for tenant b: %r" % m.series("cairn_annotations_total"))
 
 
 def test_annotator_not_called_for_rejected_requests():
@@ -587,8 +538,8 @@ def check_fail_open(ann_url, outcome, ann=None, annotator=None, max_seconds=3.0,
     check(logged_markers(rec) == with_source(rules, "rules"),
           "%s: access log markers %r, want the rules' %r" % (outcome, rec.get("markers"), rules))
     m = annotations(gw, outcome, 1)
-    others = {k: v for k, v in series(m, "cairn_annotations_total").items()
-              if ("source", "model") in k and ("outcome", outcome) not in k and v}
+    others = [(l, v) for l, v in m.series("cairn_annotations_total")
+              if l.get("source") == "model" and l.get("outcome") != outcome and v]
     check(not others, "other model outcomes counted: %r" % others)
     return gw, took
 
@@ -831,15 +782,15 @@ def test_annotator_cache_serves_repeated_conversations():
           "different conversation got cached markers")
 
     m = annotations(gw, "cache_hit", 1)
-    check(metric(m, "cairn_annotations_total", tenant="default", source="model",
-                 outcome="ok") == 2, "ok annotations: %r" % series(m, "cairn_annotations_total"))
-    check(metric(m, "cairn_annotation_cache_entries") == 2,
-          "cache entries %r, want 2" % metric(m, "cairn_annotation_cache_entries"))
-    check((metric(m, "cairn_annotation_cache_bytes") or 0) > 0,
-          "cache bytes %r" % metric(m, "cairn_annotation_cache_bytes"))
-    check(metric(m, "cairn_annotation_cache_lookups_total", result="hit") == 1 and
-          metric(m, "cairn_annotation_cache_lookups_total", result="miss") == 2,
-          "cache lookups %r, want hit 1 miss 2" % series(m, "cairn_annotation_cache_lookups_total"))
+    check(m.get("cairn_annotations_total", tenant="default", source="model",
+             outcome="ok") == 2, "ok annotations: %r" % m.series("cairn_annotations_total"))
+    check(m.get("cairn_annotation_cache_entries") == 2,
+          "cache entries %r, want 2" % m.get("cairn_annotation_cache_entries"))
+    check((m.get("cairn_annotation_cache_bytes") or 0) > 0,
+          "cache bytes %r" % m.get("cairn_annotation_cache_bytes"))
+    check(m.get("cairn_annotation_cache_lookups_total", result="hit") == 1 and
+          m.get("cairn_annotation_cache_lookups_total", result="miss") == 2,
+          "cache lookups %r, want hit 1 miss 2" % m.series("cairn_annotation_cache_lookups_total"))
 
 
 def test_annotator_cache_off_calls_every_time():
@@ -859,12 +810,12 @@ def test_annotator_cache_off_calls_every_time():
         check(prompt_markers(last_user(upstream_request_for(up, rid))) == MODEL_MARKERS,
               "markers with the cache off")
     m = annotations(gw, "ok", 2)
-    check(not metric(m, "cairn_annotation_cache_entries"),
-          "cache entries %r with the cache off" % metric(m, "cairn_annotation_cache_entries"))
-    check(not metric(m, "cairn_annotation_cache_lookups_total", result="hit"),
-          "cache hits with the cache off: %r" % series(m, "cairn_annotation_cache_lookups_total"))
-    check(not metric(m, "cairn_annotations_total", tenant="default", source="model",
-                     outcome="cache_hit"), "cache_hit outcomes with the cache off")
+    check(not m.get("cairn_annotation_cache_entries"),
+          "cache entries %r with the cache off" % m.get("cairn_annotation_cache_entries"))
+    check(not m.get("cairn_annotation_cache_lookups_total", result="hit"),
+          "cache hits with the cache off: %r" % m.series("cairn_annotation_cache_lookups_total"))
+    check(not m.get("cairn_annotations_total", tenant="default", source="model",
+                 outcome="cache_hit"), "cache_hit outcomes with the cache off")
 
 
 def test_annotator_cache_entries_expire_after_ttl():
@@ -936,9 +887,9 @@ def test_annotator_breaker_opens_probes_and_closes():
     one(6, "ok")
     m = annotations(gw, "ok", 3)
     for outcome, count in (("error", 3), ("breaker_open", 4)):
-        check(metric(m, "cairn_annotations_total", tenant="default", source="model",
-                     outcome=outcome) == count,
-              "%s annotations: %r" % (outcome, series(m, "cairn_annotations_total")))
+        check(m.get("cairn_annotations_total", tenant="default", source="model",
+                 outcome=outcome) == count,
+              "%s annotations: %r" % (outcome, m.series("cairn_annotations_total")))
 
 
 # --- 7. client disconnect -----------------------------------------------------------------

@@ -22,8 +22,8 @@ import threading
 import time
 
 import harness
-from harness import (COMPLETION, Client, assert_status, build_request, chat_body, check,
-                     sse_event, start_gateway, start_upstream, wait_for)
+from harness import (COMPLETION, assert_status, build_request, chat_body, check, sse_event,
+                     start_gateway, start_upstream, wait_for, wait_metric)
 
 CHECKED = ["length_tokens", "format", "lang", "code_type"]
 LIMIT10 = {"X-Cairn-Markers": "length_tokens=10"}
@@ -182,40 +182,6 @@ def open_stream(gw, body, headers=None, timeout=10.0):
     resp = c.read_response(timeout=timeout)
     check(resp.complete, "stream did not complete: %r" % bytes(resp.body[-300:]))
     return resp
-
-
-def scrape(gw):
-    check(gw.admin_port, "the gateway reported no admin port")
-    c = Client(("127.0.0.1", gw.admin_port))
-    c.send(build_request("GET", "/metrics", close=True))
-    resp = c.read_response()
-    c.close()
-    assert_status(resp, 200)
-    return bytes(resp.body).decode("utf-8")
-
-
-def metric(text, name, **labels):
-    """The value of name{labels} (labels in any order), or None."""
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if got == labels:
-            return float(m.group(3))
-    return None
-
-
-def wait_metrics(gw, expected, timeout=3.0):
-    """Poll /metrics until every (name, labels, value) in `expected` holds."""
-    state = {}
-
-    def ok():
-        state["text"] = scrape(gw)
-        return all(metric(state["text"], n, **l) == v for n, l, v in expected)
-    if not wait_for(ok, timeout, interval=0.05):
-        got = [(n, l, metric(state["text"], n, **l)) for n, l, _ in expected]
-        raise AssertionError("metrics %r, expected %r" % (got, expected))
 
 
 # --- feedback retry --------------------------------------------------------------------
@@ -735,10 +701,11 @@ def test_validation_metrics_and_access_log():
     assert_attempts(resp, 3, ["length_tokens"])
     resp = gw.chat(chat_body())  # no marker: not validated
     assert_status(resp, 200)
-    wait_metrics(gw, [("cairn_validations_total", {"tenant": "default"}, 2.0),
-                      ("cairn_retries_total", {"tenant": "default"}, 3.0),
-                      ("cairn_violations_total", {"tenant": "default",
-                                                  "marker": "length_tokens"}, 1.0)])
+    for name, labels, value in [("cairn_validations_total", {"tenant": "default"}, 2.0),
+                                ("cairn_retries_total", {"tenant": "default"}, 3.0),
+                                ("cairn_violations_total", {"tenant": "default",
+                                                            "marker": "length_tokens"}, 1.0)]:
+        wait_metric(gw, name, labels, value)
     recs = [access_record(gw, i) for i in (1, 2, 3)]
     check(recs[0].get("attempts") == 2 and recs[0].get("violations") == [],
           "record 1: attempts %r violations %r" % (recs[0].get("attempts"),
