@@ -14,4 +14,15 @@ void *cairn_realloc(void *p, size_t n);
 char *cairn_strdup(const char *s);
 char *cairn_strndup(const char *s, size_t n);
 
+/* A growable, NUL-terminated text; {0} is an empty one. The caller frees p. */
+struct cairn_buf {
+    char *p;
+    size_t len, cap;
+};
+
+/** Append s[0..n). */
+void cairn_buf_put(struct cairn_buf *b, const char *s, size_t n);
+/** Append the string s. */
+void cairn_buf_puts(struct cairn_buf *b, const char *s);
+
 #endif

@@ -49,3 +49,19 @@ char *cairn_strdup(const char *s)
 {
     return cairn_strndup(s, strlen(s));
 }
+
+void cairn_buf_put(struct cairn_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2 + 64;
+        b->p = cairn_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void cairn_buf_puts(struct cairn_buf *b, const char *s)
+{
+    cairn_buf_put(b, s, strlen(s));
+}

@@ -33,29 +33,6 @@ struct cairn_model_prompt {
     unsigned char id[CAIRN_MODEL_PROMPT_ID_LEN];
 };
 
-/* ---- growable text ----------------------------------------------------- */
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void buf_put(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2 + 64;
-        b->p = cairn_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_puts(struct buf *b, const char *s)
-{
-    buf_put(b, s, strlen(s));
-}
-
 /* ---- reading a block ----------------------------------------------------- */
 
 enum item_kind { ITEM_END, ITEM_OK, ITEM_BAD };
@@ -191,19 +168,19 @@ static size_t line_of(const char *text, const char *at)
 }
 
 /* The placeholder's replacement: one line per tag. */
-static void put_taxonomy(const struct cairn_taxonomy *tx, struct buf *b)
+static void put_taxonomy(const struct cairn_taxonomy *tx, struct cairn_buf *b)
 {
     for (size_t i = 0; i < tx->ntags; i++) {
         const struct cairn_tag *t = &tx->tags[i];
         char line[160];
         snprintf(line, sizeof(line), "%s- <%s>: ", i > 0 ? "\n" : "", t->name);
-        buf_puts(b, line);
+        cairn_buf_puts(b, line);
         if (t->type == CAIRN_TAG_ENUM) {
-            buf_puts(b, "one of ");
+            cairn_buf_puts(b, "one of ");
             for (size_t j = 0; j < t->nvalues; j++) {
                 if (j > 0)
-                    buf_puts(b, ", ");
-                buf_puts(b, t->values[j]);
+                    cairn_buf_puts(b, ", ");
+                cairn_buf_puts(b, t->values[j]);
             }
             continue;
         }
@@ -211,7 +188,7 @@ static void put_taxonomy(const struct cairn_taxonomy *tx, struct buf *b)
                  "%s from %.15g to %.15g, only as an upper limit stated in "
                  "the conversation",
                  t->type == CAIRN_TAG_INT ? "an integer" : "a number", t->min, t->max);
-        buf_puts(b, line);
+        cairn_buf_puts(b, line);
     }
 }
 
@@ -221,7 +198,7 @@ static void put_taxonomy(const struct cairn_taxonomy *tx, struct buf *b)
  * @return 0, or -1 with `err` naming the line.
  */
 static int put_example(const struct cairn_taxonomy *tx, const char *path, const char *text,
-                       const char *open, const char *end, struct buf *b, const char **next,
+                       const char *open, const char *end, struct cairn_buf *b, const char **next,
                        char *err, size_t errlen)
 {
     const size_t olen = strlen(CAIRN_MODEL_BLOCK_OPEN), clen = strlen(CAIRN_MODEL_BLOCK_CLOSE);
@@ -235,7 +212,7 @@ static int put_example(const struct cairn_taxonomy *tx, const char *path, const 
     bool seen[CAIRN_MAX_TAGS] = {false};
     struct item it;
     const char *p = body;
-    buf_puts(b, CAIRN_MODEL_BLOCK_OPEN "\n");
+    cairn_buf_puts(b, CAIRN_MODEL_BLOCK_OPEN "\n");
     for (enum item_kind k; (k = next_item(&p, close, &it)) != ITEM_END;) {
         if (k == ITEM_BAD) {
             const char *eol = memchr(it.at, '\n', (size_t)(close - it.at));
@@ -259,15 +236,15 @@ static int put_example(const struct cairn_taxonomy *tx, const char *path, const 
             return -1;
         }
         const char *name = tx->tags[tag].name;
-        buf_puts(b, "<");
-        buf_puts(b, name);
-        buf_puts(b, ">");
-        buf_puts(b, value);
-        buf_puts(b, "</");
-        buf_puts(b, name);
-        buf_puts(b, ">\n");
+        cairn_buf_puts(b, "<");
+        cairn_buf_puts(b, name);
+        cairn_buf_puts(b, ">");
+        cairn_buf_puts(b, value);
+        cairn_buf_puts(b, "</");
+        cairn_buf_puts(b, name);
+        cairn_buf_puts(b, ">\n");
     }
-    buf_puts(b, CAIRN_MODEL_BLOCK_CLOSE);
+    cairn_buf_puts(b, CAIRN_MODEL_BLOCK_CLOSE);
     *next = close + clen;
     return 0;
 }
@@ -319,16 +296,16 @@ struct cairn_model_prompt *cairn_model_prompt_load(const struct cairn_taxonomy *
         free(text);
         return NULL;
     }
-    struct buf b = {0};
-    buf_put(&b, "", 0);
+    struct cairn_buf b = {0};
+    cairn_buf_put(&b, "", 0);
     for (const char *p = text; p < end;) {
         const char *open = memmem(p, (size_t)(end - p), CAIRN_MODEL_BLOCK_OPEN, olen);
         const char *at = ph >= p && (open == NULL || ph < open) ? ph : open;
         if (at == NULL) {
-            buf_put(&b, p, (size_t)(end - p));
+            cairn_buf_put(&b, p, (size_t)(end - p));
             break;
         }
-        buf_put(&b, p, (size_t)(at - p));
+        cairn_buf_put(&b, p, (size_t)(at - p));
         if (at == ph) {
             put_taxonomy(tx, &b);
             p = ph + plen;
@@ -452,8 +429,8 @@ static void add_text(struct pieces *ps, const cJSON *content)
 static char *join_tail(const struct pieces *ps, size_t max)
 {
     size_t skip = ps->total > max ? ps->total - max : 0;
-    struct buf b = {0};
-    buf_put(&b, "", 0);
+    struct cairn_buf b = {0};
+    cairn_buf_put(&b, "", 0);
     for (size_t i = 0; i < ps->n; i++) {
         const struct piece *pc = &ps->v[i];
         if (pc->n <= skip) {
@@ -463,7 +440,7 @@ static char *join_tail(const struct pieces *ps, size_t max)
         size_t from = skip;
         while (from < pc->n && ((unsigned char)pc->s[from] & 0xC0) == 0x80)
             from++;
-        buf_put(&b, pc->s + from, pc->n - from);
+        cairn_buf_put(&b, pc->s + from, pc->n - from);
         skip = 0;
     }
     return b.p;

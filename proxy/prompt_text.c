@@ -16,22 +16,6 @@
 #include "alloc.h"
 #include "utf8.h"
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void buf_put(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2 + 64;
-        b->p = cairn_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* Step back / forward to a UTF-8 character boundary. */
 static size_t char_start(const char *s, size_t i, size_t len)
 {
@@ -73,7 +57,7 @@ static size_t text_parts(const cJSON *content, const char **parts, size_t *lens,
 /* At most head bytes from the start and tail bytes from the end of the
  * parts joined by '\n'. Pieces of 64 parts at most: a message with more is
  * not a prompt worth reading in full. */
-static void gather(const cJSON *content, size_t head, size_t tail, struct buf *out)
+static void gather(const cJSON *content, size_t head, size_t tail, struct cairn_buf *out)
 {
     const char *parts[64];
     size_t lens[64];
@@ -84,18 +68,18 @@ static void gather(const cJSON *content, size_t head, size_t tail, struct buf *o
     size_t room = cut ? head : total;
     for (size_t i = 0; i < n && room > 0; i++) {
         if (i > 0) {
-            buf_put(out, "\n", 1);
+            cairn_buf_put(out, "\n", 1);
             room--;
         }
         size_t take = lens[i] < room ? lens[i] : char_start(parts[i], room, lens[i]);
-        buf_put(out, parts[i], take);
+        cairn_buf_put(out, parts[i], take);
         room -= take < room ? take : room;
         if (take < lens[i])
             break;
     }
     if (!cut)
         return;
-    buf_put(out, "\n", 1);
+    cairn_buf_put(out, "\n", 1);
     /* Walk back from the end to find where the tail starts. */
     size_t need = tail, first = n;
     while (first > 0 && need > 0) {
@@ -110,9 +94,9 @@ static void gather(const cJSON *content, size_t head, size_t tail, struct buf *o
         skip = char_next(parts[first], sum - tail, lens[first]);
     for (size_t i = first; i < n; i++) {
         if (i > first)
-            buf_put(out, "\n", 1);
+            cairn_buf_put(out, "\n", 1);
         size_t from = i == first ? skip : 0;
-        buf_put(out, parts[i] + from, lens[i] - from);
+        cairn_buf_put(out, parts[i] + from, lens[i] - from);
     }
 }
 
@@ -188,14 +172,14 @@ static size_t tag_at(const char *s, size_t len)
 }
 
 /* Prose of one line without inline code spans, URLs and markup tags. */
-static void put_prose_line(struct buf *prose, const char *s, size_t len)
+static void put_prose_line(struct cairn_buf *prose, const char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
         if (s[i] == '`') {
             const char *close = memchr(s + i + 1, '`', len - i - 1);
             if (close != NULL) {
-                buf_put(prose, " ", 1);
+                cairn_buf_put(prose, " ", 1);
                 i = (size_t)(close - s) + 1;
                 continue;
             }
@@ -206,12 +190,12 @@ static void put_prose_line(struct buf *prose, const char *s, size_t len)
              (i == 0 || isspace((unsigned char)s[i - 1])))) {
             while (i < len && !isspace((unsigned char)s[i]))
                 i++;
-            buf_put(prose, " ", 1);
+            cairn_buf_put(prose, " ", 1);
             continue;
         }
         size_t tag = tag_at(s + i, len - i);
         if (tag > 0) {
-            buf_put(prose, " ", 1);
+            cairn_buf_put(prose, " ", 1);
             i += tag;
             continue;
         }
@@ -219,18 +203,18 @@ static void put_prose_line(struct buf *prose, const char *s, size_t len)
         while (j < len && s[j] != '`' && s[j] != 'h' && s[j] != 'w' && s[j] != '<' &&
                (unsigned char)s[j] != 0xEF)
             j++;
-        buf_put(prose, s + i, j - i);
+        cairn_buf_put(prose, s + i, j - i);
         i = j;
     }
-    buf_put(prose, "\n", 1);
+    cairn_buf_put(prose, "\n", 1);
 }
 
 /* Move runs of code-looking lines from `raw` to the code: a run is code-
  * looking lines with blank or indented lines between them, and counts when
  * it has min_lines code-looking lines. */
-static void split_unfenced(struct prompt_text *pt, const struct buf *raw, struct buf *prose,
-                           struct buf *code, const struct cairn_pattern *lines, int min_lines,
-                           struct cairn_match *md)
+static void split_unfenced(struct prompt_text *pt, const struct cairn_buf *raw,
+                           struct cairn_buf *prose, struct cairn_buf *code,
+                           const struct cairn_pattern *lines, int min_lines, struct cairn_match *md)
 {
     size_t nlines = 0;
     for (size_t i = 0; i < raw->len; i++)
@@ -286,8 +270,8 @@ static void split_unfenced(struct prompt_text *pt, const struct buf *raw, struct
             if (len > 0 && l[len - 1] == '\n')
                 len--;
             if (is_code) {
-                buf_put(code, l, len);
-                buf_put(code, "\n", 1);
+                cairn_buf_put(code, l, len);
+                cairn_buf_put(code, "\n", 1);
                 pt->code_lines++;
             } else {
                 put_prose_line(prose, l, len);
@@ -304,7 +288,7 @@ bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t
                             struct cairn_match *md)
 {
     memset(pt, 0, sizeof(*pt));
-    struct buf text = {0}, raw = {0}, prose = {0}, code = {0};
+    struct cairn_buf text = {0}, raw = {0}, prose = {0}, code = {0};
     gather(content, head, tail, &text);
     make_valid_utf8(text.p, text.len);
     if (text.len == 0) {
@@ -324,8 +308,8 @@ bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t
             if (f >= fence && c == fch) {
                 fence = 0;
             } else {
-                buf_put(&code, line, len);
-                buf_put(&code, "\n", 1);
+                cairn_buf_put(&code, line, len);
+                cairn_buf_put(&code, "\n", 1);
                 pt->code_lines++;
             }
         } else if (f > 0) {
@@ -335,8 +319,8 @@ bool cairn_prompt_text_read(struct prompt_text *pt, const cJSON *content, size_t
                 fence_info(pt, line, len, f);
             pt->fenced = true;
         } else {
-            buf_put(&raw, line, len);
-            buf_put(&raw, "\n", 1);
+            cairn_buf_put(&raw, line, len);
+            cairn_buf_put(&raw, "\n", 1);
         }
         i = end + 1;
     }
