@@ -869,8 +869,8 @@ static void on_annotated(void *ctx, const struct cairn_markers *model, const cha
     cairn_stats_annotation(call->proxy->stats, call->tenant->name, "model", outcome);
     if (outcome == CAIRN_ANNOTATION_OK || outcome == CAIRN_ANNOTATION_CACHE_HIT)
         cairn_marking_merge_model(&call->tenant->marking, &call->sent, model);
-    else if (call->tenant->marking.annotator != NULL) /* with fallback "none" there are none */
-        cairn_log_msg("warn", "request %s: annotator model %s; going on with the rules' markers",
+    else if (outcome != CAIRN_ANNOTATION_BREAKER_OPEN) /* the breaker's own: no news */
+        cairn_log_msg("warn", "request %s: annotator model %s; going on without its markers",
                       call->req->id, outcome);
     send_chat(call);
 }
