@@ -28,8 +28,8 @@ struct cairn_attempts;
 /**
  * The budget of one request, or NULL when there is nothing to validate
  * (no validated marker was sent). `request` is the body as sent upstream
- * (taken over), `deadline_us` the monotonic time after which no attempt
- * starts.
+ * (taken over; NULL when cfg->attempts is 1: there is no other attempt to
+ * build), `deadline_us` the monotonic time after which no attempt starts.
  */
 struct cairn_attempts *cairn_attempts_new(const struct cairn_validator *v,
                                           const struct cairn_validation_config *cfg,

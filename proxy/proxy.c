@@ -781,13 +781,17 @@ static void start_validation(struct proxy_call *call, struct cairn_chat_request 
     const struct cairn_validation_config *vc = &tenant->policy->validation;
     bool buffer = chat->stream && vc->stream == CAIRN_STREAM_BUFFER;
     const cJSON *opts = cJSON_GetObjectItemCaseSensitive(chat->root, "stream_options");
-    bool usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-        opts, "include_usage")); /* Another attempt is only ever asked for whole: a stream in
-                                  * observe mode is never asked again, and one answered with JSON,
-                                  * or held in buffer mode, is read whole. */
-    cJSON *as_sent = cJSON_Duplicate(chat->root, true);
-    cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream");
-    cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream_options");
+    bool usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+    /* The body kept for further attempts, only when there can be some.
+     * Another attempt is only ever asked for whole: a stream in observe
+     * mode is never asked again, and one answered with JSON, or held in
+     * buffer mode, is read whole. */
+    cJSON *as_sent = NULL;
+    if (vc->attempts > 1) {
+        as_sent = cJSON_Duplicate(chat->root, true);
+        cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream");
+        cJSON_DeleteItemFromObjectCaseSensitive(as_sent, "stream_options");
+    }
     uint64_t deadline = call->req->start_us + (uint64_t)vc->deadline_ms * 1000u;
     call->attempts = cairn_attempts_new(call->snap->validator, vc, &tenant->marking, &call->sent,
                                         as_sent, (int)call->snap->cfg.limits.json_depth, deadline);
