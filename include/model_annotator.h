@@ -88,9 +88,6 @@ enum cairn_model_outcome {
     CAIRN_MODEL_UNPARSABLE, /* no usable block: the caller falls back to rules */
 };
 
-/** "ok" or "unparsable" (the caller names its own "timeout" and "error"). */
-const char *cairn_model_outcome_name(enum cairn_model_outcome outcome);
-
 /**
  * Read the annotator endpoint's response body body[0..len) — a chat
  * completion — strictly: at most CAIRN_MODEL_BODY_MAX bytes, strict JSON

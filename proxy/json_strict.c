@@ -9,7 +9,6 @@
  */
 #include "json_strict.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "files.h"
 #include "utf8.h"
 
 /* Length of the JSON number at s[0..n) (RFC 8259 §6), or 0 if it is not
@@ -294,22 +294,13 @@ char *cairn_json_print(cJSON *root, size_t *len)
 cJSON *cairn_json_load_file(const char *path, size_t max_bytes, int max_depth, char *err,
                             size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    size_t len;
+    char *buf = cairn_read_file(path, max_bytes, &len, err, errlen);
+    if (buf == NULL)
         return NULL;
-    }
-    char *buf = cairn_malloc(max_bytes + 1);
-    size_t len = fread(buf, 1, max_bytes + 1, f);
-    int failed = ferror(f);
-    fclose(f);
-    cJSON *root = NULL;
     char why[256];
-    if (failed)
-        snprintf(err, errlen, "%s: read error", path);
-    else if (len > max_bytes)
-        snprintf(err, errlen, "%s: larger than %zu bytes", path, max_bytes);
-    else if ((root = cairn_json_parse_strict(buf, len, max_depth, why, sizeof(why))) == NULL)
+    cJSON *root = cairn_json_parse_strict(buf, len, max_depth, why, sizeof(why));
+    if (root == NULL)
         snprintf(err, errlen, "%s: %s", path, why);
     free(buf);
     return root;

@@ -12,7 +12,6 @@
  */
 #include "model_annotator.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "alloc.h"
+#include "files.h"
 #include "json_strict.h"
 #include "utf8.h"
 
@@ -252,22 +252,11 @@ static int put_example(const struct cairn_taxonomy *tx, const char *path, const 
 /* Read the template file: bounded, valid UTF-8, no NUL. */
 static char *read_template(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    size_t n, bad;
+    char *text = cairn_read_file(path, CAIRN_MODEL_PROMPT_MAX, &n, err, errlen);
+    if (text == NULL)
         return NULL;
-    }
-    char *text = cairn_malloc(CAIRN_MODEL_PROMPT_MAX + 2);
-    size_t n = fread(text, 1, CAIRN_MODEL_PROMPT_MAX + 1, f);
-    int failed = ferror(f);
-    fclose(f);
-    text[n] = '\0';
-    size_t bad;
-    if (failed)
-        snprintf(err, errlen, "%s: read error", path);
-    else if (n > CAIRN_MODEL_PROMPT_MAX)
-        snprintf(err, errlen, "%s: larger than %d bytes", path, CAIRN_MODEL_PROMPT_MAX);
-    else if (memchr(text, '\0', n) != NULL)
+    if (memchr(text, '\0', n) != NULL)
         snprintf(err, errlen, "%s: NUL byte at byte %zu", path,
                  (size_t)((char *)memchr(text, '\0', n) - text));
     else if ((bad = cairn_utf8_valid(text, n)) < n)
@@ -494,15 +483,6 @@ char *cairn_model_annotator_request(const struct cairn_model_prompt *p, const ch
 }
 
 /* ---- the answer ---------------------------------------------------------- */
-
-const char *cairn_model_outcome_name(enum cairn_model_outcome outcome)
-{
-    switch (outcome) {
-    case CAIRN_MODEL_OK: return "ok";
-    case CAIRN_MODEL_UNPARSABLE: return "unparsable";
-    }
-    return "unparsable";
-}
 
 /* Find the block in text[0..len) and offer its markers (see the header). */
 static enum cairn_model_outcome read_block(const struct cairn_taxonomy *tx, const char *text,

@@ -633,8 +633,8 @@ static void run_answer(const struct cairn_taxonomy *t, const char *name, const c
     free(body);
     char header[1024];
     cairn_markers_format_header(&m, header, sizeof(header));
-    check(got == outcome, name, "outcome %s, want %s", cairn_model_outcome_name(got),
-          cairn_model_outcome_name(outcome));
+    check(got == outcome, name, "outcome %s, want %s", got == CAIRN_MODEL_OK ? "ok" : "unparsable",
+          outcome == CAIRN_MODEL_OK ? "ok" : "unparsable");
     check(strcmp(header, want) == 0, name, "markers \"%s\", want \"%s\"", header, want);
     check(dropped == want_dropped, name, "dropped %zu, want %zu", dropped, want_dropped);
 }
@@ -805,13 +805,6 @@ static void test_answers_renamed(void **state)
     unit_rules_remove(dir);
 }
 
-static void test_outcome_names(void **state)
-{
-    (void)state;
-    assert_string_equal(cairn_model_outcome_name(CAIRN_MODEL_OK), "ok");
-    assert_string_equal(cairn_model_outcome_name(CAIRN_MODEL_UNPARSABLE), "unparsable");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,7 +818,6 @@ int main(void)
         cmocka_unit_test(test_answers_large),
         cmocka_unit_test(test_answer_precedence),
         cmocka_unit_test(test_answers_renamed),
-        cmocka_unit_test(test_outcome_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
