@@ -6,7 +6,8 @@
 #                backend unless UPSTREAM=URL is given)
 #   make test    deps + build + unit and integration tests
 #   make test SANITIZE=1   the same under AddressSanitizer + UBSan
-#   make bench   overhead of the gateway against the stand-in backend (wrk)
+#   make bench   cairn against nginx proxy_pass and the bare backend (wrk),
+#                with TTFB and memory; the table goes to build/bench.md
 #   make demo    violation rate and latency with validation and retry, on a
 #                simulated disobedient backend
 
@@ -17,7 +18,8 @@ DEB_PKGS := pkg-config libevent-dev libcurl4-openssl-dev libcjson-dev libssl-dev
             libpcre2-dev libexttextcat-dev libexpat1-dev libcmocka-dev python3 nodejs npm
 # promtool, the Prometheus project's own parser, checks /metrics in the tests;
 # its package's recommendations (node exporter, web assets) are not needed.
-DEB_TOOLS := prometheus
+# Headless chromium renders `cairn report --html` pages in the tests.
+DEB_TOOLS := prometheus chromium
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/asan
@@ -44,6 +46,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 STANDIN  := $(BUILD)/cairn-standin
 MARKER_BENCH := $(BUILD)/marker-bench
+BENCH_BINS := $(BUILD)/bench-canned $(BUILD)/bench-client
 
 .PHONY: all deps run test unit integration bench demo clean
 all: $(BUILD)/cairn $(STANDIN)
@@ -51,7 +54,7 @@ all: $(BUILD)/cairn $(STANDIN)
 deps:
 	@missing=""; \
 	for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	for c in python3 node npm promtool; do command -v $$c >/dev/null || missing=1; done; \
+	for c in python3 node npm promtool chromium; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing $(DEB_PKGS) $(DEB_TOOLS)"; \
 	  apt-get update -qq && \
@@ -70,6 +73,10 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS) | $(BUILD)/tests
 
 $(MARKER_BENCH): tests/bench/marker_bench.c $(LIB_OBJS) | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS)
+
+# the bench's canned backend and its TTFB / connection-holding client: libc only
+$(BUILD)/bench-%: tests/bench/%.c | $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(STANDIN): tests/standin/standin.c | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs libevent libcjson 2>/dev/null)
@@ -91,9 +98,21 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo/run.py --build $(BUILD) $(DEMO_ARGS)
 
-bench: deps
-	@$(MAKE) --no-print-directory all $(MARKER_BENCH)
-	@$(MARKER_BENCH) rules
+# The load generator and the reference proxy, installed for `make bench`
+# only (not in DEB_TOOLS: `make test` does not need them). Debian's nginx
+# package has the proxy module and upstream keep-alive; no recommends.
+BENCH_DEB := wrk nginx
+.PHONY: bench-deps
+bench-deps:
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then \
+	  echo "bench: installing $(BENCH_DEB)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEB); \
+	fi
+
+# BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_MODES, ...: see tests/bench/run.sh
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory all $(MARKER_BENCH) $(BENCH_BINS)
 	@tests/bench/run.sh $(BUILD)
 
 clean:

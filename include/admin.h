@@ -9,7 +9,7 @@
 
 #include "server.h"
 
-/** The admin server's handler; `arg` is the struct cairn_gateway. */
+/** The admin server's handler; `arg` is the struct cairn_master. */
 void cairn_admin_handle(struct cairn_request *req, void *arg);
 
 #endif

@@ -65,6 +65,9 @@ const struct cairn_violations *cairn_attempts_violations(const struct cairn_atte
 /** "length_tokens, format" — the broken markers' keys — or "none". */
 void cairn_attempts_violation_list(const struct cairn_attempts *a, char *out, size_t outlen);
 
+/** The taxonomy tags the answers are checked on (bit i: tag i). */
+uint32_t cairn_attempts_checked(const struct cairn_attempts *a);
+
 /** {"attempts": N, "violations": [{"marker","expected","observed"}…]} added to `obj`. */
 void cairn_attempts_report(const struct cairn_attempts *a, cJSON *obj);
 

@@ -37,4 +37,18 @@ char *cairn_chat_request_print(const struct cairn_chat_request *req, size_t *len
 
 void cairn_chat_request_free(struct cairn_chat_request *req);
 
+/**
+ * The body of a request cairn sends a model on its own account (the
+ * annotator model, a judge): {"model", "messages": [{"role": "system",
+ * "content": system}, {"role": "user", "content": user}], "temperature": 0,
+ * "max_tokens": max_tokens, "stream": false}.
+ * @return a malloc'd JSON text of *len bytes, NUL-terminated; never NULL.
+ */
+char *cairn_chat_request_internal(const char *model, const char *system, const char *user,
+                                  int max_tokens, size_t *len);
+
+/** choices[0].message.content of a chat completion when it is a string,
+ *  else NULL (a tool call, a refusal without text, not a completion). */
+const char *cairn_chat_completion_text(const cJSON *completion);
+
 #endif

@@ -21,6 +21,8 @@
 
 #define CAIRN_DEFAULT_CONFIG "conf/cairn.json"
 #define CAIRN_NAME_MAX       64 /* upstream and tenant names (log fields, metric labels) */
+#define CAIRN_MAX_WORKERS    64
+#define CAIRN_CONFIG_MAX_BYTES (4 << 20) /* of a configuration file */
 
 struct cairn_listen {
     char host[64]; /* numeric IPv4 or IPv6 address, without brackets */
@@ -116,6 +118,8 @@ struct cairn_validation_config {
     int64_t stream;               /* enum cairn_stream_mode */
 };
 
+struct cairn_experiment_config;
+
 /* What a tenant's requests get: the root "policy" is the default, and a
  * tenant's own keys override it member by member. */
 struct cairn_policy {
@@ -132,7 +136,51 @@ struct cairn_policy {
     struct cairn_annotator_config annotator;
     struct cairn_rate_config rate;
     struct cairn_validation_config validation;
-    bool log_content; /* prompts and answers to log.content */
+    bool log_content; /* prompts and answers to log.content and log.experiment */
+    struct cairn_experiment_config *experiment; /* owned, or NULL; never on an arm */
+};
+
+/* What decides a request's arm: the body's "user" (the caller's end
+ * user), a header, the API key, or nothing (each request on its own).
+ * A request without the chosen unit is assigned on its own. */
+enum cairn_unit { CAIRN_UNIT_USER, CAIRN_UNIT_HEADER, CAIRN_UNIT_KEY, CAIRN_UNIT_REQUEST };
+
+/* One arm: the policy of the experiment's owner with the arm's overrides. */
+struct cairn_arm_config {
+    char *name;
+    double weight;              /* relative; 0 = only forced requests (QA) */
+    char *model;                /* the "model" its requests are sent with, or NULL */
+    struct cairn_policy policy; /* resolved when the whole file is read */
+};
+
+/* Shadow judging of an experiment (shadow.h): a sample of the requests
+ * the other arms served also runs through arm `against`, in the
+ * background, and a judge model compares the two answers. */
+struct cairn_shadow_config {
+    bool enabled;          /* the experiment has a "shadow" section */
+    char *against;         /* an arm of the experiment */
+    double sample;         /* fraction of the eligible requests, in [0, 1] */
+    int64_t max_in_flight; /* shadows running at once, per worker process */
+    int64_t daily_cap;     /* shadows started per UTC day, per worker; 0 = no cap */
+    int64_t deadline_ms;   /* for the other arm's answer */
+    struct {
+        char *upstream;      /* a name in "upstreams" */
+        char *model;         /* the "model" of the judge's requests */
+        int64_t deadline_ms; /* for each of its two replies */
+    } judge;
+};
+
+/* An A/B experiment on a policy (experiment.h has the assignment). */
+struct cairn_experiment_config {
+    char *name;
+    char *salt;                    /* mixed into every assignment: a new salt reshuffles */
+    int64_t unit;                  /* enum cairn_unit */
+    char *unit_header;             /* CAIRN_UNIT_HEADER: its name */
+    bool allow_force;              /* X-Cairn-Arm may choose the arm (QA) */
+    struct cairn_arm_config *arms; /* owned, in the file's order */
+    size_t narms;
+    struct cJSON *source; /* owned: the arms as written, until they are resolved */
+    struct cairn_shadow_config shadow;
 };
 
 #define CAIRN_KEY_DIGEST_LEN 32 /* SHA-256 */
@@ -161,8 +209,11 @@ enum cairn_auth_mode { CAIRN_AUTH_OPEN, CAIRN_AUTH_KEYS };
 
 struct cairn_config {
     char *path; /* where it was loaded from, for messages */
+    char *text; /* the bytes it was loaded from: workers load the master's */
+    size_t text_len;
 
     struct cairn_listen_list listen;
+    int64_t workers; /* serving processes; 0 = one per CPU */
 
     struct {
         struct cairn_listen_list listen; /* metrics and reload; may be empty */
@@ -204,8 +255,9 @@ struct cairn_config {
     size_t ntenants;
 
     struct {
-        char *access;  /* "-" = stderr, else a file appended to */
-        char *content; /* prompts and answers of tenants that log them, or NULL */
+        char *access;     /* "-" = stderr, else a file appended to */
+        char *content;    /* prompts and answers of tenants that log them, or NULL */
+        char *experiment; /* one record per request of an experiment, or NULL */
     } log;
 };
 
@@ -232,6 +284,16 @@ int cairn_config_set_base_url(struct cairn_config *cfg, const char *url, char *e
 /** The upstream named `name`, or NULL. */
 const struct cairn_upstream_config *cairn_config_upstream(const struct cairn_config *cfg,
                                                           const char *name);
+
+/**
+ * Call `fn` on every policy of `cfg`: the default, each tenant's, and each
+ * arm of their experiments, with its dotted place in the file ("policy",
+ * "tenants.acme", "tenants.acme.experiment.arms.rules").
+ * @return the first non-zero value `fn` returns, or 0.
+ */
+int cairn_config_each_policy(const struct cairn_config *cfg,
+                             int (*fn)(const struct cairn_policy *p, const char *where, void *arg),
+                             void *arg);
 
 /** Forget the tenants (an offline command that runs the default policy). */
 void cairn_config_drop_tenants(struct cairn_config *cfg);

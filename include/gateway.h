@@ -1,8 +1,9 @@
 /*
- * gateway.h — one serving process: its event loop, the upstream client,
- * the public and admin servers, the configuration snapshot that new
- * requests run on, and the signals that reload (SIGHUP) and stop it
- * (SIGTERM, SIGINT: drain, then exit 0).
+ * gateway.h — one worker process: its event loop, the upstream client,
+ * the public server on the sockets the master opened, the configuration
+ * snapshot that new requests run on, and the signals that reload (SIGHUP)
+ * and stop it (SIGTERM, SIGINT: drain, then exit 0). The master (master.h)
+ * starts workers and serves the admin listener.
  */
 #ifndef CAIRN_GATEWAY_H
 #define CAIRN_GATEWAY_H
@@ -12,27 +13,27 @@
 
 #include "config.h"
 
-struct cairn_gateway;
+/** Load the configuration — from the file when `text` is NULL, else from
+ *  text[0..len) (what the master read and checked) — and apply whatever the
+ *  command line overrides. */
+typedef int (*cairn_config_loader)(void *arg, const char *text, size_t len,
+                                   struct cairn_config *cfg, char *err, size_t errlen);
 
-/** Load the configuration (the file, and whatever the command line
- *  overrides): called at start and on every reload. */
-typedef int (*cairn_config_loader)(void *arg, struct cairn_config *cfg, char *err, size_t errlen);
+struct cairn_arena;
+struct cairn_limiter_zone;
+struct cairn_shared;
+
+/* What the master gives a worker. */
+struct cairn_worker_spec {
+    unsigned index; /* 0 .. workers-1 */
+    const int *fds; /* its listening sockets, taken over */
+    size_t nfds;
+    struct cairn_shared *shared;         /* the configuration to load, from the master */
+    struct cairn_arena *arena;           /* where its metrics live */
+    struct cairn_limiter_zone *limiters; /* the tenants' shared rate limits */
+};
 
 /** Serve until stopped. @return the process exit code. */
-int cairn_gateway_run(cairn_config_loader load, void *arg);
-
-/**
- * Load the configuration again and, if all of it is valid, make it the
- * one new requests run on; requests in flight finish on theirs. On error
- * nothing changes. Listening addresses are kept (a change needs a
- * restart, and is reported). @return 0, or -1 with err.
- */
-int cairn_gateway_reload(struct cairn_gateway *gw, char *err, size_t errlen);
-
-/** The configuration generation serving now (1 = as started). */
-uint64_t cairn_gateway_generation(const struct cairn_gateway *gw);
-
-/** The Prometheus exposition of this process. malloc'd; *len set. */
-char *cairn_gateway_metrics(struct cairn_gateway *gw, size_t *len);
+int cairn_gateway_run(cairn_config_loader load, void *arg, const struct cairn_worker_spec *w);
 
 #endif

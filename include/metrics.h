@@ -3,12 +3,12 @@
  * histograms with fixed label names, rendered in the text exposition
  * format 0.0.4 for a scrape endpoint.
  *
- * One registry per worker process, used from its event loop only: there
- * are no locks. Updates sit on the request path, so looking up a series
- * that already exists costs one hash of the label values and allocates
- * nothing. Label values come from requests and upstreams, so each family
- * holds at most CAIRN_METRICS_MAX_SERIES series; label combinations beyond
- * that are not recorded but counted in the registry's own family
+ * One registry per worker process, written from its event loop only:
+ * there are no locks. The master reads the workers' registries (each in
+ * shared memory) and sums them for /metrics. Updates sit on the request path, so looking up a
+ * series that already exists costs one hash of the label values and allocates nothing. Label values
+ * come from requests and upstreams, so each family holds at most CAIRN_METRICS_MAX_SERIES series;
+ * label combinations beyond that are not recorded but counted in the registry's own family
  * cairn_metrics_series_dropped_total{family="<name>"}.
  *
  * Misuse that can only come from cairn's own code (an invalid name, a
@@ -18,6 +18,7 @@
 #ifndef CAIRN_METRICS_H
 #define CAIRN_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /** Series kept per family; new label combinations beyond it are dropped. */
@@ -35,8 +36,23 @@ struct cairn_metrics;
 /** One family: name, help, type, fixed label names and its series. */
 struct cairn_metric;
 
+struct cairn_arena;
+
 /** An empty registry (apart from cairn_metrics_series_dropped_total). */
 struct cairn_metrics *cairn_metrics_new(void);
+
+/** The same in a worker's shared arena (shm.h), where the master can read
+ *  it; cairn_metrics_free leaves such a registry alone. */
+struct cairn_metrics *cairn_metrics_new_in(struct cairn_arena *arena);
+
+/** Whether `reg` lives in an arena. */
+bool cairn_metrics_in_arena(const struct cairn_metrics *reg);
+
+/** A new (heap) registry with the families of regs[0] and, for each
+ *  series, the sum over every registry's families of the same name (a
+ *  gauge too: they count things, like connections, that add up). The
+ *  registries may be written meanwhile by their worker processes. */
+struct cairn_metrics *cairn_metrics_sum(struct cairn_metrics *const *regs, size_t n);
 
 /** Free the registry and every family in it (NULL is ignored). */
 void cairn_metrics_free(struct cairn_metrics *reg);

@@ -64,19 +64,26 @@ void cairn_model_prompt_id(const struct cairn_model_prompt *p,
                            unsigned char out[CAIRN_MODEL_PROMPT_ID_LEN]);
 
 /**
+ * A conversation as one text: every message of the OpenAI `messages` array
+ * that has text, as "ROLE: text" (role uppercased), turns separated by a
+ * blank line; of a content array only {"type": "text"} parts count, joined
+ * by '\n' (images, audio and tool calls are left out). When it is longer
+ * than `max_bytes`, its last bytes are kept, cut on a UTF-8 character
+ * boundary (the end of a conversation is what is being answered).
+ * @return a malloc'd NUL-terminated text; never NULL.
+ */
+char *cairn_model_conversation(const cJSON *messages, size_t max_bytes);
+
+/**
  * The chat completion request body for the annotator endpoint:
  *   {"model": model, "messages": [{"role": "system", "content": prompt},
  *    {"role": "user", "content": conversation}], "temperature": 0,
  *    "max_tokens": CAIRN_MODEL_MAX_TOKENS, "stream": false}
- * The conversation is every message of the OpenAI `messages` array that has
- * text, as "ROLE: text" (role uppercased), turns separated by a blank line;
- * of a content array only {"type": "text"} parts count, joined by '\n'
- * (images, audio and tool calls are left out). The text is taken as it
- * is here; the gateway hands over messages whose marker-looking text is
- * already neutralised (marking.h), so a caller cannot type markers into
- * the annotator's answer either. When the conversation is
- * longer than `max_conversation_bytes`, its last bytes are kept, cut on a
- * UTF-8 character boundary (the end of a conversation decides its markers).
+ * with the conversation as cairn_model_conversation renders it, at most
+ * `max_conversation_bytes` of its end (the end of a conversation decides
+ * its markers). The text is taken as it is here; the gateway hands over
+ * messages whose marker-looking text is already neutralised (marking.h),
+ * so a caller cannot type markers into the annotator's answer either.
  * @return a malloc'd JSON text of *len bytes, NUL-terminated; never NULL.
  */
 char *cairn_model_annotator_request(const struct cairn_model_prompt *p, const char *model,

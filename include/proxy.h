@@ -12,6 +12,7 @@
 
 struct cairn_stats;
 struct cairn_annotation_cache;
+struct cairn_shadows;
 
 struct event_base;
 
@@ -22,6 +23,7 @@ struct cairn_proxy {
     struct cairn_stats *stats;
     struct cairn_annotation_cache *annotation_cache; /* NULL when off */
     size_t streams;                                  /* answers being relayed as SSE now */
+    struct cairn_shadows *shadows; /* shadow judging, made on first use; NULL until then */
 };
 
 /** The server's handler; `arg` is a struct cairn_proxy. */

@@ -49,10 +49,14 @@ struct cairn_request {
     uint64_t start_us;
     uint64_t upstream_first_byte_us; /* 0 = none */
     int upstream_status;             /* 0 = no upstream answer */
+    uint64_t first_byte_us;          /* from start_us to the response head queued */
     char tenant[CAIRN_NAME_MAX + 1]; /* "" until a key names one */
+    char arm[CAIRN_NAME_MAX + 1];    /* experiment arm, "" for none */
     const char *error_code;          /* set by cairn_response_error */
     char *log_fields;                /* owned: extra JSON members for the access
                                         record ("k":v,"k2":v2), or NULL */
+    char *experiment_fields;         /* owned: the same for its experiment
+                                        record, or NULL when it has none */
     uint64_t bytes_in, bytes_out;
 
     /* set by the handler that takes the request */
@@ -69,15 +73,13 @@ typedef void (*cairn_handler_fn)(struct cairn_request *req, void *arg);
 typedef void (*cairn_request_end_fn)(const struct cairn_request *req, void *arg);
 
 /**
- * Create a server on `base` with the limits and timeouts of `cfg`, bind
- * every address of `listen`, and print "cairn: NAMElistening on HOST:PORT"
- * for each to stderr (the real port when the config says 0; `name` is ""
- * or e.g. "admin "). @return NULL with `err` filled on failure.
+ * Create a server on `base` with the limits and timeouts of `cfg`,
+ * accepting on the listening sockets fds[0..nfds) (listen.h), which it
+ * takes over: they close with the server, or when it drains.
  */
 struct cairn_server *cairn_server_new(struct event_base *base, const struct cairn_config *cfg,
-                                      const struct cairn_listen_list *listen, const char *name,
-                                      cairn_handler_fn handler, void *arg, char *err,
-                                      size_t errlen);
+                                      const int *fds, size_t nfds, cairn_handler_fn handler,
+                                      void *arg);
 
 /** Limits and timeouts from now on come from `cfg` (a reload); the
  *  listening addresses stay. `cfg` must outlive its use. */

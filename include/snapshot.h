@@ -36,6 +36,8 @@ struct cairn_backend {
     struct cairn_spoof *spoof;         /* owned */
 };
 
+/* A tenant, or one arm of its experiment: an arm is the tenant under the
+ * arm's policy, sharing its name and rate limiter. */
 struct cairn_tenant {
     const char *name;
     const struct cairn_policy *policy;
@@ -47,6 +49,11 @@ struct cairn_tenant {
     const struct cairn_backend *annotator; /* its upstream, or NULL */
     unsigned char annotator_id[32];        /* SHA-256 of its URL, model and prompt */
     struct cairn_breaker *breaker;         /* owned: stops calls to a failing one */
+    /* Experiments (experiment.h): */
+    const struct cairn_experiment_config *experiment; /* the tenant's, or NULL */
+    struct cairn_tenant *arms;                        /* owned: one per arm of it */
+    const char *arm;                                  /* an arm: its name; else NULL */
+    const char *model; /* an arm: the "model" its requests are sent with, or NULL */
 };
 
 struct cairn_snapshot {

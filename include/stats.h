@@ -19,10 +19,13 @@
 #include "server.h"
 #include "validate.h"
 
+struct cairn_arena;
 struct cairn_stats;
 
-/** Stats for a process that started on configuration `generation`. */
-struct cairn_stats *cairn_stats_new(uint64_t generation);
+/** A worker's stats, kept in its shared arena (NULL: on the heap, for
+ *  tests). A worker started again after a crash gets the stats that its
+ *  predecessor kept, and goes on counting. */
+struct cairn_stats *cairn_stats_new(struct cairn_arena *arena);
 void cairn_stats_free(struct cairn_stats *st);
 
 /** A request has ended: requests by tenant, route, status and arm, and its
@@ -38,17 +41,40 @@ void cairn_stats_markers(struct cairn_stats *st, const char *tenant,
 void cairn_stats_annotation(struct cairn_stats *st, const char *tenant, const char *source,
                             const char *outcome);
 
-/** A validated answer of `tenant`: retries (attempts - 1) and the markers
- *  its final answer still breaks. */
-void cairn_stats_validation(struct cairn_stats *st, const char *tenant, size_t attempts,
-                            const struct cairn_violations *v, const struct cairn_taxonomy *tx);
+/** A validated answer of `tenant` in experiment arm `arm` ("" for none):
+ *  retries (attempts - 1) and the markers its final answer still breaks. */
+void cairn_stats_validation(struct cairn_stats *st, const char *tenant, const char *arm,
+                            size_t attempts, const struct cairn_violations *v,
+                            const struct cairn_taxonomy *tx);
 
-/** A reload was tried (not the start): `generation` is the one serving now. */
-void cairn_stats_reload(struct cairn_stats *st, uint64_t generation, bool ok);
+/** Shadow judging (shadow.h) in `experiment` of `tenant`: an offer's
+ *  outcome, or a shadow that failed. */
+void cairn_stats_shadow(struct cairn_stats *st, const char *tenant, const char *experiment,
+                        const char *outcome);
 
-/** The exposition text, with the gauges read now (`cache` may be NULL).
+/** A judgement of arm `arm`'s answer against arm `other`'s: "win",
+ *  "loss" or "tie". */
+void cairn_stats_judgement(struct cairn_stats *st, const char *tenant, const char *experiment,
+                           const char *arm, const char *other, const char *result);
+
+/** Bring the gauges a worker knows (`cache` may be NULL) and the counts
+ *  kept elsewhere (the cache's lookups, the logs' losses) up to date: a
+ *  worker calls this a few times a second. */
+void cairn_stats_refresh(struct cairn_stats *st, size_t connections, size_t streams,
+                         const struct cairn_annotation_cache *cache);
+
+/* What the master itself knows. */
+struct cairn_master_stats {
+    uint64_t generation; /* of the configuration serving: 1 as started, +1 per reload */
+    uint64_t reloads_ok, reloads_failed;
+    bool last_reload_ok;
+    unsigned workers;  /* running */
+    uint64_t restarts; /* workers started again after they died */
+};
+
+/** The exposition text: the sum of the workers' stats, and the master's.
  *  malloc'd; *len set. */
-char *cairn_stats_render(struct cairn_stats *st, size_t connections, size_t streams,
-                         const struct cairn_annotation_cache *cache, size_t *len);
+char *cairn_stats_render(struct cairn_stats *const *workers, size_t n,
+                         const struct cairn_master_stats *ms, size_t *len);
 
 #endif

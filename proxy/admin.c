@@ -7,31 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "master.h"
 
-static void do_metrics(struct cairn_gateway *gw, struct cairn_request *req)
+static void do_metrics(struct cairn_master *m, struct cairn_request *req)
 {
     size_t len;
-    char *text = cairn_gateway_metrics(gw, &len);
+    char *text = cairn_master_metrics(m, &len);
     cairn_response_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
 }
 
-static void do_reload(struct cairn_gateway *gw, struct cairn_request *req)
+static void do_reload(struct cairn_master *m, struct cairn_request *req)
 {
     char err[512], body[64];
-    if (cairn_gateway_reload(gw, err, sizeof(err)) < 0) {
+    if (cairn_master_reload(m, err, sizeof(err)) < 0) {
         cairn_response_error(req, 500, "reload_failed", "%s", err);
         return;
     }
     int n = snprintf(body, sizeof(body), "{\"status\":\"reloaded\",\"generation\":%llu}\n",
-                     (unsigned long long)cairn_gateway_generation(gw));
+                     (unsigned long long)cairn_master_generation(m));
     cairn_response_send(req, 200, "application/json", body, (size_t)n);
 }
 
-static void do_health(struct cairn_gateway *gw, struct cairn_request *req)
+static void do_health(struct cairn_master *m, struct cairn_request *req)
 {
-    (void)gw;
+    (void)m;
     static const char ok[] = "{\"status\":\"ok\"}\n";
     cairn_response_send(req, 200, "application/json", ok, sizeof(ok) - 1);
 }
@@ -39,7 +39,7 @@ static void do_health(struct cairn_gateway *gw, struct cairn_request *req)
 static const struct admin_route {
     const char *path;
     const char *method;
-    void (*handle)(struct cairn_gateway *, struct cairn_request *);
+    void (*handle)(struct cairn_master *, struct cairn_request *);
 } admin_routes[] = {
     {"/metrics", "GET", do_metrics},
     {"/admin/reload", "POST", do_reload},

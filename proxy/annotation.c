@@ -13,13 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/event.h>
-
 #include "alloc.h"
-#include "log.h"
+#include "model_call.h"
 #include "server.h"
-#include "upstream.h"
 
 const char *const CAIRN_ANNOTATION_OK = "ok";
 const char *const CAIRN_ANNOTATION_CACHE_HIT = "cache_hit";
@@ -33,23 +29,10 @@ struct cairn_annotation {
     const struct cairn_snapshot *snap;
     const struct cairn_tenant *tenant;
     unsigned char key[CAIRN_ANNOTATION_KEY_LEN];
-    struct cairn_transfer *transfer; /* NULL once finished */
-    struct event *deadline;
-    struct evbuffer *answer;
-    int status;
+    struct cairn_model_call *call; /* NULL once finished */
     cairn_annotation_done_fn done;
     void *ctx;
 };
-
-static void annotation_free(struct cairn_annotation *a)
-{
-    cairn_transfer_cancel(a->transfer);
-    if (a->deadline != NULL)
-        event_free(a->deadline);
-    if (a->answer != NULL)
-        evbuffer_free(a->answer);
-    free(a);
-}
 
 /* Report once, then go: the breaker hears how the annotator did. */
 static void finish(struct cairn_annotation *a, const struct cairn_markers *model,
@@ -61,7 +44,7 @@ static void finish(struct cairn_annotation *a, const struct cairn_markers *model
     else
         cairn_breaker_failure(a->tenant->breaker, now);
     a->done(a->ctx, model, outcome);
-    annotation_free(a);
+    free(a);
 }
 
 static void cache_put(struct cairn_annotation *a, const struct cairn_markers *m)
@@ -76,36 +59,19 @@ static void cache_put(struct cairn_annotation *a, const struct cairn_markers *m)
     cairn_annotation_cache_put(a->cache, a->key, value, n, cairn_now_us());
 }
 
-static void on_head(void *ctx, int status, const struct cairn_upstream_header *headers,
-                    size_t nheaders)
-{
-    (void)headers;
-    (void)nheaders;
-    struct cairn_annotation *a = ctx;
-    a->status = status;
-}
-
-static int on_data(void *ctx, const char *data, size_t len)
+static void on_answer(void *ctx, const char *errstr, int status, const char *body, size_t len)
 {
     struct cairn_annotation *a = ctx;
-    if (evbuffer_get_length(a->answer) + len > CAIRN_MODEL_BODY_MAX)
-        return -1; /* an answer that long is no marker block */
-    evbuffer_add(a->answer, data, len);
-    return 0;
-}
-
-static void on_done(void *ctx, const char *errstr)
-{
-    struct cairn_annotation *a = ctx;
-    a->transfer = NULL;
+    a->call = NULL;
     struct cairn_markers model;
     cairn_markers_init(&model, &a->snap->tx);
-    if (errstr != NULL || a->status != 200) {
-        finish(a, &model, CAIRN_ANNOTATION_ERROR);
+    if (errstr != NULL || status != 200) {
+        finish(a, &model,
+               errstr == CAIRN_MODEL_CALL_ETIMEOUT ? CAIRN_ANNOTATION_TIMEOUT
+                                                   : CAIRN_ANNOTATION_ERROR);
         return;
     }
-    size_t len = evbuffer_get_length(a->answer), dropped = 0;
-    const char *body = len > 0 ? (const char *)evbuffer_pullup(a->answer, -1) : "";
+    size_t dropped = 0;
     if (cairn_model_annotator_parse(&a->snap->tx, body, len, &model, &dropped) != CAIRN_MODEL_OK) {
         finish(a, &model, CAIRN_ANNOTATION_UNPARSABLE);
         return;
@@ -113,18 +79,6 @@ static void on_done(void *ctx, const char *errstr)
     if (a->cache != NULL)
         cache_put(a, &model);
     finish(a, &model, CAIRN_ANNOTATION_OK);
-}
-
-static const struct cairn_transfer_callbacks callbacks = {on_head, on_data, on_done};
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct cairn_annotation *a = arg;
-    struct cairn_markers none;
-    cairn_markers_init(&none, &a->snap->tx);
-    finish(a, &none, CAIRN_ANNOTATION_TIMEOUT);
 }
 
 /* A cached answer, or false. */
@@ -178,21 +132,16 @@ struct cairn_annotation *cairn_annotation_start(struct event_base *base,
     size_t len;
     char *body = cairn_model_annotator_request(snap->prompt, cfg->model, messages,
                                                (size_t)cfg->max_conversation_bytes, &len);
-    char idline[CAIRN_REQUEST_ID_MAX + 16];
-    snprintf(idline, sizeof(idline), "X-Request-Id: %s", request_id);
-    const char *headers[] = {"Content-Type: application/json", idline, NULL};
-    a->answer = evbuffer_new();
-    a->deadline = evtimer_new(base, on_deadline, a);
-    struct timeval tv = {(time_t)(cfg->deadline_ms / 1000),
-                         (suseconds_t)((cfg->deadline_ms % 1000) * 1000)};
-    evtimer_add(a->deadline, &tv);
-    a->transfer = cairn_transfer_start(tenant->annotator->endpoint, "/chat/completions", headers,
-                                       body, len, &callbacks, a);
+    /* An answer that long is no marker block. */
+    a->call = cairn_model_call_start(base, tenant->annotator->endpoint, request_id, body, len,
+                                     CAIRN_MODEL_BODY_MAX, cfg->deadline_ms, on_answer, a);
     return a;
 }
 
 void cairn_annotation_cancel(struct cairn_annotation *a)
 {
-    if (a != NULL)
-        annotation_free(a);
+    if (a != NULL) {
+        cairn_model_call_cancel(a->call);
+        free(a);
+    }
 }

@@ -205,6 +205,11 @@ void cairn_attempts_violation_list(const struct cairn_attempts *a, char *out, si
                  a->sent->tx->tags[v->items[i].tag].key);
 }
 
+uint32_t cairn_attempts_checked(const struct cairn_attempts *a)
+{
+    return a->opts.tags;
+}
+
 void cairn_attempts_report(const struct cairn_attempts *a, cJSON *obj)
 {
     cJSON_AddNumberToObject(obj, "attempts", (double)a->count);

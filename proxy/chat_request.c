@@ -152,3 +152,33 @@ void cairn_chat_request_free(struct cairn_chat_request *req)
     cJSON_Delete(req->root);
     memset(req, 0, sizeof(*req));
 }
+
+char *cairn_chat_request_internal(const char *model, const char *system, const char *user,
+                                  int max_tokens, size_t *len)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", model);
+    cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
+    cJSON *sys = cJSON_CreateObject(), *turn = cJSON_CreateObject();
+    cJSON_AddStringToObject(sys, "role", "system");
+    cJSON_AddStringToObject(sys, "content", system);
+    cJSON_AddStringToObject(turn, "role", "user");
+    cJSON_AddStringToObject(turn, "content", user);
+    cJSON_AddItemToArray(msgs, sys);
+    cJSON_AddItemToArray(msgs, turn);
+    cJSON_AddNumberToObject(root, "temperature", 0);
+    cJSON_AddNumberToObject(root, "max_tokens", max_tokens);
+    cJSON_AddFalseToObject(root, "stream");
+    char *out = cairn_json_print(root, len);
+    cJSON_Delete(root);
+    return out;
+}
+
+const char *cairn_chat_completion_text(const cJSON *completion)
+{
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(completion, "choices");
+    const cJSON *first = cJSON_IsArray(choices) ? choices->child : NULL;
+    const cJSON *message = cJSON_GetObjectItemCaseSensitive(first, "message");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(message, "content");
+    return cJSON_IsString(content) ? content->valuestring : NULL;
+}

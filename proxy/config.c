@@ -17,14 +17,16 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "experiment.h"
+#include "files.h"
 #include "json_strict.h"
 
-#define CONFIG_MAX_FILE_BYTES (4 << 20)
 #define CONFIG_MAX_DEPTH      16
 #define CONFIG_MAX_LISTEN     16
 #define CONFIG_MAX_UPSTREAMS  64
 #define CONFIG_MAX_TENANTS    10000
 #define CONFIG_MAX_KEYS       64 /* per tenant */
+#define CONFIG_MAX_ARMS       16 /* per experiment */
 
 enum key_type {
     KEY_INT,     /* int64_t in [min, max] */
@@ -43,6 +45,7 @@ enum key_type {
     KEY_KEYS,    /* struct cairn_key_list */
     KEY_UPSTREAMS,
     KEY_TENANTS,
+    KEY_EXPERIMENT, /* struct cairn_experiment_config *, or NULL */
 };
 
 struct key {
@@ -92,6 +95,7 @@ static const char *const auth_choices[] = {"open", "keys", NULL};
 static const char *const counting_choices[] = {"words", "characters", "tokens", NULL};
 static const char *const retry_choices[] = {"feedback", "resample", NULL};
 static const char *const stream_choices[] = {"observe", "buffer", NULL};
+static const char *const unit_choices[] = {"user", "header", "key", "request", NULL};
 
 #define KEY_STRUCT struct cairn_marker_template
 static const struct key template_keys[] = {
@@ -177,6 +181,50 @@ static const struct key policy_keys[] = {
     GROUP("rate", rate_keys),
     GROUP("validation", validation_keys),
     KEY("log_content", KEY_BOOL, log_content),
+    KEY("experiment", KEY_EXPERIMENT, experiment),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+/* Shadow judging; "against" and "judge.upstream" are checked once the
+ * arms and the upstreams are known (resolve_experiment, check_policy). */
+#define KEY_STRUCT struct cairn_shadow_config
+static const struct key judge_keys[] = {
+    KEY("upstream", KEY_NAME, judge.upstream),
+    KEY("model", KEY_STRING, judge.model),
+    RANGE_KEY("deadline_ms", KEY_INT, judge.deadline_ms, 100, 600000),
+    END_KEYS,
+};
+
+static const struct key shadow_keys[] = {
+    KEY("against", KEY_NAME, against),
+    RANGE_KEY("sample", KEY_REAL, sample, 0, 1),
+    RANGE_KEY("max_in_flight", KEY_INT, max_in_flight, 1, 1000),
+    RANGE_KEY("daily_cap", KEY_INT, daily_cap, 0, 10000000),
+    RANGE_KEY("deadline_ms", KEY_INT, deadline_ms, 100, HOUR_MS),
+    GROUP("judge", judge_keys),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+/* An experiment's own keys; "arms" is read by set_experiment. */
+#define KEY_STRUCT struct cairn_experiment_config
+static const struct key experiment_keys[] = {
+    KEY("name", KEY_NAME, name),
+    KEY("salt", KEY_STRING, salt),
+    CHOICE_KEY("unit", unit, unit_choices),
+    KEY("unit_header", KEY_STRING, unit_header),
+    KEY("allow_force", KEY_BOOL, allow_force),
+    SECTION("shadow", shadow, shadow_keys),
+    END_KEYS,
+};
+#undef KEY_STRUCT
+
+/* An arm's own keys; every other member is a policy key (see resolve_arm). */
+#define KEY_STRUCT struct cairn_arm_config
+static const struct key arm_keys[] = {
+    RANGE_KEY("weight", KEY_REAL, weight, 0, 1e6),
+    KEY("model", KEY_STRING, model),
     END_KEYS,
 };
 #undef KEY_STRUCT
@@ -235,11 +283,13 @@ static const struct key admin_keys[] = {
 static const struct key log_keys[] = {
     KEY("access", KEY_STRING, log.access),
     KEY("content", KEY_STRING, log.content),
+    KEY("experiment", KEY_STRING, log.experiment),
     END_KEYS,
 };
 
 static const struct key root_keys[] = {
     KEY("listen", KEY_LISTEN, listen),
+    RANGE_KEY("workers", KEY_INT, workers, 0, CAIRN_MAX_WORKERS),
     GROUP("admin", admin_keys),
     GROUP("limits", limits_keys),
     GROUP("timeouts", timeouts_keys),
@@ -370,6 +420,8 @@ static void strmap_free(struct cairn_strmap *m)
 
 static void upstreams_free(struct cairn_config *cfg);
 static void tenants_free(struct cairn_config *cfg);
+static void experiment_free(struct cairn_experiment_config *e);
+static struct cairn_experiment_config *experiment_copy(const struct cairn_experiment_config *e);
 
 /* Release everything the table's fields own in the struct at `base`. */
 static void fields_free(void *base, const struct key *keys)
@@ -403,6 +455,10 @@ static void fields_free(void *base, const struct key *keys)
         }
         case KEY_UPSTREAMS: upstreams_free(base); break;
         case KEY_TENANTS: tenants_free(base); break;
+        case KEY_EXPERIMENT:
+            experiment_free(*(struct cairn_experiment_config **)field);
+            *(struct cairn_experiment_config **)field = NULL;
+            break;
         case KEY_INT:
         case KEY_REAL:
         case KEY_BOOL:
@@ -447,6 +503,12 @@ static void fields_own(void *dst, const struct key *keys)
             break;
         }
         case KEY_SECTION: fields_own(field, k->section); break;
+        case KEY_EXPERIMENT: {
+            struct cairn_experiment_config **e = field;
+            if (*e != NULL)
+                *e = experiment_copy(*e);
+            break;
+        }
         case KEY_INT:
         case KEY_REAL:
         case KEY_BOOL:
@@ -484,6 +546,34 @@ static void tenants_free(struct cairn_config *cfg)
     cfg->ntenants = 0;
 }
 
+static void experiment_free(struct cairn_experiment_config *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < e->narms; i++) {
+        fields_free(&e->arms[i], arm_keys);
+        free(e->arms[i].name);
+        fields_free(&e->arms[i].policy, policy_keys);
+    }
+    free(e->arms);
+    fields_free(e, experiment_keys);
+    cJSON_Delete(e->source);
+    free(e);
+}
+
+/* A tenant's copy of the default policy's experiment: copied before any
+ * arm is resolved, since arms resolve against the policy that holds them. */
+static struct cairn_experiment_config *experiment_copy(const struct cairn_experiment_config *e)
+{
+    struct cairn_experiment_config *c = cairn_malloc(sizeof(*c));
+    *c = *e;
+    fields_own(c, experiment_keys);
+    c->arms = NULL;
+    c->narms = 0;
+    c->source = cJSON_Duplicate(e->source, true);
+    return c;
+}
+
 void cairn_config_drop_tenants(struct cairn_config *cfg)
 {
     tenants_free(cfg);
@@ -492,6 +582,7 @@ void cairn_config_drop_tenants(struct cairn_config *cfg)
 void cairn_config_free(struct cairn_config *cfg)
 {
     free(cfg->path);
+    free(cfg->text);
     fields_free(cfg, root_keys);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -703,6 +794,73 @@ static int set_upstreams(struct cairn_config *cfg, const cJSON *v, const char *p
     return 0;
 }
 
+static int set_value(void *base, const struct key *k, const cJSON *v, const char *path, char *err,
+                     size_t errlen);
+static const struct key *find_key(const struct key *keys, const char *name);
+static void member_path(char *out, size_t outlen, const char *prefix, const char *name);
+
+/* An experiment replaces the one the policy had. Its arms are kept as
+ * written until the whole file is read (see resolve_experiment). */
+static int set_experiment(struct cairn_experiment_config **field, const cJSON *v, const char *path,
+                          char *err, size_t errlen)
+{
+    experiment_free(*field);
+    struct cairn_experiment_config *e = *field = cairn_calloc(1, sizeof(*e));
+    e->unit = CAIRN_UNIT_USER;
+    e->shadow = (struct cairn_shadow_config){
+        .sample = 0.05, .max_in_flight = 4, .daily_cap = 1000, .deadline_ms = 60000};
+    e->shadow.judge.deadline_ms = 30000;
+    const cJSON *arms = NULL;
+    for (const cJSON *m = v->child; m != NULL; m = m->next) {
+        char at[160];
+        member_path(at, sizeof(at), path, m->string);
+        const struct key *k = find_key(experiment_keys, m->string);
+        if (strcmp(m->string, "arms") == 0) {
+            arms = m;
+        } else if (k == NULL) {
+            snprintf(err, errlen, "%s: unknown key", at);
+            return -1;
+        } else if (set_value(e, k, m, at, err, errlen) < 0) {
+            return -1;
+        }
+    }
+    int narms = cJSON_GetArraySize(arms);
+    if (e->name == NULL) {
+        snprintf(err, errlen, "%s.name: an experiment needs a name", path);
+        return -1;
+    }
+    if (!cJSON_IsObject(arms) || narms < 1 || narms > CONFIG_MAX_ARMS) {
+        snprintf(err, errlen, "%s.arms: must be an object of 1 to %d named arms", path,
+                 CONFIG_MAX_ARMS);
+        return -1;
+    }
+    for (const cJSON *a = arms->child; a != NULL; a = a->next) {
+        if (!valid_name(a->string) || !cJSON_IsObject(a)) {
+            snprintf(err, errlen,
+                     "%s.arms.%s: an arm is an object named by 1 to %d of A-Z a-z 0-9 _ . -", path,
+                     a->string, CAIRN_NAME_MAX);
+            return -1;
+        }
+    }
+    if (e->unit == CAIRN_UNIT_HEADER && e->unit_header == NULL) {
+        snprintf(err, errlen, "%s.unit_header: unit \"header\" needs the header's name", path);
+        return -1;
+    }
+    e->shadow.enabled = cJSON_GetObjectItemCaseSensitive(v, "shadow") != NULL;
+    const char *missing = e->shadow.against == NULL        ? "against"
+                          : e->shadow.judge.upstream == NULL ? "judge.upstream"
+                          : e->shadow.judge.model == NULL    ? "judge.model"
+                                                             : NULL;
+    if (e->shadow.enabled && missing != NULL) {
+        snprintf(err, errlen, "%s.shadow.%s: shadow judging needs it", path, missing);
+        return -1;
+    }
+    if (e->salt == NULL)
+        e->salt = cairn_strdup(e->name);
+    e->source = cJSON_Duplicate(arms, true);
+    return 0;
+}
+
 /* Set one field from a JSON value; `path` names it for messages. */
 static int set_value(void *base, const struct key *k, const cJSON *v, const char *path, char *err,
                      size_t errlen)
@@ -848,6 +1006,17 @@ static int set_value(void *base, const struct key *k, const cJSON *v, const char
     case KEY_KEYS: return set_keys(field, k->section, v, path, err, errlen);
     case KEY_UPSTREAMS: return set_upstreams(base, v, path, err, errlen);
     case KEY_TENANTS: return 0; /* after everything else: see load_tenants */
+    case KEY_EXPERIMENT:
+        if (cJSON_IsNull(v)) {
+            experiment_free(*(struct cairn_experiment_config **)field);
+            *(struct cairn_experiment_config **)field = NULL;
+            return 0;
+        }
+        if (!cJSON_IsObject(v)) {
+            snprintf(why, sizeof(why), "must be an object or null");
+            break;
+        }
+        return set_experiment(field, v, path, err, errlen);
     }
     snprintf(err, errlen, "%s: %s", path, why);
     return -1;
@@ -981,18 +1150,127 @@ static int check_unique_keys(const struct cairn_config *cfg, char *err, size_t e
     return rc;
 }
 
-/* What single keys cannot check: references between parts of the file. */
-/* A policy that calls the annotator model must name its upstream. */
-static int check_annotator(const struct cairn_config *cfg, const struct cairn_policy *p,
-                           const char *where, char *err, size_t errlen)
+/* An arm: a copy of the policy that holds the experiment, with the arm's
+ * own keys applied. What belongs to the tenant as a whole (its rate
+ * limits, its models) is not an arm's to change. */
+static int resolve_arm(struct cairn_arm_config *arm, const struct cairn_policy *owner,
+                       const cJSON *obj, const char *prefix, char *err, size_t errlen)
 {
+    arm->name = cairn_strdup(obj->string);
+    arm->weight = 1;
+    arm->policy = *owner;
+    arm->policy.experiment = NULL;
+    fields_own(&arm->policy, policy_keys);
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        char path[160];
+        member_path(path, sizeof(path), prefix, m->string);
+        const struct key *k = find_key(arm_keys, m->string);
+        void *base = arm;
+        if (k == NULL && strcmp(m->string, "experiment") != 0 && strcmp(m->string, "rate") != 0 &&
+            strcmp(m->string, "models") != 0) {
+            k = find_key(policy_keys, m->string);
+            base = &arm->policy;
+        }
+        if (k == NULL) {
+            snprintf(err, errlen, "%s: not a key of an arm", path);
+            return -1;
+        }
+        if (set_value(base, k, m, path, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int resolve_experiment(struct cairn_policy *p, const char *where, char *err, size_t errlen)
+{
+    struct cairn_experiment_config *e = p->experiment;
+    if (e == NULL)
+        return 0;
+    e->arms = cairn_calloc((size_t)cJSON_GetArraySize(e->source), sizeof(*e->arms));
+    double total = 0;
+    for (const cJSON *a = e->source->child; a != NULL; a = a->next) {
+        char at[160];
+        snprintf(at, sizeof(at), "%s.experiment.arms.%s", where, a->string);
+        struct cairn_arm_config *arm = &e->arms[e->narms++];
+        if (resolve_arm(arm, p, a, at, err, errlen) < 0)
+            return -1;
+        total += arm->weight;
+    }
+    cJSON_Delete(e->source);
+    e->source = NULL;
+    if (total <= 0) {
+        snprintf(err, errlen, "%s.experiment.arms: the weights must not all be 0", where);
+        return -1;
+    }
+    if (e->shadow.enabled && cairn_experiment_find_arm(e, e->shadow.against) < 0) {
+        snprintf(err, errlen, "%s.experiment.shadow.against: no arm named \"%s\"", where,
+                 e->shadow.against);
+        return -1;
+    }
+    return 0;
+}
+
+/* Arms resolve once every policy is complete: a tenant's arms start from
+ * the tenant's policy, inherited experiment or not. */
+static int resolve_experiments(struct cairn_config *cfg, char *err, size_t errlen)
+{
+    if (resolve_experiment(&cfg->policy, "policy", err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->ntenants; i++) {
+        char where[96];
+        snprintf(where, sizeof(where), "tenants.%s", cfg->tenants[i].name);
+        if (resolve_experiment(&cfg->tenants[i].policy, where, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int each_policy_of(const struct cairn_policy *p, const char *where,
+                          int (*fn)(const struct cairn_policy *, const char *, void *), void *arg)
+{
+    int rc = fn(p, where, arg);
+    for (size_t i = 0; rc == 0 && p->experiment != NULL && i < p->experiment->narms; i++) {
+        char at[192];
+        snprintf(at, sizeof(at), "%s.experiment.arms.%s", where, p->experiment->arms[i].name);
+        rc = fn(&p->experiment->arms[i].policy, at, arg);
+    }
+    return rc;
+}
+
+int cairn_config_each_policy(const struct cairn_config *cfg,
+                             int (*fn)(const struct cairn_policy *p, const char *where, void *arg),
+                             void *arg)
+{
+    int rc = each_policy_of(&cfg->policy, "policy", fn, arg);
+    for (size_t i = 0; rc == 0 && i < cfg->ntenants; i++) {
+        char where[96];
+        snprintf(where, sizeof(where), "tenants.%s", cfg->tenants[i].name);
+        rc = each_policy_of(&cfg->tenants[i].policy, where, fn, arg);
+    }
+    return rc;
+}
+
+/* What single keys cannot check: references between parts of the file. */
+struct reference_check {
+    const struct cairn_config *cfg;
+    char *err;
+    size_t errlen;
+};
+
+/* A policy's upstream exists; one that calls the annotator model names
+ * the annotator's. */
+static int check_policy(const struct cairn_policy *p, const char *where, void *arg)
+{
+    const struct reference_check *c = arg;
+    if (cairn_config_upstream(c->cfg, p->upstream) == NULL) {
+        snprintf(c->err, c->errlen, "%s.upstream: no upstream named \"%s\"", where, p->upstream);
+        return -1;
+    }
     bool model = p->markers.annotate == CAIRN_ANNOTATE_MODEL ||
                  p->markers.annotate == CAIRN_ANNOTATE_RULES_MODEL;
-    if (!model)
-        return 0;
-    if (p->annotator.upstream == NULL ||
-        cairn_config_upstream(cfg, p->annotator.upstream) == NULL) {
-        snprintf(err, errlen,
+    if (model && (p->annotator.upstream == NULL ||
+                  cairn_config_upstream(c->cfg, p->annotator.upstream) == NULL)) {
+        snprintf(c->err, c->errlen,
                  "%s.annotator.upstream: annotate \"%s\" needs an upstream in "
                  "\"upstreams\" (got %s%s%s)",
                  where, p->markers.annotate == CAIRN_ANNOTATE_MODEL ? "model" : "rules+model",
@@ -1001,33 +1279,24 @@ static int check_annotator(const struct cairn_config *cfg, const struct cairn_po
                  p->annotator.upstream ? "\"" : "");
         return -1;
     }
+    const struct cairn_shadow_config *sh = p->experiment != NULL ? &p->experiment->shadow : NULL;
+    if (sh != NULL && sh->enabled && cairn_config_upstream(c->cfg, sh->judge.upstream) == NULL) {
+        snprintf(c->err, c->errlen, "%s.experiment.shadow.judge.upstream: no upstream named \"%s\"",
+                 where, sh->judge.upstream);
+        return -1;
+    }
     return 0;
 }
 
 static int check_references(const struct cairn_config *cfg, char *err, size_t errlen)
 {
-    if (check_annotator(cfg, &cfg->policy, "policy", err, errlen) < 0)
-        return -1;
-    if (cairn_config_upstream(cfg, cfg->policy.upstream) == NULL) {
-        snprintf(err, errlen, "policy.upstream: no upstream named \"%s\"", cfg->policy.upstream);
-        return -1;
-    }
     if (cfg->auth == CAIRN_AUTH_OPEN && cfg->ntenants > 0) {
         snprintf(err, errlen, "tenants: need \"auth\": \"keys\" (open mode has no tenants)");
         return -1;
     }
-    for (size_t i = 0; i < cfg->ntenants; i++) {
-        const struct cairn_tenant_config *t = &cfg->tenants[i];
-        if (cairn_config_upstream(cfg, t->policy.upstream) == NULL) {
-            snprintf(err, errlen, "tenants.%s.upstream: no upstream named \"%s\"", t->name,
-                     t->policy.upstream);
-            return -1;
-        }
-        char where[96];
-        snprintf(where, sizeof(where), "tenants.%s", t->name);
-        if (check_annotator(cfg, &t->policy, where, err, errlen) < 0)
-            return -1;
-    }
+    struct reference_check c = {cfg, err, errlen};
+    if (cairn_config_each_policy(cfg, check_policy, &c) < 0)
+        return -1;
     return check_unique_keys(cfg, err, errlen);
 }
 
@@ -1043,6 +1312,7 @@ static int load_tree(struct cairn_config *cfg, const char *name, const cJSON *ro
     const cJSON *tenants = cJSON_GetObjectItemCaseSensitive(root, "tenants");
     if (load_section(cfg, root_keys, root, "", why, sizeof(why)) < 0 ||
         (tenants != NULL && load_tenants(cfg, tenants, why, sizeof(why)) < 0) ||
+        resolve_experiments(cfg, why, sizeof(why)) < 0 ||
         check_references(cfg, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", name, why);
         return -1;
@@ -1060,6 +1330,8 @@ int cairn_config_load_buffer(struct cairn_config *cfg, const char *name, const c
     char why[256];
     cairn_config_defaults(cfg);
     cfg->path = cairn_strdup(name);
+    cfg->text = cairn_strndup(buf, len);
+    cfg->text_len = len;
     cJSON *root = cairn_json_parse_strict(buf, len, CONFIG_MAX_DEPTH, why, sizeof(why));
     int rc = -1;
     if (root == NULL)
@@ -1074,12 +1346,13 @@ int cairn_config_load_buffer(struct cairn_config *cfg, const char *name, const c
 
 int cairn_config_load_file(struct cairn_config *cfg, const char *path, char *err, size_t errlen)
 {
-    cairn_config_defaults(cfg);
-    cfg->path = cairn_strdup(path);
-    cJSON *root = cairn_json_load_file(path, CONFIG_MAX_FILE_BYTES, CONFIG_MAX_DEPTH, err, errlen);
-    int rc = root != NULL ? load_tree(cfg, path, root, err, errlen) : -1;
-    cJSON_Delete(root);
-    if (rc < 0)
-        cairn_config_free(cfg);
+    size_t len;
+    char *text = cairn_read_file(path, CAIRN_CONFIG_MAX_BYTES, &len, err, errlen);
+    if (text == NULL) {
+        memset(cfg, 0, sizeof(*cfg));
+        return -1;
+    }
+    int rc = cairn_config_load_buffer(cfg, path, text, len, err, errlen);
+    free(text);
     return rc;
 }

@@ -14,8 +14,9 @@
 #include "alloc.h"
 #include "annotate_cli.h"
 #include "config.h"
-#include "gateway.h"
+#include "master.h"
 #include "keys.h"
+#include "report.h"
 #include "snapshot.h"
 #include "upstream.h"
 #include "validate_cli.h"
@@ -38,6 +39,7 @@ static void usage(FILE *out)
             "       cairn annotate --model [-c FILE] [--concurrency N] < prompts.jsonl\n"
             "       cairn validate [--rules DIR | -c FILE] < answers.jsonl\n"
             "       cairn key\n"
+            "       cairn report [--json] [--html FILE] [--baseline NAME] LOG...\n"
             "       cairn --version | --help\n"
             "\n"
             "  serve      run the gateway (the default command)\n"
@@ -49,6 +51,8 @@ static void usage(FILE *out)
             "             {\"id\",\"violations\"} line per input: what the response breaks\n"
             "  key        make a client API key: prints the key (once) and the digest to\n"
             "             put in a tenant's \"keys\"\n"
+            "  report     the statistics of the A/B experiments in experiment logs: per\n"
+            "             arm, and each arm against the baseline (default \"control\")\n"
             "\n"
             "  -c FILE            configuration file (default %s)\n"
             "  --listen HOST:PORT listen here instead of the configured addresses\n"
@@ -61,11 +65,13 @@ static void usage(FILE *out)
 
 /* Load the configuration and apply the command-line overrides: at start,
  * and again on every reload. */
-static int load_config(void *arg, struct cairn_config *cfg, char *err, size_t errlen)
+static int load_config(void *arg, const char *text, size_t len, struct cairn_config *cfg, char *err,
+                       size_t errlen)
 {
     const struct options *opt = arg;
     char why[512];
-    if (cairn_config_load_file(cfg, opt->config_path, err, errlen) < 0)
+    if ((text != NULL ? cairn_config_load_buffer(cfg, opt->config_path, text, len, err, errlen)
+                      : cairn_config_load_file(cfg, opt->config_path, err, errlen)) < 0)
         return -1;
     if (opt->listen != NULL) {
         cfg->listen.n = 1;
@@ -91,7 +97,7 @@ static int cmd_check(const struct options *opt)
     struct cairn_config cfg;
     char err[512];
     struct cairn_snapshot *snap = NULL;
-    if (load_config((void *)opt, &cfg, err, sizeof(err)) == 0)
+    if (load_config((void *)opt, NULL, 0, &cfg, err, sizeof(err)) == 0)
         snap = cairn_snapshot_new(&cfg, NULL, NULL, 1, err, sizeof(err));
     if (snap == NULL) {
         fprintf(stderr, "cairn: %s\n", err);
@@ -106,7 +112,7 @@ static int cmd_check(const struct options *opt)
 
 static int cmd_serve(const struct options *opt)
 {
-    return cairn_gateway_run(load_config, (void *)opt);
+    return cairn_master_run(load_config, (void *)opt);
 }
 
 /* A new client key: the key once on stdout, and the line for the config. */
@@ -135,7 +141,7 @@ static int load_offline_config(const struct options *opt, struct cairn_config *c
         cairn_config_defaults(cfg);
         free(cfg->rules_dir);
         cfg->rules_dir = cairn_strdup(opt->rules);
-    } else if (load_config((void *)opt, cfg, err, sizeof(err)) < 0) {
+    } else if (load_config((void *)opt, NULL, 0, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "cairn: %s\n", err);
         return -1;
     }
@@ -243,6 +249,9 @@ int main(int argc, char **argv)
     const struct command *cmd = &commands[0];
     int i = 1;
 
+    /* report takes file names and options of its own. */
+    if (argc > 1 && strcmp(argv[1], "report") == 0)
+        return cairn_report_main(argc - 2, argv + 2);
     if (argc > 1 && argv[1][0] != '-') {
         cmd = NULL;
         for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)

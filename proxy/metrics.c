@@ -11,6 +11,16 @@
  *
  * Histogram series count observations per bucket, not cumulatively, so an
  * observation touches one counter; render adds them up.
+ *
+ * A registry may live in a worker's shared arena (shm.h), where the master
+ * reads it while the worker writes: one writer, readers in other
+ * processes. Nothing there is ever freed or moved, only added; a grown
+ * array is a new copy, published before the series count that needs it.
+ * So the writer stores the series array and the count with release, and a
+ * reader that loads the count with acquire and then the array sees every
+ * series below the count complete. Values are stored and loaded whole
+ * (relaxed atomics), so a reader sees an old or a new value, never a torn
+ * one.
  */
 #include "metrics.h"
 
@@ -24,9 +34,11 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "shm.h"
 
 #define DROPPED_NAME "cairn_metrics_series_dropped_total"
 #define FIRST_SLOTS  16
+#define MAX_LABELS   16
 
 struct series {
     uint64_t hash;
@@ -53,7 +65,44 @@ struct cairn_metric {
 struct cairn_metrics {
     struct cairn_metric *first, *last; /* owned, in the order added */
     struct cairn_metric *dropped;      /* one of them */
+    struct cairn_arena *arena;         /* where it all lives, or NULL: the heap */
 };
+
+/* Memory for the registry: zeroed; in the arena nothing is freed. */
+static void *mem_alloc(const struct cairn_metrics *reg, size_t n)
+{
+    return reg->arena != NULL ? cairn_arena_alloc(reg->arena, n) : cairn_calloc(1, n);
+}
+
+static void mem_free(const struct cairn_metrics *reg, void *p)
+{
+    if (reg->arena == NULL)
+        free(p);
+}
+
+static char *mem_strdup(const struct cairn_metrics *reg, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(mem_alloc(reg, n), s, n);
+}
+
+/* Values that a reader in another process may load while they change. */
+static double load_value(const double *p)
+{
+    double v;
+    __atomic_load(p, &v, __ATOMIC_RELAXED);
+    return v;
+}
+
+static void store_value(double *p, double v)
+{
+    __atomic_store(p, &v, __ATOMIC_RELAXED);
+}
+
+static uint64_t load_count(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
 
 __attribute__((format(printf, 1, 2), noreturn)) static void misuse(const char *fmt, ...)
 {
@@ -109,6 +158,8 @@ static void check_family(const struct cairn_metrics *reg, enum cairn_metric_type
         if (strcmp(m->name, name) == 0)
             misuse("%s is added twice", name);
     for (size_t i = 0; labels && labels[i]; i++) {
+        if (i == MAX_LABELS)
+            misuse("%s: more than %d labels", name, MAX_LABELS);
         if (!valid_name(labels[i], false) || strncmp(labels[i], "__", 2) == 0)
             misuse("%s: invalid label name \"%s\"", name, labels[i]);
         if (type == CAIRN_METRIC_HISTOGRAM && strcmp(labels[i], "le") == 0)
@@ -185,28 +236,33 @@ static size_t free_slot(const struct cairn_metric *m, uint64_t hash)
 
 static void grow_slots(struct cairn_metric *m)
 {
-    free(m->slots);
+    mem_free(m->reg, m->slots);
     m->nslots *= 2;
-    m->slots = cairn_calloc(m->nslots, sizeof *m->slots);
+    m->slots = mem_alloc(m->reg, m->nslots * sizeof *m->slots);
     for (size_t i = 0; i < m->nseries; i++)
         m->slots[free_slot(m, m->series[i].hash)] = (uint32_t)(i + 1);
 }
 
+/* A new series, complete before the count that shows it to readers. */
 static struct series *new_series(struct cairn_metric *m, const char *const *values, uint64_t hash)
 {
     if (m->nseries == m->cap) {
+        struct series *grown = mem_alloc(m->reg, 2 * m->cap * sizeof *grown);
+        memcpy(grown, m->series, m->cap * sizeof *grown);
+        mem_free(m->reg, m->series);
+        __atomic_store_n(&m->series, grown, __ATOMIC_RELEASE);
         m->cap *= 2;
-        m->series = cairn_realloc(m->series, m->cap * sizeof *m->series);
     }
     size_t size = 0;
     for (size_t i = 0; i < m->nlabels; i++)
         size += value_len(value_at(values, i)) + 1;
-    struct series *s = &m->series[m->nseries++];
+    struct series *s = &m->series[m->nseries];
     s->hash = hash;
-    s->key = cairn_malloc(size);
+    s->key = mem_alloc(m->reg, size ? size : 1);
     s->value = 0;
-    s->counts =
-        m->type == CAIRN_METRIC_HISTOGRAM ? cairn_calloc(m->nbuckets + 1, sizeof *s->counts) : NULL;
+    s->counts = m->type == CAIRN_METRIC_HISTOGRAM
+                    ? mem_alloc(m->reg, (m->nbuckets + 1) * sizeof *s->counts)
+                    : NULL;
     char *p = s->key;
     for (size_t i = 0; i < m->nlabels; i++) {
         const char *v = value_at(values, i);
@@ -215,6 +271,7 @@ static struct series *new_series(struct cairn_metric *m, const char *const *valu
         p[len] = '\0';
         p += len + 1;
     }
+    __atomic_store_n(&m->nseries, m->nseries + 1, __ATOMIC_RELEASE);
     return s;
 }
 
@@ -248,7 +305,14 @@ static struct series *find_series(struct cairn_metric *m, const char *const *val
 
 struct cairn_metrics *cairn_metrics_new(void)
 {
-    struct cairn_metrics *reg = cairn_calloc(1, sizeof *reg);
+    return cairn_metrics_new_in(NULL);
+}
+
+struct cairn_metrics *cairn_metrics_new_in(struct cairn_arena *arena)
+{
+    struct cairn_metrics *reg =
+        arena != NULL ? cairn_arena_alloc(arena, sizeof *reg) : cairn_calloc(1, sizeof *reg);
+    reg->arena = arena;
     reg->dropped = cairn_metrics_add(
         reg, CAIRN_METRIC_COUNTER, DROPPED_NAME,
         "Label combinations not recorded because their family had reached its series limit.",
@@ -275,7 +339,7 @@ static void free_family(struct cairn_metric *m)
 
 void cairn_metrics_free(struct cairn_metrics *reg)
 {
-    if (reg == NULL)
+    if (reg == NULL || reg->arena != NULL) /* an arena lives as long as the processes */
         return;
     for (struct cairn_metric *m = reg->first, *next; m; m = next) {
         next = m->next;
@@ -290,31 +354,31 @@ struct cairn_metric *cairn_metrics_add(struct cairn_metrics *reg, enum cairn_met
                                        size_t nbuckets)
 {
     check_family(reg, type, name, help, labels, buckets, nbuckets);
-    struct cairn_metric *m = cairn_calloc(1, sizeof *m);
+    struct cairn_metric *m = mem_alloc(reg, sizeof *m);
     m->reg = reg;
     m->type = type;
-    m->name = cairn_strdup(name);
-    m->help = cairn_strdup(help);
+    m->name = mem_strdup(reg, name);
+    m->help = mem_strdup(reg, help);
     while (labels && labels[m->nlabels])
         m->nlabels++;
-    m->labels = cairn_calloc(m->nlabels, sizeof *m->labels);
+    m->labels = mem_alloc(reg, (m->nlabels + 1) * sizeof *m->labels);
     for (size_t i = 0; i < m->nlabels; i++)
-        m->labels[i] = cairn_strdup(labels[i]);
+        m->labels[i] = mem_strdup(reg, labels[i]);
     m->nbuckets = nbuckets;
-    m->buckets = cairn_calloc(nbuckets, sizeof *m->buckets);
+    m->buckets = mem_alloc(reg, (nbuckets + 1) * sizeof *m->buckets);
     if (nbuckets)
         memcpy(m->buckets, buckets, nbuckets * sizeof *buckets);
     if (m->nlabels == 0) {
         /* Its only series exists from the start, so a scrape shows 0
          * rather than nothing before the first event. */
         m->cap = 1;
-        m->series = cairn_calloc(m->cap, sizeof *m->series);
+        m->series = mem_alloc(reg, m->cap * sizeof *m->series);
         new_series(m, NULL, 0);
     } else {
         m->cap = FIRST_SLOTS / 2;
-        m->series = cairn_calloc(m->cap, sizeof *m->series);
+        m->series = mem_alloc(reg, m->cap * sizeof *m->series);
         m->nslots = FIRST_SLOTS;
-        m->slots = cairn_calloc(m->nslots, sizeof *m->slots);
+        m->slots = mem_alloc(reg, m->nslots * sizeof *m->slots);
     }
     if (reg->last)
         reg->last->next = m;
@@ -322,6 +386,49 @@ struct cairn_metric *cairn_metrics_add(struct cairn_metrics *reg, enum cairn_met
         reg->first = m;
     reg->last = m;
     return m;
+}
+
+/* Add the series of `src` (a family of the same name, maybe in another
+ * process's arena) to `dst`. */
+static void sum_family(struct cairn_metric *dst, const struct cairn_metric *src)
+{
+    size_t n = __atomic_load_n(&src->nseries, __ATOMIC_ACQUIRE);
+    const struct series *series = __atomic_load_n(&src->series, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++) {
+        const struct series *from = &series[i];
+        const char *values[MAX_LABELS];
+        const char *v = from->key;
+        for (size_t k = 0; k < src->nlabels; k++, v += strlen(v) + 1)
+            values[k] = v;
+        struct series *to = find_series(dst, values);
+        if (to == NULL)
+            continue;
+        to->value += load_value(&from->value);
+        for (size_t b = 0; to->counts != NULL && b <= dst->nbuckets; b++)
+            to->counts[b] += load_count(&from->counts[b]);
+    }
+}
+
+bool cairn_metrics_in_arena(const struct cairn_metrics *reg)
+{
+    return reg->arena != NULL;
+}
+
+struct cairn_metrics *cairn_metrics_sum(struct cairn_metrics *const *regs, size_t n)
+{
+    struct cairn_metrics *sum = cairn_metrics_new();
+    for (const struct cairn_metric *f = n > 0 ? regs[0]->first : NULL; f; f = f->next) {
+        struct cairn_metric *out =
+            f == regs[0]->dropped
+                ? sum->dropped
+                : cairn_metrics_add(sum, f->type, f->name, f->help, (const char *const *)f->labels,
+                                    f->nbuckets > 0 ? f->buckets : NULL, f->nbuckets);
+        for (size_t r = 0; r < n; r++)
+            for (const struct cairn_metric *g = regs[r]->first; g; g = g->next)
+                if (strcmp(g->name, f->name) == 0)
+                    sum_family(out, g);
+    }
+    return sum;
 }
 
 static void require_type(const struct cairn_metric *m, bool ok, const char *what)
@@ -337,7 +444,7 @@ void cairn_metric_add(struct cairn_metric *m, const char *const *values, double 
         misuse("%s: a counter cannot add %g", m->name, by);
     struct series *s = find_series(m, values);
     if (s)
-        s->value += by;
+        store_value(&s->value, s->value + by);
 }
 
 void cairn_metric_set(struct cairn_metric *m, const char *const *values, double v)
@@ -345,7 +452,7 @@ void cairn_metric_set(struct cairn_metric *m, const char *const *values, double 
     require_type(m, m->type == CAIRN_METRIC_GAUGE, "set");
     struct series *s = find_series(m, values);
     if (s)
-        s->value = v;
+        store_value(&s->value, v);
 }
 
 void cairn_metric_observe(struct cairn_metric *m, const char *const *values, double v)
@@ -360,8 +467,8 @@ void cairn_metric_observe(struct cairn_metric *m, const char *const *values, dou
     size_t b = 0;
     while (b < m->nbuckets && !(v <= m->buckets[b]))
         b++;
-    s->counts[b]++;
-    s->value += v;
+    __atomic_store_n(&s->counts[b], s->counts[b] + 1, __ATOMIC_RELAXED);
+    store_value(&s->value, s->value + v);
 }
 
 /* Rendering: a growing text buffer. */
@@ -471,12 +578,12 @@ static void put_histogram(struct out *o, const struct cairn_metric *m, const str
     uint64_t total = 0;
     char le[32];
     for (size_t b = 0; b < m->nbuckets; b++) {
-        total += s->counts[b];
+        total += load_count(&s->counts[b]);
         put_sample(o, m, "_bucket", s, format_number(le, sizeof le, m->buckets[b]), (double)total);
     }
-    total += s->counts[m->nbuckets];
+    total += load_count(&s->counts[m->nbuckets]);
     put_sample(o, m, "_bucket", s, "+Inf", (double)total);
-    put_sample(o, m, "_sum", s, NULL, s->value);
+    put_sample(o, m, "_sum", s, NULL, load_value(&s->value));
     put_sample(o, m, "_count", s, NULL, (double)total);
 }
 
@@ -499,7 +606,7 @@ char *cairn_metrics_render(const struct cairn_metrics *reg, size_t *len)
             if (m->type == CAIRN_METRIC_HISTOGRAM)
                 put_histogram(&o, m, &m->series[i]);
             else
-                put_sample(&o, m, "", &m->series[i], NULL, m->series[i].value);
+                put_sample(&o, m, "", &m->series[i], NULL, load_value(&m->series[i].value));
         }
     }
     if (len)

@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "alloc.h"
+#include "chat_request.h"
 #include "files.h"
 #include "json_strict.h"
 #include "utf8.h"
@@ -435,9 +436,7 @@ static char *join_tail(const struct pieces *ps, size_t max)
     return b.p;
 }
 
-char *cairn_model_annotator_request(const struct cairn_model_prompt *p, const char *model,
-                                    const cJSON *messages, size_t max_conversation_bytes,
-                                    size_t *len)
+char *cairn_model_conversation(const cJSON *messages, size_t max_bytes)
 {
     const cJSON *list = cJSON_IsArray(messages) ? messages : NULL;
     int nmsg = list != NULL ? cJSON_GetArraySize(list) : 0;
@@ -459,26 +458,20 @@ char *cairn_model_annotator_request(const struct cairn_model_prompt *p, const ch
         add_text(&ps, content);
         i++;
     }
-    char *conversation = join_tail(&ps, max_conversation_bytes);
+    char *conversation = join_tail(&ps, max_bytes);
     free(ps.v);
     free(labels);
+    return conversation;
+}
 
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", model);
-    cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
-    cJSON *sys = cJSON_CreateObject(), *user = cJSON_CreateObject();
-    cJSON_AddStringToObject(sys, "role", "system");
-    cJSON_AddStringToObject(sys, "content", p->text);
-    cJSON_AddStringToObject(user, "role", "user");
-    cJSON_AddStringToObject(user, "content", conversation);
-    cJSON_AddItemToArray(msgs, sys);
-    cJSON_AddItemToArray(msgs, user);
-    cJSON_AddNumberToObject(root, "temperature", 0);
-    cJSON_AddNumberToObject(root, "max_tokens", CAIRN_MODEL_MAX_TOKENS);
-    cJSON_AddFalseToObject(root, "stream");
+char *cairn_model_annotator_request(const struct cairn_model_prompt *p, const char *model,
+                                    const cJSON *messages, size_t max_conversation_bytes,
+                                    size_t *len)
+{
+    char *conversation = cairn_model_conversation(messages, max_conversation_bytes);
+    char *out = cairn_chat_request_internal(model, p->text, conversation, CAIRN_MODEL_MAX_TOKENS,
+                                            len);
     free(conversation);
-    char *out = cairn_json_print(root, len);
-    cJSON_Delete(root);
     return out;
 }
 
@@ -541,16 +534,10 @@ enum cairn_model_outcome cairn_model_annotator_parse(const struct cairn_taxonomy
     cJSON *root = cairn_json_parse_strict(body, len, CAIRN_MODEL_BODY_DEPTH, why, sizeof(why));
     if (root == NULL)
         return CAIRN_MODEL_UNPARSABLE;
-    const cJSON *choices =
-        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "choices") : NULL;
-    const cJSON *first = cJSON_IsArray(choices) ? choices->child : NULL;
-    const cJSON *message =
-        cJSON_IsObject(first) ? cJSON_GetObjectItemCaseSensitive(first, "message") : NULL;
-    const cJSON *content =
-        cJSON_IsObject(message) ? cJSON_GetObjectItemCaseSensitive(message, "content") : NULL;
+    const char *content = cJSON_IsObject(root) ? cairn_chat_completion_text(root) : NULL;
     enum cairn_model_outcome outcome = CAIRN_MODEL_UNPARSABLE;
-    if (cJSON_IsString(content))
-        outcome = read_block(tx, content->valuestring, strlen(content->valuestring), out, dropped);
+    if (content != NULL)
+        outcome = read_block(tx, content, strlen(content), out, dropped);
     cJSON_Delete(root);
     return outcome;
 }

@@ -27,8 +27,10 @@
 #include "attempts.h"
 #include "completion_stream.h"
 #include "chat_request.h"
+#include "experiment.h"
 #include "json_strict.h"
 #include "log.h"
+#include "shadow.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "stream_observe.h"
@@ -73,6 +75,13 @@ struct proxy_call {
     struct cairn_chat_request chat;      /* owned while the annotator model answers */
     struct cairn_annotation *annotation; /* owned: that call, while in flight */
     const char *annotation_outcome;      /* of the model call, for logs; NULL = none */
+    /* An experiment's request (call->tenant is then its arm): */
+    bool forced;                             /* the caller chose the arm */
+    const char *experiment;                  /* its name */
+    const char *unit;                        /* what assigned it: "user", ..., "request" */
+    char unit_hash[CAIRN_UNIT_HASH_LEN + 1]; /* the unit, for the experiment log */
+    cJSON *usage;                            /* owned: the answer's token usage, or NULL */
+    const struct cairn_tenant *owner;        /* the tenant whose arm call->tenant is */
 };
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), framing
@@ -83,7 +92,7 @@ static const char *const request_header_denylist[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length",
     "content-type", "content-encoding", "expect", "accept-encoding", "authorization",
-    "api-key", "x-api-key", "x-cairn-markers", "openai-organization", "openai-project",
+    "api-key", "x-api-key", "x-cairn-markers", "x-cairn-arm", "openai-organization", "openai-project",
     "cookie", "x-request-id", NULL,
 };
 /* clang-format on */
@@ -116,14 +125,12 @@ static bool is_json_content_type(const char *ct)
 
 /* --- upstream callbacks ---------------------------------------------------- */
 
-/* The markers of this request for its access record:
- * "markers":{"task":{"value":"CodeFix","source":"rules"}},"model_markers":{...} */
-static void log_markers(struct proxy_call *call)
+/* What the pipeline did with a request, as members of `root`:
+ * "markers":{"task":{"value":"CodeFix","source":"rules"}}, and when its
+ * answer was validated "attempts":N, "checked":[…], "violations":[…]. */
+static void describe_markers(const struct proxy_call *call, cJSON *root)
 {
     const struct cairn_markers *m = &call->sent;
-    if (m->tx == NULL)
-        return;
-    cJSON *root = cJSON_CreateObject();
     cJSON *sent = cJSON_AddObjectToObject(root, "markers");
     for (size_t i = 0; i < m->tx->ntags; i++) {
         if (m->source[i] == CAIRN_SRC_NONE)
@@ -132,25 +139,87 @@ static void log_markers(struct proxy_call *call)
         cJSON_AddStringToObject(one, "value", m->value[i]);
         cJSON_AddStringToObject(one, "source", cairn_marker_source_name(m->source[i]));
     }
+    if (call->attempts == NULL)
+        return;
+    const struct cairn_violations *v = cairn_attempts_violations(call->attempts);
+    uint32_t checked = cairn_attempts_checked(call->attempts);
+    cJSON_AddNumberToObject(root, "attempts", (double)cairn_attempts_count(call->attempts));
+    cJSON *keys = cJSON_AddArrayToObject(root, "checked");
+    for (size_t i = 0; i < m->tx->ntags; i++)
+        if (checked & (1u << i))
+            cJSON_AddItemToArray(keys, cJSON_CreateString(m->tx->tags[i].key));
+    keys = cJSON_AddArrayToObject(root, "violations");
+    for (size_t i = 0; i < v->n; i++)
+        cJSON_AddItemToArray(keys, cJSON_CreateString(m->tx->tags[v->items[i].tag].key));
+}
+
+/* The members of an object (taken), without its braces: a record takes
+ * them as members of its own. */
+static char *members_text(cJSON *root)
+{
+    size_t n;
+    char *text = cairn_json_print(root, &n);
+    cJSON_Delete(root);
+    text[n - 1] = '\0';
+    memmove(text, text + 1, n - 1);
+    return text;
+}
+
+/* The access record's part: the markers, the model's own, the annotator
+ * model's outcome and the validation. */
+static void log_markers(struct proxy_call *call)
+{
+    if (call->sent.tx == NULL)
+        return;
+    cJSON *root = cJSON_CreateObject();
+    if (call->tenant->arm != NULL) {
+        cJSON_AddStringToObject(root, "experiment", call->experiment);
+        cJSON_AddStringToObject(root, "arm", call->tenant->arm);
+    }
+    describe_markers(call, root);
     if (cairn_markers_count(&call->model) > 0)
         cairn_markers_to_json(&call->model, cJSON_AddObjectToObject(root, "model_markers"));
     if (call->annotation_outcome != NULL)
         cJSON_AddStringToObject(root, "annotator", call->annotation_outcome);
-    if (call->attempts != NULL) {
-        const struct cairn_violations *v = cairn_attempts_violations(call->attempts);
-        cJSON_AddNumberToObject(root, "attempts", (double)cairn_attempts_count(call->attempts));
-        cJSON *keys = cJSON_AddArrayToObject(root, "violations");
-        for (size_t i = 0; i < v->n; i++)
-            cJSON_AddItemToArray(keys, cJSON_CreateString(m->tx->tags[v->items[i].tag].key));
-    }
-    size_t n;
-    char *text = cairn_json_print(root, &n);
-    cJSON_Delete(root);
-    /* Drop the braces: the record takes these as members of its own. */
-    text[n - 1] = '\0';
     free(call->req->log_fields);
-    call->req->log_fields = cairn_strdup(text + 1);
-    free(text);
+    call->req->log_fields = members_text(root);
+}
+
+/* The experiment record's part (log.h adds the time, the request id, the
+ * status and the latencies): the arm and how it was chosen, the markers
+ * and the validation, the token usage, and — where the tenant logs
+ * content — the prompt sent and the answer relayed. */
+static void log_experiment(struct proxy_call *call)
+{
+    const struct cairn_tenant *t = call->tenant;
+    if (t->arm == NULL || call->sent.tx == NULL || !cairn_log_experiment_enabled())
+        return;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "tenant", t->name);
+    cJSON_AddStringToObject(root, "experiment", call->experiment);
+    cJSON_AddStringToObject(root, "arm", t->arm);
+    cJSON_AddBoolToObject(root, "forced", call->forced);
+    cJSON_AddStringToObject(root, "unit", call->unit);
+    cJSON_AddStringToObject(root, "unit_hash", call->unit_hash);
+    describe_markers(call, root);
+    if (call->attempts == NULL) {
+        cJSON_AddNumberToObject(root, "attempts", 0);
+        cJSON_AddArrayToObject(root, "checked");
+        cJSON_AddArrayToObject(root, "violations");
+    }
+    cJSON_AddItemToObject(root, "usage", call->usage != NULL ? call->usage : cJSON_CreateNull());
+    call->usage = NULL;
+    if (call->prompt != NULL) {
+        cJSON_AddItemToObject(root, "prompt", cJSON_CreateRaw(call->prompt));
+        cJSON_AddItemToObject(root, "answer",
+                              call->answer_text != NULL ? cJSON_CreateRaw(call->answer_text)
+                                                        : cJSON_CreateNull());
+    }
+    char *text = members_text(root);
+    if (call->prompt != NULL)
+        cairn_log_mask(text, strlen(text), cairn_endpoint_key(t->backend->endpoint));
+    free(call->req->experiment_fields);
+    call->req->experiment_fields = text;
 }
 
 static void free_headers(char **list, size_t n)
@@ -163,16 +232,18 @@ static void free_headers(char **list, size_t n)
 static void call_free(struct proxy_call *call)
 {
     log_markers(call);
+    log_experiment(call);
+    cJSON_Delete(call->usage);
     cairn_annotation_cancel(call->annotation);
     cairn_chat_request_free(&call->chat);
-    if (call->prompt != NULL)
+    if (call->prompt != NULL && cairn_log_content_enabled())
         cairn_log_content(call->req->id, call->tenant->name, call->prompt, call->answer_text,
                           cairn_endpoint_key(call->tenant->backend->endpoint));
     free(call->prompt);
     free(call->answer_text);
     free(call->path);
     if (call->attempts != NULL)
-        cairn_stats_validation(call->proxy->stats, call->tenant->name,
+        cairn_stats_validation(call->proxy->stats, call->tenant->name, call->req->arm,
                                cairn_attempts_count(call->attempts),
                                cairn_attempts_violations(call->attempts), call->sent.tx);
     cairn_attempts_free(call->attempts);
@@ -415,10 +486,21 @@ static cJSON *cairn_report(struct proxy_call *call)
 
 /* A successful answer, with the "cairn" report when there is anything to
  * report; the upstream's own bytes go out untouched when there is not. */
+/* The token usage of the answer relayed, for the experiment log. */
+static void keep_usage(struct proxy_call *call, const cJSON *completion)
+{
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(completion, "usage");
+    if (call->tenant->arm == NULL || !cJSON_IsObject(usage))
+        return;
+    cJSON_Delete(call->usage);
+    call->usage = cJSON_Duplicate(usage, true);
+}
+
 static void relay_completion(struct proxy_call *call, cJSON *tree, bool changed, const char *body,
                              size_t len)
 {
     struct cairn_request *req = call->req;
+    keep_usage(call, tree);
     bool report = tree != NULL && call->sent.tx != NULL &&
                   (changed || call->attempts != NULL || cairn_markers_count(&call->sent) > 0);
     size_t n;
@@ -451,6 +533,19 @@ static char *report_comment(cJSON *report)
     return comment;
 }
 
+/* A complete answer has gone to the client: its experiment may judge it
+ * against another arm's, in the background (shadow.h). */
+static void offer_shadow(struct proxy_call *call, const cJSON *answer)
+{
+    struct cairn_proxy *proxy = call->proxy;
+    if (call->owner == NULL || !call->owner->experiment->shadow.enabled ||
+        cairn_server_draining(proxy->server))
+        return;
+    if (proxy->shadows == NULL) /* on first use: in the worker, on its loop */
+        proxy->shadows = cairn_shadows_new(proxy->base, proxy->stats, proxy->annotation_cache);
+    cairn_shadow_offer(proxy->shadows, call->snap, call->owner, call->tenant, call->req, answer);
+}
+
 /* The budget is spent (or the answer is good): the best attempt goes to
  * the client, as JSON or, for a held stream, replayed as SSE. */
 static void finish_attempts(struct proxy_call *call)
@@ -459,9 +554,11 @@ static void finish_attempts(struct proxy_call *call)
     relay_headers(call);
     if (!call->buffer_stream) {
         relay_completion(call, best, true, NULL, 0);
+        offer_shadow(call, best);
         cJSON_Delete(best);
         return;
     }
+    keep_usage(call, best);
     char *comment = report_comment(cairn_report(call));
     struct evbuffer *sse = evbuffer_new();
     cairn_completion_to_sse(best, call->include_usage, comment, sse);
@@ -471,6 +568,7 @@ static void finish_attempts(struct proxy_call *call)
     cairn_response_start(call->req, 200, "text/event-stream");
     cairn_response_write(call->req, evbuffer_pullup(sse, -1), evbuffer_get_length(sse));
     cairn_response_end(call->req);
+    offer_shadow(call, best);
     size_t n;
     if (call->prompt != NULL)
         call->answer_text = cairn_json_print(best, &n);
@@ -530,6 +628,7 @@ static bool judge_completion(struct proxy_call *call, cJSON *tree, const char *b
         call->model = model;
         relay_headers(call);
         relay_completion(call, tree, changed, body, len);
+        offer_shadow(call, tree);
         cJSON_Delete(tree);
         return false;
     }
@@ -807,10 +906,75 @@ static void start_validation(struct proxy_call *call, struct cairn_chat_request 
 static void send_chat(struct proxy_call *call);
 static void on_annotated(void *ctx, const struct cairn_markers *model, const char *outcome);
 
+/* The unit a request of experiment `e` is assigned by, and its name for
+ * the log; a request without one is a unit of its own. */
+static const char *experiment_unit(const struct cairn_experiment_config *e,
+                                   const struct cairn_request *req, const cJSON *root,
+                                   const char **name)
+{
+    static const char *const names[] = {"user", "header", "key", "request"};
+    const char *unit = NULL;
+    if (e->unit == CAIRN_UNIT_USER) {
+        const cJSON *user = cJSON_GetObjectItemCaseSensitive(root, "user");
+        if (cJSON_IsString(user) && user->valuestring[0] != '\0')
+            unit = user->valuestring;
+    } else if (e->unit != CAIRN_UNIT_REQUEST) {
+        const struct cairn_http_header *h = cairn_http_head_find(
+            &req->head, e->unit == CAIRN_UNIT_HEADER ? e->unit_header : "authorization");
+        if (h != NULL && h->value_len > 0)
+            unit = h->value;
+    }
+    *name = unit != NULL ? names[e->unit] : "request";
+    return unit != NULL ? unit : req->id;
+}
+
+/* A request of a tenant with an experiment runs under one of its arms from
+ * here on: the one its unit is assigned to, or the one X-Cairn-Arm names
+ * where the experiment lets callers choose (QA). Every answer names it.
+ * @return 0, or the status of a refusal with `err` and `code` set. */
+static int choose_arm(struct proxy_call *call, struct cairn_chat_request *chat, const char **code,
+                      char *err, size_t errlen)
+{
+    const struct cairn_experiment_config *e = call->tenant->experiment;
+    struct cairn_request *req = call->req;
+    if (e == NULL)
+        return 0;
+    struct cairn_assignment a;
+    const char *unit = experiment_unit(e, req, chat->root, &call->unit);
+    cairn_experiment_assign(e, unit, strlen(unit), &a);
+    const struct cairn_http_header *force = cairn_http_head_find(&req->head, "x-cairn-arm");
+    if (force != NULL) {
+        long arm = cairn_experiment_find_arm(e, force->value);
+        if (!e->allow_force || arm < 0) {
+            *code = e->allow_force ? "unknown_arm" : "arm_choice_not_allowed";
+            snprintf(err, errlen,
+                     e->allow_force ? "experiment '%s' has no arm '%.64s'"
+                                    : "experiment '%s' does not let callers choose an arm",
+                     e->name, force->value);
+            return e->allow_force ? 400 : 403;
+        }
+        a.arm = (size_t)arm;
+        call->forced = true;
+    }
+    const struct cairn_arm_config *arm = &e->arms[a.arm];
+    call->owner = call->tenant;
+    call->tenant = &call->tenant->arms[a.arm];
+    call->experiment = e->name;
+    memcpy(call->unit_hash, a.unit_hash, sizeof(call->unit_hash));
+    snprintf(req->arm, sizeof(req->arm), "%s", arm->name);
+    cairn_response_add_header(req, "X-Cairn-Experiment", e->name);
+    cairn_response_add_header(req, "X-Cairn-Arm", arm->name);
+    if (arm->model != NULL) {
+        cJSON_ReplaceItemInObjectCaseSensitive(chat->root, "model", cJSON_CreateString(arm->model));
+        chat->model = arm->model;
+    }
+    return 0;
+}
+
 static void do_chat(struct proxy_call *call)
 {
     struct cairn_request *req = call->req;
-    const struct cairn_tenant *tenant = call->tenant;
+    const struct cairn_tenant *tenant = call->tenant; /* then its arm, in an experiment */
     const struct cairn_http_header *ct = cairn_http_head_find(&req->head, "content-type");
     if (ct == NULL || !is_json_content_type(ct->value)) {
         reject(call, 415, "unsupported_media_type", "Content-Type must be application/json");
@@ -837,6 +1001,14 @@ static void do_chat(struct proxy_call *call)
         reject(call, 403, "model_not_allowed", err);
         return;
     }
+    const char *code;
+    int refused = choose_arm(call, &chat, &code, err, sizeof(err));
+    if (refused != 0) {
+        cairn_chat_request_free(&chat);
+        reject(call, refused, code, err);
+        return;
+    }
+    tenant = call->tenant;
     call->want_stream = chat.stream;
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(chat.root, "n");
     if (cJSON_IsNumber(n))
@@ -898,7 +1070,8 @@ static void send_chat(struct proxy_call *call)
     char *out = cairn_chat_request_print(&call->chat, &outlen);
     cairn_chat_request_free(&call->chat);
     memset(&call->chat, 0, sizeof(call->chat));
-    if (tenant->policy->log_content && cairn_log_content_enabled())
+    if (tenant->policy->log_content &&
+        (cairn_log_content_enabled() || (tenant->arm != NULL && cairn_log_experiment_enabled())))
         call->prompt = cairn_strndup(out, outlen);
     char path[512];
     upstream_path(req, path, sizeof(path));

@@ -43,11 +43,12 @@
 #include <event2/listener.h>
 
 #include "alloc.h"
+#include "listen.h"
 #include "log.h"
 
 #define LINGER_MS       2000
 #define ACCEPT_RETRY_MS 500
-#define MAX_LISTENERS   16
+#define MAX_LISTENERS   CAIRN_MAX_LISTEN
 
 enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_LINGER };
 
@@ -75,7 +76,6 @@ struct cairn_server {
     void *handler_arg;
     cairn_request_end_fn on_end; /* each request, when its record is written */
     void *on_end_arg;
-    const char *name; /* "" for the public listeners, or e.g. "admin " */
     struct evconnlistener *listeners[MAX_LISTENERS];
     size_t nlisteners;
     struct event *accept_retry; /* re-enables accepting after EMFILE */
@@ -198,6 +198,7 @@ static void request_free(struct cairn_request *req)
         return;
     cairn_http_head_free(&req->head);
     free(req->log_fields);
+    free(req->experiment_fields);
     if (req->body != NULL)
         evbuffer_free(req->body);
     evbuffer_free(req->resp_headers);
@@ -233,6 +234,7 @@ static void write_head(struct cairn_request *req, int status, const char *conten
         conn->close_after = true;
     req->status = status;
     req->started = true;
+    req->first_byte_us = cairn_now_us() - req->start_us;
 
     size_t before = evbuffer_get_length(out);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status,
@@ -535,6 +537,7 @@ static void conn_process_input(struct cairn_conn *conn)
 static void request_ended(struct cairn_server *srv, struct cairn_request *req)
 {
     cairn_log_access(req);
+    cairn_log_experiment_request(req);
     if (srv->on_end != NULL)
         srv->on_end(req, srv->on_end_arg);
 }
@@ -741,55 +744,13 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     event_add(srv->accept_retry, &tv);
 }
 
-static int bind_listener(struct cairn_server *srv, const struct cairn_listen *l, char *err,
-                         size_t errlen)
-{
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    memset(&ss, 0, sizeof(ss));
-    if (strchr(l->host, ':') != NULL) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(l->port);
-        inet_pton(AF_INET6, l->host, &s6->sin6_addr);
-        sslen = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(l->port);
-        inet_pton(AF_INET, l->host, &s4->sin_addr);
-        sslen = sizeof(*s4);
-    }
-    struct evconnlistener *lev =
-        evconnlistener_new_bind(srv->base, on_accept, srv,
-                                LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                511, (struct sockaddr *)&ss, (int)sslen);
-    if (lev == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%u: %s", l->host, l->port, strerror(errno));
-        return -1;
-    }
-    evconnlistener_set_error_cb(lev, on_accept_error);
-    srv->listeners[srv->nlisteners++] = lev;
-
-    sslen = sizeof(ss);
-    getsockname(evconnlistener_get_fd(lev), (struct sockaddr *)&ss, &sslen);
-    uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fprintf(stderr,
-            ss.ss_family == AF_INET6 ? "cairn: %slistening on [%s]:%u\n"
-                                     : "cairn: %slistening on %s:%u\n",
-            srv->name, l->host, port);
-    return 0;
-}
-
 struct cairn_server *cairn_server_new(struct event_base *base, const struct cairn_config *cfg,
-                                      const struct cairn_listen_list *listen, const char *name,
-                                      cairn_handler_fn handler, void *arg, char *err, size_t errlen)
+                                      const int *fds, size_t nfds, cairn_handler_fn handler,
+                                      void *arg)
 {
     struct cairn_server *srv = cairn_calloc(1, sizeof(*srv));
     srv->base = base;
     srv->cfg = cfg;
-    srv->name = name;
     srv->handler = handler;
     srv->handler_arg = arg;
     srv->accept_retry = evtimer_new(base, on_accept_retry, srv);
@@ -800,11 +761,15 @@ struct cairn_server *cairn_server_new(struct event_base *base, const struct cair
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(srv->id_prefix + 2 * i, 3, "%02x", rnd[i]);
 
-    for (size_t i = 0; i < listen->n && i < MAX_LISTENERS; i++) {
-        if (bind_listener(srv, &listen->items[i], err, errlen) < 0) {
-            cairn_server_free(srv);
-            return NULL;
+    for (size_t i = 0; i < nfds && i < MAX_LISTENERS; i++) {
+        struct evconnlistener *lev = evconnlistener_new(
+            base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+        if (lev == NULL) {
+            fprintf(stderr, "cairn: out of memory for a listener\n");
+            abort();
         }
+        evconnlistener_set_error_cb(lev, on_accept_error);
+        srv->listeners[srv->nlisteners++] = lev;
     }
     return srv;
 }

@@ -16,12 +16,19 @@
 #include "alloc.h"
 #include "keys.h"
 
+static void tenant_free(struct cairn_tenant *t)
+{
+    for (size_t i = 0; t->arms != NULL && i < t->experiment->narms; i++)
+        tenant_free(&t->arms[i]);
+    free(t->arms);
+    cairn_limiter_unref(t->limiter);
+    free(t->breaker);
+}
+
 static void snapshot_free(struct cairn_snapshot *s)
 {
-    for (size_t i = 0; i < s->ntenants; i++) {
-        cairn_limiter_unref(s->tenants[i].limiter);
-        free(s->tenants[i].breaker);
-    }
+    for (size_t i = 0; i < s->ntenants; i++)
+        tenant_free(&s->tenants[i]);
     free(s->tenants);
     cairn_model_prompt_free(s->prompt);
     for (size_t i = 0; s->backends != NULL && i < s->cfg.nupstreams; i++) {
@@ -63,7 +70,7 @@ static struct cairn_limiter *limiter_for(const struct cairn_snapshot *previous, 
     for (size_t i = 0; previous != NULL && i < previous->ntenants; i++)
         if (strcmp(previous->tenants[i].name, name) == 0)
             return cairn_limiter_ref(previous->tenants[i].limiter);
-    return cairn_limiter_new();
+    return cairn_limiter_new(name);
 }
 
 static bool uses_model(const struct cairn_policy *p)
@@ -72,16 +79,16 @@ static bool uses_model(const struct cairn_policy *p)
            p->markers.annotate == CAIRN_ANNOTATE_RULES_MODEL;
 }
 
+/* `t` with `policy`; it takes over the reference to `limiter`. An
+ * experiment's arms are loaded as tenants of their own. */
 static int load_tenant(struct cairn_snapshot *s, struct cairn_tenant *t, const char *name,
-                       const struct cairn_policy *policy, const struct cairn_snapshot *previous,
-                       char *err, size_t errlen)
+                       const struct cairn_policy *policy, const char *where,
+                       struct cairn_limiter *limiter, char *err, size_t errlen)
 {
-    char where[96], why[256];
-    snprintf(where, sizeof(where), "%s%s", policy == &s->cfg.policy ? "policy" : "tenants.",
-             policy == &s->cfg.policy ? "" : name);
+    char why[256];
     t->name = name;
     t->policy = policy;
-    t->limiter = limiter_for(previous, name);
+    t->limiter = limiter;
     for (size_t i = 0; i < s->cfg.nupstreams; i++)
         if (strcmp(s->cfg.upstreams[i].name, policy->upstream) == 0)
             t->backend = &s->backends[i];
@@ -111,42 +118,62 @@ static int load_tenant(struct cairn_snapshot *s, struct cairn_tenant *t, const c
         cairn_breaker_init(t->breaker, (unsigned)a->breaker_failures,
                            (uint64_t)a->breaker_cooldown_ms * 1000u);
     }
+    const struct cairn_experiment_config *e = policy->experiment;
+    if (e == NULL)
+        return 0;
+    t->experiment = e;
+    t->arms = cairn_calloc(e->narms, sizeof(*t->arms));
+    for (size_t i = 0; i < e->narms; i++) {
+        char at[192];
+        snprintf(at, sizeof(at), "%s.experiment.arms.%s", where, e->arms[i].name);
+        t->arms[i].arm = e->arms[i].name;
+        t->arms[i].model = e->arms[i].model;
+        if (load_tenant(s, &t->arms[i], name, &e->arms[i].policy, at, cairn_limiter_ref(limiter),
+                        err, errlen) < 0)
+            return -1;
+    }
     return 0;
 }
 
-/* Whether some policy runs the rule annotator (every mode but "off" may:
- * "model" falls back to it), and whether some policy calls the model. */
-static bool any_policy(const struct cairn_config *cfg, bool model)
+/* Whether a policy runs the rule annotator (every mode but "off" may:
+ * "model" falls back to it) / calls the model. */
+static int runs_rules(const struct cairn_policy *p, const char *where, void *arg)
 {
-    bool any =
-        model ? uses_model(&cfg->policy) : cfg->policy.markers.annotate != CAIRN_ANNOTATE_OFF;
-    for (size_t i = 0; i < cfg->ntenants; i++) {
-        const struct cairn_policy *p = &cfg->tenants[i].policy;
-        any |= model ? uses_model(p) : p->markers.annotate != CAIRN_ANNOTATE_OFF;
-    }
-    return any;
+    (void)where;
+    (void)arg;
+    return p->markers.annotate != CAIRN_ANNOTATE_OFF;
 }
+
+static int calls_model(const struct cairn_policy *p, const char *where, void *arg)
+{
+    (void)where;
+    (void)arg;
+    return uses_model(p);
+}
+
+struct validator_load {
+    struct cairn_snapshot *s;
+    char *err;
+    size_t errlen;
+};
 
 /* The validator, when some policy validates; every validated marker must
  * be a tag that has a validator. */
-static int load_validator(struct cairn_snapshot *s, char *err, size_t errlen)
+static int load_validator(const struct cairn_policy *p, const char *where, void *arg)
 {
-    for (size_t i = 0; i <= s->cfg.ntenants; i++) { /* the default policy, then each tenant's */
-        const struct cairn_tenant_config *t = i > 0 ? &s->cfg.tenants[i - 1] : NULL;
-        const struct cairn_strlist *markers =
-            t != NULL ? &t->policy.validation.markers : &s->cfg.policy.validation.markers;
-        if (markers->n > 0 && s->validator == NULL) {
-            s->validator = cairn_validator_load(&s->tx, s->cfg.rules_dir, err, errlen);
-            if (s->validator == NULL)
-                return -1;
-        }
-        for (size_t k = 0; k < markers->n; k++) {
-            if (!cairn_validator_has(s->validator, markers->items[k])) {
-                snprintf(err, errlen, "%s: %s%s.validation.markers[%zu]: no validator for \"%s\"",
-                         s->cfg.path, t != NULL ? "tenants." : "", t != NULL ? t->name : "policy",
-                         k, markers->items[k]);
-                return -1;
-            }
+    struct validator_load *v = arg;
+    struct cairn_snapshot *s = v->s;
+    const struct cairn_strlist *markers = &p->validation.markers;
+    if (markers->n > 0 && s->validator == NULL) {
+        s->validator = cairn_validator_load(&s->tx, s->cfg.rules_dir, v->err, v->errlen);
+        if (s->validator == NULL)
+            return -1;
+    }
+    for (size_t k = 0; k < markers->n; k++) {
+        if (!cairn_validator_has(s->validator, markers->items[k])) {
+            snprintf(v->err, v->errlen, "%s: %s.validation.markers[%zu]: no validator for \"%s\"",
+                     s->cfg.path, where, k, markers->items[k]);
+            return -1;
         }
     }
     return 0;
@@ -178,19 +205,20 @@ struct cairn_snapshot *cairn_snapshot_new(struct cairn_config *cfg, struct cairn
 
     if (cairn_taxonomy_load_dir(&s->tx, s->cfg.rules_dir, err, errlen) < 0)
         goto fail;
-    if (any_policy(&s->cfg, false)) {
+    if (cairn_config_each_policy(&s->cfg, runs_rules, NULL)) {
         s->annotator = cairn_annotator_load(&s->tx, s->cfg.rules_dir, err, errlen);
         if (s->annotator == NULL)
             goto fail;
     }
-    if (any_policy(&s->cfg, true)) {
+    if (cairn_config_each_policy(&s->cfg, calls_model, NULL)) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", s->cfg.rules_dir, CAIRN_MODEL_PROMPT_FILE);
         s->prompt = cairn_model_prompt_load(&s->tx, path, err, errlen);
         if (s->prompt == NULL)
             goto fail;
     }
-    if (load_validator(s, err, errlen) < 0)
+    struct validator_load vl = {s, err, errlen};
+    if (cairn_config_each_policy(&s->cfg, load_validator, &vl) < 0)
         goto fail;
     s->backends = cairn_calloc(s->cfg.nupstreams, sizeof(*s->backends));
     for (size_t i = 0; i < s->cfg.nupstreams; i++)
@@ -200,14 +228,18 @@ struct cairn_snapshot *cairn_snapshot_new(struct cairn_config *cfg, struct cairn
     if (s->cfg.auth == CAIRN_AUTH_OPEN) {
         s->tenants = cairn_calloc(1, sizeof(*s->tenants));
         s->ntenants = 1;
-        if (load_tenant(s, &s->tenants[0], "default", &s->cfg.policy, previous, err, errlen) < 0)
+        if (load_tenant(s, &s->tenants[0], "default", &s->cfg.policy, "policy",
+                        limiter_for(previous, "default"), err, errlen) < 0)
             goto fail;
     } else {
         s->tenants = cairn_calloc(s->cfg.ntenants + 1, sizeof(*s->tenants));
         for (size_t i = 0; i < s->cfg.ntenants; i++) {
             const struct cairn_tenant_config *tc = &s->cfg.tenants[i];
             s->ntenants++;
-            if (load_tenant(s, &s->tenants[i], tc->name, &tc->policy, previous, err, errlen) < 0)
+            char where[96];
+            snprintf(where, sizeof(where), "tenants.%s", tc->name);
+            if (load_tenant(s, &s->tenants[i], tc->name, &tc->policy, where,
+                            limiter_for(previous, tc->name), err, errlen) < 0)
                 goto fail;
         }
         load_keys(s);

@@ -4,6 +4,10 @@ Three pieces, all loopback-only and standard-library-only:
 
 * Gateway  - a running `cairn serve` on a temporary JSON config, with its
              stderr collected in a thread and its access log in a temp file.
+             cairn writes its logs from a background thread, so a line shows
+             up a little after the response that caused it: tests read logs
+             through wait_log (or the Gateway methods built on it), which
+             polls for the line they expect.
 * Upstream - a scripted fake OpenAI-compatible backend (threaded TCP server)
              that records every request it receives.
 * Client   - a raw HTTP/1.1 client socket: send exact bytes, read responses
@@ -38,6 +42,7 @@ CANARY = "sk-canary-7f3e9a1b"
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 IO_TIMEOUT = 5.0  # default for every socket operation
 STOP_TIMEOUT = 10.0  # SIGTERM -> exit
+LOG_TIMEOUT = 3.0  # a line cairn queued is in its log file well within this
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TLS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls")
 TLS_CA = os.path.join(TLS_DIR, "ca.pem")  # signs tls/server.pem (127.0.0.1)
@@ -70,6 +75,7 @@ class Context:
         self.gateways = []
         self.upstreams = []
         self.clients = []
+        self.standins = []
         self.seen = []  # every byte chunk a client received
         self.lock = threading.Lock()
 
@@ -88,6 +94,8 @@ class Context:
             up.release()
         for gw in self.gateways:
             problems.extend(gw.finish())
+        for standin in self.standins:
+            standin.stop()
         for up in self.upstreams:
             up.close()
             problems.extend("fake upstream handler raised %s" % e for e in up.errors)
@@ -169,6 +177,9 @@ def gateway_config(upstream=None, base_url=None, **sections):
         base_url = upstream.base_url if upstream is not None else refused_url()
     cfg = {
         "listen": ["127.0.0.1:0"],
+        # One worker: tests of per-process state (the annotation cache, a
+        # breaker) see every request; test_workers.py runs several.
+        "workers": 1,
         "admin": {"listen": ["127.0.0.1:0"]},
         "timeouts": {"drain_ms": 5000},
         "upstreams": {"default": {"base_url": base_url}},
@@ -305,41 +316,63 @@ class Gateway:
                 break
         if CANARY in err:
             problems.append("canary API key appeared in cairn's stderr")
-        if self.log_path and os.path.exists(self.log_path):
-            with open(self.log_path, "rb") as f:
-                if CANARY.encode() in f.read():
-                    problems.append("canary API key appeared in the access log")
+        if self.log_path and CANARY in read_log(self.log_path):  # complete: cairn has exited
+            problems.append("canary API key appeared in the access log")
         return problems
 
     # -- observation --
 
+    def worker_pids(self):
+        """The master's children: its workers."""
+        with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+            return [int(p) for p in f.read().split()]
+
     def rss_kb(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise TestFailure("no VmRSS for pid %d" % self.pid)
+        """Resident memory of the master and its workers together."""
+        total = 0
+        for pid in [self.pid] + self.worker_pids():
+            with open("/proc/%d/status" % pid) as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return total
+
+    def stop_flushed(self):
+        """Stop the gateway (exit 0 expected) and collect the rest of its
+        stderr: every line it queued is then in its log. For checks that
+        something is absent from a log, which no awaited line can settle."""
+        check(self.stop() == 0, "cairn did not exit 0")
+        self.reader.join(2.0)
 
     def access_log_text(self):
+        """The access log as it is now (see wait_access for a line to come)."""
         check(self.log_path is not None, "gateway logs to stderr, not to a file")
-        if not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return read_log(self.log_path)
 
     def access_records(self):
-        """Every access-log line, each parsed as one JSON object."""
-        records = []
-        for line in self.access_log_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise TestFailure("access log line is not JSON: %r" % line[:300])
-            check(isinstance(obj, dict), "access log line is not an object: %r" % line[:300])
-            records.append(obj)
-        return records
+        """Every complete access-log line now, each parsed as one JSON object."""
+        return log_records(self.access_log_text(), "access log")
+
+    def stderr_records(self):
+        """cairn's JSON lines on stderr: messages, and access records when
+        log.access is "-" (plain startup lines and sanitizer reports are
+        not JSON lines and are left out)."""
+        lines = [l + "\n" for l in self.stderr_text().split("\n")[:-1] if l.startswith("{")]
+        return log_records("".join(lines), "stderr")
+
+    def wait_access(self, pred, timeout=LOG_TIMEOUT, what="the expected access record"):
+        """wait_log on the access log, wherever it goes."""
+        source = self.log_path if self.log_path is not None else self.stderr_records
+        return wait_log(source, pred, timeout, what)
+
+    def access_record(self, rid, timeout=LOG_TIMEOUT):
+        """The access record of request `rid` (its X-Request-Id)."""
+        return self.wait_access(
+            lambda recs: next((r for r in recs if r.get("request_id") == rid), None),
+            timeout, "the access record of request %s" % rid)
+
+    def nth_access_record(self, n, timeout=LOG_TIMEOUT):
+        """The n-th access record (from 1)."""
+        return self.wait_access(lambda recs: recs[n - 1] if len(recs) >= n else None,
+                                timeout, "access record #%d" % n)
 
     # -- clients --
 
@@ -359,6 +392,30 @@ class Gateway:
 
     def healthz(self):
         return self.request("GET", "/healthz")
+
+
+class Standin:
+    """build/cairn-standin (the marker-aware stand-in backend) on an
+    ephemeral loopback port, with its command-line options; stopped with
+    the test."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD_DIR, "cairn-standin"), "--listen", "127.0.0.1:0"] + list(args),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ctx().standins.append(self)
+        line = self.proc.stderr.readline()
+        check(line.startswith("standin: listening on "), "stand-in did not start: %r" % line)
+        self.base_url = "http://%s/v1" % line.split()[-1]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def run_cairn(args, env=None, timeout=10.0):
@@ -753,6 +810,53 @@ def wait_for(pred, timeout, interval=0.05):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Log files
+# --------------------------------------------------------------------------
+
+
+def read_log(path):
+    """A log file's text as it is now ("" while it does not exist)."""
+    if not os.path.exists(path):
+        return ""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def log_records(text, what="log"):
+    """The complete lines of a JSON-lines log, each parsed as one object. A
+    last line without its newline is still being written: it is left out."""
+    records = []
+    for line in text.split("\n")[:-1]:  # the last is "" or a line being written
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise TestFailure("%s line is not JSON: %r" % (what, line[:300]))
+        check(isinstance(obj, dict), "%s line is not an object: %r" % (what, line[:300]))
+        records.append(obj)
+    return records
+
+
+def wait_log(source, pred, timeout=LOG_TIMEOUT, what="the expected line"):
+    """Poll a JSON-lines log until pred(records) returns something true, and
+    return that; fail the test with the log's end after `timeout`. cairn
+    writes its logs from a background thread, so a test that reads a log
+    waits for the line it expects rather than reading once. `source` is a
+    log file's path, or a function returning its records (stderr)."""
+    if callable(source):
+        read = source
+    else:
+        def read():
+            return log_records(read_log(source), os.path.basename(source))
+    found = wait_for(lambda: pred(read()), timeout)
+    if not found:
+        raise TestFailure("%s is not in the log within %.0fs; its last records: %r"
+                          % (what, timeout, read()[-3:]))
+    return found
 
 
 # --------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import time
 
 from harness import (CHAT_BODY, Metrics, admin_request, assert_error, assert_status, bearer,
                      build_request, chat_body, check, ctx, default_handler, delta_event,
-                     metrics, new_key, sse_event, start_gateway, start_upstream, tenant,
-                     wait_for, wait_metric, write_config)
+                     log_records, metrics, new_key, read_log, sse_event, start_gateway,
+                     start_upstream, tenant, wait_for, wait_log, wait_metric, write_config)
 
 PROMTOOL = "/usr/bin/promtool"
 CHAT = "/v1/chat/completions"
@@ -48,8 +48,8 @@ def rewrite(gw, change):
     return cfg
 
 
-def chat_records(gw):
-    return [r for r in gw.access_records() if r.get("path") == CHAT]
+def chat_records(records):
+    return [r for r in records if r.get("path") == CHAT]
 
 
 def reload_post(gw):
@@ -327,9 +327,8 @@ def test_reload_bad_config_changes_nothing_then_good_one_applies():
     check(reload_counts(m) == (ok0 + 1, err0 + len(bad)), "reload counts %r" % (reload_counts(m),))
     promtool_check(m.text)
     sent = 1 + 2 * len(bad) + 3
-    check(wait_for(lambda: len(chat_records(gw)) == sent, 2.0),
-          "the access log holds %d chat records, %d were sent (lost across reloads?)"
-          % (len(chat_records(gw)), sent))
+    gw.wait_access(lambda recs: len(chat_records(recs)) == sent,
+                   what="one chat record per chat sent (%d; lost across reloads?)" % sent)
 
 
 def test_sighup_reloads_and_rejects_a_bad_file():
@@ -343,7 +342,7 @@ def test_sighup_reloads_and_rejects_a_bad_file():
     rewrite(gw, good)
     # As logrotate does: move the access log away, then SIGHUP.
     assert_status(gw.chat(CHAT_BODY, headers=bearer(ka)), 200)
-    check(wait_for(lambda: len(chat_records(gw)) == 1, 2.0), "first record not logged")
+    gw.wait_access(lambda recs: len(chat_records(recs)) == 1, what="the first chat record")
     os.rename(gw.log_path, gw.log_path + ".1")
     gw.signal(signal.SIGHUP)
     wait_metric(gw, "cairn_config_generation", {}, 2)
@@ -352,9 +351,11 @@ def test_sighup_reloads_and_rejects_a_bad_file():
     check(resp.header("x-cairn-markers") == "domain=Medical", "marker after SIGHUP %r"
           % resp.header("x-cairn-markers"))
     rid = resp.header("x-request-id")
-    check(wait_for(lambda: [r.get("request_id") for r in chat_records(gw)] == [rid], 2.0),
-          "after SIGHUP the access log was not reopened at its path: chat records %r"
-          % chat_records(gw))
+    gw.wait_access(lambda recs: [r.get("request_id") for r in chat_records(recs)] == [rid],
+                   what="after SIGHUP, the record of %s alone in the reopened access log" % rid)
+    moved = chat_records(log_records(read_log(gw.log_path + ".1")))
+    check(len(moved) == 1, "the renamed access log holds %d chat records, not the first alone"
+          % len(moved))
     assert_status(gw.chat(CHAT_BODY, headers=bearer(kb)), 200)
 
     ok, err = reload_counts(metrics(gw))
@@ -368,9 +369,10 @@ def test_sighup_reloads_and_rejects_a_bad_file():
     assert_status(resp, 200)
     check(resp.header("x-cairn-markers") == "domain=Medical", "marker after a bad SIGHUP %r"
           % resp.header("x-cairn-markers"))
-    check(wait_for(lambda: "reload" in gw.stderr_text().lower() and
-                   "cairn.json" in gw.stderr_text(), 2.0),
-          "the rejected reload was not reported on stderr: %r" % gw.stderr_text()[-600:])
+    wait_log(gw.stderr_records,
+             lambda recs: any("reload" in r.get("msg", "").lower() and
+                              "cairn.json" in r.get("msg", "") for r in recs),
+             what="the rejected reload's message on stderr")
     rewrite(gw, good)
     gw.signal(signal.SIGHUP)
     m = wait_metric(gw, "cairn_config_generation", {}, 3)
@@ -389,9 +391,8 @@ def test_stream_open_across_reload_completes_on_old_config():
     check(first_sent.wait(3.0), "upstream did not start the stream")
     c.read_body(resp, until=b"Hel", timeout=3.0)
     check(b"Hel" in resp.body, "first event not relayed: %r" % bytes(resp.body))
-    m = metrics(gw)
-    check(m.get("cairn_streams") == 1, "cairn_streams %r with one stream open"
-          % m.get("cairn_streams"))
+    # Gauges are brought up to date a few times a second.
+    m = wait_metric(gw, "cairn_streams", {}, 1)
     check((m.get("cairn_connections") or 0) >= 1, "cairn_connections %r"
           % m.get("cairn_connections"))
 
@@ -409,9 +410,8 @@ def test_stream_open_across_reload_completes_on_old_config():
           % rb.header("x-cairn-markers"))
     check(len(up2.requests) == 1, "new request did not go to the new upstream")
     rid = rb.header("x-request-id")
-    check(wait_for(lambda: any(r.get("request_id") == rid and r.get("tenant") == "b"
-                               for r in gw.access_records()), 2.0),
-          "no access record for a request after the reload")
+    check(gw.access_record(rid).get("tenant") == "b",
+          "the access record after the reload is not tenant b's")
     go.set()
     c.read_body(resp, timeout=5.0)
     check(resp.complete, "the stream open across the reload did not end with its terminator "
@@ -548,7 +548,7 @@ def test_sigterm_drains_open_stream_and_refuses_new_connections():
     c.close()
     code = gw.wait_exit(5.0)
     check(code == 0, "cairn exit code %r after the drain" % code)
-    rec = chat_records(gw)
+    rec = chat_records(gw.access_records())  # complete: cairn has exited
     check(len(rec) == 1 and rec[0].get("status") == 200, "stream access record %r" % rec)
 
 
@@ -621,12 +621,8 @@ def test_reload_that_cannot_open_the_content_log_keeps_both_logs():
     unwritable = ctx().path(os.path.join("no-such-dir", "content.log"))
 
     def content_records(n):
-        def ready():
-            if not os.path.exists(content_c):
-                return None
-            lines = [l for l in open(content_c).read().splitlines() if l.strip()]
-            return lines if len(lines) >= n else None
-        return [json.loads(l) for l in wait_for(ready, 3.0) or []]
+        return wait_log(content_c, lambda recs: recs if len(recs) >= n else None,
+                        what="content record #%d" % n)
 
     r1 = gw.chat(CHAT_BODY)
     assert_status(r1, 200)
@@ -642,9 +638,7 @@ def test_reload_that_cannot_open_the_content_log_keeps_both_logs():
     r2 = gw.chat(CHAT_BODY)
     assert_status(r2, 200)
     rid = r2.header("x-request-id")
-    check(wait_for(lambda: any(r.get("request_id") == rid for r in chat_records(gw)), 3.0),
-          "the access record after the refused reload is not in the old access log A: %r"
-          % gw.access_log_text()[-400:])
+    gw.access_record(rid)  # in the old access log A: log_path is A's
     recs = content_records(2)
     check(len(recs) == 2 and recs[-1].get("request_id") == rid,
           "no content record in the old content log C after the refused reload: %r"
@@ -653,6 +647,6 @@ def test_reload_that_cannot_open_the_content_log_keeps_both_logs():
     check(m.get("cairn_config_generation") == 1, "generation %r after a refused reload"
           % m.get("cairn_config_generation"))
     if os.path.exists(access_b):
-        left = open(access_b).read()
+        left = read_log(access_b)
         check(False, "the refused reload left the new access log B behind (%s): %r"
               % ("empty: created, then given up" if not left else "with records", left[-300:]))

@@ -17,7 +17,7 @@ import time
 
 from harness import (COMPLETION, assert_error, assert_status, build_request, chat_body, check,
                      gateway_config, run_cairn, sse_event, start_gateway, start_upstream,
-                     wait_for, write_config)
+                     write_config)
 
 BLOCK_OPEN = "<MARKER_LIST>"
 BLOCK_CLOSE = "</MARKER_LIST>"
@@ -65,12 +65,6 @@ def all_texts(body):
         elif isinstance(c, list):
             out.extend(p["text"] for p in c if isinstance(p.get("text"), str))
     return out
-
-
-def access_record(gw, n=1):
-    check(wait_for(lambda: len(gw.access_records()) >= n, 3.0),
-          "no access record within 3s: %r" % gw.access_log_text()[-500:])
-    return gw.access_records()[n - 1]
 
 
 # --- pinned markers -------------------------------------------------------------
@@ -202,7 +196,7 @@ def test_markers_fixed_and_pinned_over_fixed():
           "pinned over fixed: %r" % last_user(up.requests[1]))
     check(resp.header("x-cairn-markers") == "domain=Finance; lang=German",
           "X-Cairn-Markers %r" % resp.header("x-cairn-markers"))
-    rec = access_record(gw, 2)
+    rec = gw.nth_access_record(2)
     check(rec.get("markers") == {"domain": {"value": "Finance", "source": "pinned"},
                                  "lang": {"value": "German", "source": "fixed"}},
           "access log markers %r" % rec.get("markers"))
@@ -428,7 +422,7 @@ def test_markers_answer_block_removed_plain():
     del rest["cairn"]
     rest["choices"][0]["message"]["content"] = "hello"
     check(rest == COMPLETION, "other fields changed: %r" % rest)
-    rec = access_record(gw)
+    rec = gw.nth_access_record(1)
     check(rec.get("model_markers") == {"task": "CodeFix", "lang": "English"},
           "access log model_markers %r" % rec.get("model_markers"))
     check(rec.get("markers") == {"domain": {"value": "Code", "source": "pinned"}},
@@ -567,7 +561,7 @@ def test_markers_answer_block_removed_streamed():
               == 1, "%s: finish_reason lost" % where)
         check(resp.header("x-cairn-markers") == "domain=Code",
               "%s: X-Cairn-Markers %r" % (where, resp.header("x-cairn-markers")))
-        rec = access_record(gw)
+        rec = gw.nth_access_record(1)
         check(rec.get("model_markers") == {"task": "CodeFix", "lang": "English"},
               "%s: access log model_markers %r" % (where, rec.get("model_markers")))
         gw.finish()
@@ -610,7 +604,7 @@ def test_markers_rules_annotator_DEPENDS_ON_ANNOTATOR():
     for tag, value in (("task", "CodeFix"), ("code_type", "go"), ("length_tokens", "100")):
         check("<%s>%s</%s>" % (tag, value, tag) in prompt,
               "annotator: %s=%s missing from %r" % (tag, value, prompt))
-    rec = access_record(gw)
+    rec = gw.nth_access_record(1)
     marks = rec.get("markers") or {}
     for tag, value in (("task", "CodeFix"), ("code_type", "go"), ("length_tokens", "100")):
         check(marks.get(tag) == {"value": value, "source": "rules"},
@@ -622,6 +616,6 @@ def test_markers_rules_annotator_DEPENDS_ON_ANNOTATOR():
     prompt = last_user(up.requests[1])
     check("<task>Summarization</task>" in prompt and "<task>CodeFix</task>" not in prompt,
           "pinned did not beat rules: %r" % prompt)
-    rec = access_record(gw, 2)
+    rec = gw.nth_access_record(2)
     check((rec.get("markers") or {}).get("task") == {"value": "Summarization", "source": "pinned"},
           "access log task %r" % (rec.get("markers") or {}).get("task"))

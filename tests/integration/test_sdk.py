@@ -24,44 +24,26 @@ def install_sdk():
     return os.path.join(NPM_DIR, "node_modules")
 
 
-class Standin:
-    """build/cairn-standin on an ephemeral port."""
-
-    def __init__(self, build_dir):
-        self.proc = subprocess.Popen([os.path.join(build_dir, "cairn-standin"), "--listen",
-                                      "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        check(line.startswith("standin: listening on "), "stand-in did not start: %r" % line)
-        self.base_url = "http://%s/v1" % line.split()[-1]
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=5)
-
-
 def test_official_openai_node_client():
     import harness
     node_path = install_sdk()
-    standin = Standin(harness.BUILD_DIR)
-    try:
-        gw = start_gateway(base_url=standin.base_url)
-        proc = subprocess.run(
-            ["node", os.path.join(REPO, "tests", "integration", "sdk", "openai_client.cjs"),
-             "http://%s:%d/v1" % gw.addr],
-            capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
-        check(proc.returncode == 0, "the SDK script failed: %s" % proc.stderr[-2000:])
-        seen = json.loads(proc.stdout)
-        check("Hello from the SDK test" in seen["plain"]["content"],
-              "plain completion content: %r" % seen["plain"])
-        check(seen["plain"]["requestId"], "no X-Request-Id reached the SDK")
-        check(seen["stream"]["chunks"] >= 3 and "Hello" in seen["stream"]["text"],
-              "streamed completion: %r" % seen["stream"])
-        check(seen["models"] == ["standin-1"], "models: %r" % seen["models"])
-        check(seen["rejected"]["status"] == 400, "empty messages: %r" % seen["rejected"])
-        check(seen["rejected"]["type"] == "invalid_request_error",
-              "the SDK did not read cairn's error type: %r" % seen["rejected"])
-    finally:
-        standin.stop()
+    standin = harness.Standin()
+    gw = start_gateway(base_url=standin.base_url)
+    proc = subprocess.run(
+        ["node", os.path.join(REPO, "tests", "integration", "sdk", "openai_client.cjs"),
+         "http://%s:%d/v1" % gw.addr],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
+    check(proc.returncode == 0, "the SDK script failed: %s" % proc.stderr[-2000:])
+    seen = json.loads(proc.stdout)
+    check("Hello from the SDK test" in seen["plain"]["content"],
+          "plain completion content: %r" % seen["plain"])
+    check(seen["plain"]["requestId"], "no X-Request-Id reached the SDK")
+    check(seen["stream"]["chunks"] >= 3 and "Hello" in seen["stream"]["text"],
+          "streamed completion: %r" % seen["stream"])
+    check(seen["models"] == ["standin-1"], "models: %r" % seen["models"])
+    check(seen["rejected"]["status"] == 400, "empty messages: %r" % seen["rejected"])
+    check(seen["rejected"]["type"] == "invalid_request_error",
+          "the SDK did not read cairn's error type: %r" % seen["rejected"])
 
 
 def test_official_openai_node_client_reads_a_buffered_stream():
@@ -72,32 +54,24 @@ def test_official_openai_node_client_reads_a_buffered_stream():
     import harness
     node_path = install_sdk()
     # A stand-in that disobeys every first attempt and obeys every retry.
-    proc = subprocess.Popen([os.path.join(harness.BUILD_DIR, "cairn-standin"), "--listen",
-                             "127.0.0.1:0", "--violate", "1", "--violate-retry", "0"],
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline()
-        check(line.startswith("standin: listening on "), "stand-in did not start: %r" % line)
-        gw = start_gateway(base_url="http://%s/v1" % line.split()[-1], policy={"validation": {
-            "markers": ["length_tokens", "format", "lang", "code_type"],
-            "retry": {"attempts": 2, "deadline_ms": 10000, "mode": "feedback"},
-            "stream": "buffer"}})
-        out = subprocess.run(
-            ["node", os.path.join(REPO, "tests", "integration", "sdk", "openai_buffered_stream.cjs"),
-             "http://%s:%d/v1" % gw.addr],
-            capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
-        check(out.returncode == 0, "the SDK script failed: %s" % out.stderr[-2000:])
-        seen = json.loads(out.stdout)
-        check(seen["contentType"].startswith("text/event-stream"), "Content-Type %r" % seen)
-        check(seen["attempts"] == "2" and seen["violations"] == "none",
-              "X-Cairn-Attempts/Violations as the SDK saw them: %r" % seen)
-        n = len(seen["text"].split())
-        # length_tokens=20: the stand-in's obedient answer has 16 words.
-        check(0 < n <= 22 and "<MARKER_LIST>" not in seen["text"],
-              "streamed text (%d words): %r" % (n, seen["text"]))
-        check(seen["role"] == "assistant" and seen["finish"] == "stop",
-              "role/finish_reason: %r" % seen)
-        check(seen["usage"] and seen["usage"]["completion_tokens"] > 0, "usage: %r" % seen)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+    standin = harness.Standin("--violate", "1", "--violate-retry", "0")
+    gw = start_gateway(base_url=standin.base_url, policy={"validation": {
+        "markers": ["length_tokens", "format", "lang", "code_type"],
+        "retry": {"attempts": 2, "deadline_ms": 10000, "mode": "feedback"},
+        "stream": "buffer"}})
+    out = subprocess.run(
+        ["node", os.path.join(REPO, "tests", "integration", "sdk", "openai_buffered_stream.cjs"),
+         "http://%s:%d/v1" % gw.addr],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
+    check(out.returncode == 0, "the SDK script failed: %s" % out.stderr[-2000:])
+    seen = json.loads(out.stdout)
+    check(seen["contentType"].startswith("text/event-stream"), "Content-Type %r" % seen)
+    check(seen["attempts"] == "2" and seen["violations"] == "none",
+          "X-Cairn-Attempts/Violations as the SDK saw them: %r" % seen)
+    n = len(seen["text"].split())
+    # length_tokens=20: the stand-in's obedient answer has 16 words.
+    check(0 < n <= 22 and "<MARKER_LIST>" not in seen["text"],
+          "streamed text (%d words): %r" % (n, seen["text"]))
+    check(seen["role"] == "assistant" and seen["finish"] == "stop",
+          "role/finish_reason: %r" % seen)
+    check(seen["usage"] and seen["usage"]["completion_tokens"] > 0, "usage: %r" % seen)

@@ -14,7 +14,8 @@ import time
 
 from harness import (CANARY, CHAT_BODY, COMPLETION, SSE_EVENTS, assert_error, assert_status, bearer,
                      build_request, chat_body, check, ctx, default_handler, digest, new_key,
-                     run_cairn, start_gateway, start_upstream, tenant, wait_for)
+                     read_log, run_cairn, start_gateway, start_upstream, tenant, wait_for,
+                     wait_log)
 
 # --- local helpers -----------------------------------------------------------
 
@@ -23,23 +24,19 @@ def keys_gateway(up, tenants, **sections):
     return start_gateway(up, auth="keys", tenants=tenants, **sections)
 
 
-def records_by_rid(gw):
-    return {r.get("request_id"): r for r in gw.access_records()}
-
-
-def log_record(gw, resp, timeout=2.0):
+def log_record(gw, resp):
     """The access record of the response `resp` (by its X-Request-Id)."""
     rid = resp.header("x-request-id")
     check(rid, "response without X-Request-Id")
-    rec = wait_for(lambda: records_by_rid(gw).get(rid), timeout)
-    check(rec is not None, "no access record for request %s" % rid)
-    return rec
+    return gw.access_record(rid)
 
 
 def assert_not_leaked(gw, client_keys, upstreams=(), upstream_keys=()):
     """No client key and no upstream key appears in the access log, cairn's
     stderr or any byte a client of this test received; no client key
-    appears in anything the `upstreams` received."""
+    appears in anything the `upstreams` received. Stops the gateway first,
+    so that every line it logged is there to be checked."""
+    gw.stop_flushed()
     log = gw.access_log_text() if gw.log_path else ""
     err = gw.stderr_text()
     seen = b"".join(ctx().seen)
@@ -503,8 +500,6 @@ def test_keys_never_leak():
         head = r.raw_head.decode("latin-1")
         for s in (good, off, unknown, CANARY):
             check(s not in head, "a key appeared in response headers:\n%s" % head)
-    check(gw.stop() == 0, "cairn did not exit 0")  # flushes the log, ends stderr
-    gw.reader.join(2.0)
     assert_not_leaked(gw, [good, off, unknown], [up], [CANARY])
     check(gw.access_log_text().count("\n") >= len(sent), "access log incomplete")
 
@@ -558,10 +553,8 @@ def test_content_log_records_only_tenants_that_ask_with_keys_masked():
     assert_status(r2, 200)
     assert_status(gw.chat(chat_body(messages=[{"role": "user", "content": "quiet words"}]),
                           headers=bearer(kq)), 200)
-    def content_lines():
-        lines = open(path).read().splitlines() if os.path.exists(path) else []
-        return lines if len(lines) >= 2 else None
-    records = [json.loads(line) for line in wait_for(content_lines, 2.0) or []]
+    records = wait_log(path, lambda recs: recs if len(recs) >= 2 else None,
+                       what="the two content records of tenant logger")
     check(len(records) == 2, "content records %r" % records)
     check(all(r["tenant"] == "logger" and r["type"] == "content" for r in records),
           "a record of another tenant, or without its type: %r" % records)
@@ -574,8 +567,8 @@ def test_content_log_records_only_tenants_that_ask_with_keys_masked():
     check(first["response"] == r1.json(), "logged response differs from the one relayed")
     check(stream["response"] is None and stream["request"].get("stream") is True,
           "streamed record %r" % stream)
-    raw = open(path).read()
-    check("quiet words" not in raw, "tenant without log_content was logged")
+    check("quiet words" not in read_log(path), "tenant without log_content was logged")
+    log_record(gw, r1)
     check(secret_prompt[:8] not in gw.access_log_text(), "prompt text in the access log")
     check(oct(os.stat(path).st_mode & 0o777) == "0o600", "content log mode %o"
           % (os.stat(path).st_mode & 0o777))

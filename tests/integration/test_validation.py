@@ -15,9 +15,7 @@ mode), and the marker block at the end of the last user turn says what was
 asked for."""
 
 import json
-import os
 import re
-import subprocess
 import threading
 import time
 
@@ -126,12 +124,6 @@ def assert_report(ext, n, violations):
 def last_user(req):
     msgs = [m for m in req.json()["messages"] if m.get("role") == "user"]
     return msgs[-1]["content"]
-
-
-def access_record(gw, n=1):
-    check(wait_for(lambda: len(gw.access_records()) >= n, 3.0),
-          "no access record #%d within 3s: %r" % (n, gw.access_log_text()[-500:]))
-    return gw.access_records()[n - 1]
 
 
 def chunk_event(content=None, finish=None, role=None):
@@ -518,7 +510,7 @@ def test_validation_stream_observe_reports_before_done():
     time.sleep(0.2)
     check(len(up.requests) == 1, "a stream was retried: %d upstream requests" % len(up.requests))
     check(up.requests[0].json().get("stream") is True, "observe mode did not stream upstream")
-    rec = access_record(gw)
+    rec = gw.nth_access_record(1)
     check(rec.get("attempts") == 1 and rec.get("violations") == ["length_tokens"],
           "access record attempts/violations %r / %r" % (rec.get("attempts"),
                                                         rec.get("violations")))
@@ -650,7 +642,7 @@ def test_validation_off_changes_nothing():
     check("attempts" not in ext and "violations" not in ext, "report with validation off: %r" % ext)
     time.sleep(0.1)
     check(len(up.requests) == 1, "retried with validation off")
-    rec = access_record(gw)
+    rec = gw.nth_access_record(1)
     check("attempts" not in rec and "violations" not in rec, "access record %r" % rec)
     gw.finish()
 
@@ -701,12 +693,13 @@ def test_validation_metrics_and_access_log():
     assert_attempts(resp, 3, ["length_tokens"])
     resp = gw.chat(chat_body())  # no marker: not validated
     assert_status(resp, 200)
-    for name, labels, value in [("cairn_validations_total", {"tenant": "default"}, 2.0),
-                                ("cairn_retries_total", {"tenant": "default"}, 3.0),
-                                ("cairn_violations_total", {"tenant": "default",
+    # arm "": the request ran in no experiment.
+    for name, labels, value in [("cairn_validations_total", {"tenant": "default", "arm": ""}, 2.0),
+                                ("cairn_retries_total", {"tenant": "default", "arm": ""}, 3.0),
+                                ("cairn_violations_total", {"tenant": "default", "arm": "",
                                                             "marker": "length_tokens"}, 1.0)]:
         wait_metric(gw, name, labels, value)
-    recs = [access_record(gw, i) for i in (1, 2, 3)]
+    recs = [gw.nth_access_record(i) for i in (1, 2, 3)]
     check(recs[0].get("attempts") == 2 and recs[0].get("violations") == [],
           "record 1: attempts %r violations %r" % (recs[0].get("attempts"),
                                                    recs[0].get("violations")))
@@ -748,57 +741,30 @@ def test_validation_tolerance_and_counting():
 # --- the real stand-in ------------------------------------------------------------------------
 
 
-class Standin:
-    """build/cairn-standin on an ephemeral loopback port."""
-
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            [os.path.join(harness.BUILD_DIR, "cairn-standin"), "--listen", "127.0.0.1:0"] +
-            list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        if not line.startswith("standin: listening on "):
-            self.stop()
-            raise AssertionError("stand-in did not start: %r" % line)
-        self.base_url = "http://%s/v1" % line.split()[-1]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_validation_standin_retry_meets_the_length_limit():
     """The issue's "Done when": through the marker-aware stand-in that
     always disobeys a first time (--violate 1) and obeys a retry, with the
     rule annotator on and two attempts allowed, "Describe the sea in at most
     50 words." gets an answer of at most 55 words after 2 attempts."""
-    standin = Standin("--violate", "1", "--violate-retry", "0", "--seed", "7")
-    try:
-        gw = start_gateway(base_url=standin.base_url, markers={"annotate": "rules"},
-                           policy=policy(attempts=2, deadline_ms=10000))
-        body = chat_body(model="standin-1", messages=[
-            {"role": "user", "content": "Describe the sea in at most 50 words."}])
-        resp = gw.chat(body, timeout=10)
-        assert_status(resp, 200)
-        check("length_tokens=50" in (resp.header("x-cairn-markers") or ""),
-              "the annotator did not mark length_tokens=50: X-Cairn-Markers %r"
-              % resp.header("x-cairn-markers"))
-        assert_attempts(resp, 2, [])
-        text = content_of(resp)
-        check(len(text.split()) <= 55, "answer has %d words: %r" % (len(text.split()), text))
-        check("<MARKER_LIST>" not in text, "the model's block reached the user: %r" % text)
-        assert_report(report_of(resp), 2, [])
-        rec = access_record(gw)
-        check(rec.get("attempts") == 2 and rec.get("violations") == [],
-              "access record attempts %r violations %r" % (rec.get("attempts"),
-                                                           rec.get("violations")))
-    finally:
-        standin.stop()
+    standin = harness.Standin("--violate", "1", "--violate-retry", "0", "--seed", "7")
+    gw = start_gateway(base_url=standin.base_url, markers={"annotate": "rules"},
+                       policy=policy(attempts=2, deadline_ms=10000))
+    body = chat_body(model="standin-1", messages=[
+        {"role": "user", "content": "Describe the sea in at most 50 words."}])
+    resp = gw.chat(body, timeout=10)
+    assert_status(resp, 200)
+    check("length_tokens=50" in (resp.header("x-cairn-markers") or ""),
+          "the annotator did not mark length_tokens=50: X-Cairn-Markers %r"
+          % resp.header("x-cairn-markers"))
+    assert_attempts(resp, 2, [])
+    text = content_of(resp)
+    check(len(text.split()) <= 55, "answer has %d words: %r" % (len(text.split()), text))
+    check("<MARKER_LIST>" not in text, "the model's block reached the user: %r" % text)
+    assert_report(report_of(resp), 2, [])
+    rec = gw.nth_access_record(1)
+    check(rec.get("attempts") == 2 and rec.get("violations") == [],
+          "access record attempts %r violations %r" % (rec.get("attempts"),
+                                                       rec.get("violations")))
 
 
 # --- regressions ------------------------------------------------------------------------

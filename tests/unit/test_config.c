@@ -631,6 +631,103 @@ static void test_good_files(void **state)
     rows_end();
 }
 
+/* An experiment's arms start from the policy that holds it: a tenant that
+ * inherits the default's experiment gets arms on its own policy, and one
+ * that says null has none. Each arm's own keys apply on top. */
+static void test_experiment_arms(void **state)
+{
+    (void)state;
+    struct cairn_config cfg;
+    char err[512];
+    int rc = load(&cfg,
+                  "{'auth':'keys','upstreams':{'default':{},'other':{},'ann':{}},"
+                  "'policy':{'validation':{'markers':['format']},'experiment':{'name':'ab',"
+                  "'unit':'header','unit_header':'X-User','allow_force':true,'arms':{"
+                  "'control':{'markers':{'annotate':'off'}},"
+                  "'model':{'weight':3,'model':'small','markers':{'annotate':'model'},"
+                  "'annotator':{'upstream':'ann'}}}}},"
+                  "'tenants':{'a':{'upstream':'other'},'b':{'experiment':null}}}",
+                  err, sizeof err);
+    if (rc != 0)
+        fail_msg("rejected: %s", err);
+    const struct cairn_experiment_config *e = cfg.policy.experiment;
+    assert_string_equal(e->name, "ab");
+    assert_string_equal(e->salt, "ab"); /* the name, when no salt is given */
+    assert_int_equal(e->unit, CAIRN_UNIT_HEADER);
+    assert_string_equal(e->unit_header, "X-User");
+    assert_true(e->allow_force);
+    assert_int_equal(e->narms, 2);
+    assert_string_equal(e->arms[0].name, "control");
+    assert_true(e->arms[0].weight == 1);
+    assert_null(e->arms[0].model);
+    assert_int_equal(e->arms[0].policy.markers.annotate, CAIRN_ANNOTATE_OFF);
+    assert_int_equal(e->arms[0].policy.validation.markers.n, 1);
+    assert_null(e->arms[0].policy.experiment);
+    assert_true(e->arms[1].weight == 3);
+    assert_string_equal(e->arms[1].model, "small");
+    assert_int_equal(e->arms[1].policy.markers.annotate, CAIRN_ANNOTATE_MODEL);
+    assert_string_equal(e->arms[1].policy.annotator.upstream, "ann");
+    assert_string_equal(e->arms[1].policy.upstream, "default");
+
+    const struct cairn_experiment_config *ta = cfg.tenants[0].policy.experiment;
+    assert_non_null(ta);
+    assert_int_equal(ta->narms, 2);
+    assert_string_equal(ta->arms[0].policy.upstream, "other");
+    assert_string_equal(ta->arms[1].policy.upstream, "other");
+    assert_int_equal(ta->arms[1].policy.markers.annotate, CAIRN_ANNOTATE_MODEL);
+    assert_null(cfg.tenants[1].policy.experiment);
+    cairn_config_free(&cfg);
+}
+
+/* Shadow judging: every key as written, the defaults where a key is left
+ * out, a tenant's inherited copy of its own, and an experiment without
+ * the section has it off. */
+static void test_experiment_shadow(void **state)
+{
+    (void)state;
+    struct cairn_config cfg;
+    char err[512];
+    int rc = load(&cfg,
+                  "{'auth':'keys','upstreams':{'default':{},'judges':{}},"
+                  "'policy':{'experiment':{'name':'ab','arms':{'a':{},'b':{'weight':0}},"
+                  "'shadow':{'against':'b','sample':0.25,'max_in_flight':7,'daily_cap':0,"
+                  "'deadline_ms':9000,'judge':{'upstream':'judges','model':'gpt-4o',"
+                  "'deadline_ms':1500}}}},"
+                  "'tenants':{'t':{},'u':{'experiment':{'name':'x','arms':{'c':{},'d':{}},"
+                  "'shadow':{'against':'c','judge':{'upstream':'default','model':'j'}}}},"
+                  "'v':{'experiment':{'name':'y','arms':{'c':{}}}}}}",
+                  err, sizeof err);
+    if (rc != 0)
+        fail_msg("rejected: %s", err);
+    const struct cairn_shadow_config *sh = &cfg.policy.experiment->shadow;
+    assert_true(sh->enabled);
+    assert_string_equal(sh->against, "b");
+    assert_true(sh->sample == 0.25);
+    assert_int_equal(sh->max_in_flight, 7);
+    assert_int_equal(sh->daily_cap, 0);
+    assert_int_equal(sh->deadline_ms, 9000);
+    assert_string_equal(sh->judge.upstream, "judges");
+    assert_string_equal(sh->judge.model, "gpt-4o");
+    assert_int_equal(sh->judge.deadline_ms, 1500);
+
+    const struct cairn_shadow_config *t = &cfg.tenants[0].policy.experiment->shadow;
+    assert_true(t->enabled);
+    assert_ptr_not_equal(t->against, sh->against); /* a copy of its own */
+    assert_string_equal(t->against, "b");
+    assert_string_equal(t->judge.model, "gpt-4o");
+
+    const struct cairn_shadow_config *d = &cfg.tenants[1].policy.experiment->shadow;
+    assert_true(d->enabled);
+    assert_true(d->sample == 0.05);
+    assert_int_equal(d->max_in_flight, 4);
+    assert_int_equal(d->daily_cap, 1000);
+    assert_int_equal(d->deadline_ms, 60000);
+    assert_int_equal(d->judge.deadline_ms, 30000);
+
+    assert_false(cfg.tenants[2].policy.experiment->shadow.enabled);
+    cairn_config_free(&cfg);
+}
+
 /* --- rejected files -------------------------------------------------------------- */
 
 /* err must name the file and contain `want` (and `also`, if given). */
@@ -703,6 +800,87 @@ static const struct {
     {"{'auth':'keys','tenants':{'a':{'upstream':'nope'}}}", "tenants.a.upstream", "nope"},
     {"{'auth':'keys','tenants':{'a':{'upstream':7}}}", "tenants.a.upstream", NULL},
     {"{'auth':'keys','tenants':{'a':{},'b':{'upstream':'nope'}}}", "tenants.b.upstream", NULL},
+
+    /* experiments */
+    {"{'policy':{'experiment':5}}", "policy.experiment", NULL},
+    {"{'policy':{'experiment':{'arms':{'a':{}}}}}", "policy.experiment.name", NULL},
+    {"{'policy':{'experiment':{'name':'e'}}}", "policy.experiment.arms", NULL},
+    {"{'policy':{'experiment':{'name':'e','arms':{}}}}", "policy.experiment.arms", NULL},
+    {"{'policy':{'experiment':{'name':'e','arms':[]}}}", "policy.experiment.arms", NULL},
+    {"{'policy':{'experiment':{'name':'e','bogus':1,'arms':{'a':{}}}}}", "policy.experiment.bogus",
+     NULL},
+    {"{'policy':{'experiment':{'name':'e','unit':'cookie','arms':{'a':{}}}}}",
+     "policy.experiment.unit", NULL},
+    {"{'policy':{'experiment':{'name':'e','unit':'header','arms':{'a':{}}}}}",
+     "policy.experiment.unit_header", NULL},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a b':{}}}}}", "policy.experiment.arms.a b",
+     NULL},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':5}}}}", "policy.experiment.arms.a", NULL},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'weight':-1}}}}}",
+     "policy.experiment.arms.a.weight", NULL},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'weight':0},'b':{'weight':0}}}}}",
+     "policy.experiment.arms", "weights"},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'rate':{'burst':1}}}}}}",
+     "policy.experiment.arms.a.rate", "not a key of an arm"},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'models':[]}}}}}",
+     "policy.experiment.arms.a.models", "not a key of an arm"},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'experiment':null}}}}}",
+     "policy.experiment.arms.a.experiment", "not a key of an arm"},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'upstream':'nope'}}}}}",
+     "policy.experiment.arms.a.upstream", "nope"},
+    {"{'policy':{'experiment':{'name':'e','arms':{'a':{'markers':{'annotate':'all'}}}}}}",
+     "policy.experiment.arms.a.markers.annotate", NULL},
+    {"{'auth':'keys','tenants':{'t':{'experiment':{'name':'e','arms':{'m':"
+     "{'markers':{'annotate':'model'}}}}}}}",
+     "tenants.t.experiment.arms.m.annotator.upstream", NULL},
+
+    /* shadow judging */
+#define SHADOW(x)                                                                                  \
+    "{'policy':{'experiment':{'name':'e','arms':{'a':{},'b':{}},'shadow':" x "}}}"
+#define JUDGE "'judge':{'upstream':'default','model':'j'}"
+    {SHADOW("5"), "policy.experiment.shadow", "object"},
+    {SHADOW("null"), "policy.experiment.shadow", "object"},
+    {SHADOW("{" JUDGE "}"), "policy.experiment.shadow.against", NULL},
+    {SHADOW("{'against':'zz'," JUDGE "}"), "policy.experiment.shadow.against", "zz"},
+    {SHADOW("{'against':'a b'," JUDGE "}"), "policy.experiment.shadow.against", NULL},
+    {SHADOW("{'against':'b','sample':1.5," JUDGE "}"), "policy.experiment.shadow.sample", NULL},
+    {SHADOW("{'against':'b','sample':-0.1," JUDGE "}"), "policy.experiment.shadow.sample", NULL},
+    {SHADOW("{'against':'b','sample':'all'," JUDGE "}"), "policy.experiment.shadow.sample",
+     NULL},
+    {SHADOW("{'against':'b','max_in_flight':0," JUDGE "}"),
+     "policy.experiment.shadow.max_in_flight", NULL},
+    {SHADOW("{'against':'b','max_in_flight':1001," JUDGE "}"),
+     "policy.experiment.shadow.max_in_flight", NULL},
+    {SHADOW("{'against':'b','max_in_flight':1.5," JUDGE "}"),
+     "policy.experiment.shadow.max_in_flight", NULL},
+    {SHADOW("{'against':'b','daily_cap':-1," JUDGE "}"), "policy.experiment.shadow.daily_cap",
+     NULL},
+    {SHADOW("{'against':'b','daily_cap':10000001," JUDGE "}"),
+     "policy.experiment.shadow.daily_cap", NULL},
+    {SHADOW("{'against':'b','deadline_ms':10," JUDGE "}"), "policy.experiment.shadow.deadline_ms",
+     NULL},
+    {SHADOW("{'against':'b','bogus':1," JUDGE "}"), "policy.experiment.shadow.bogus", NULL},
+    {SHADOW("{'against':'b'}"), "policy.experiment.shadow.judge.upstream", NULL},
+    {SHADOW("{'against':'b','judge':{'upstream':'default'}}"),
+     "policy.experiment.shadow.judge.model", NULL},
+    {SHADOW("{'against':'b','judge':{'upstream':'nope','model':'j'}}"),
+     "policy.experiment.shadow.judge.upstream", "nope"},
+    {SHADOW("{'against':'b','judge':{'upstream':'default','model':''}}"),
+     "policy.experiment.shadow.judge.model", NULL},
+    {SHADOW("{'against':'b','judge':{'upstream':'default','model':'j','deadline_ms':50}}"),
+     "policy.experiment.shadow.judge.deadline_ms", NULL},
+    {SHADOW("{'against':'b','judge':{'upstream':'default','model':'j','deadline_ms':600001}}"),
+     "policy.experiment.shadow.judge.deadline_ms", NULL},
+    {SHADOW("{'against':'b','judge':{'upstream':'default','model':'j','bogus':1}}"),
+     "policy.experiment.shadow.judge.bogus", NULL},
+    {"{'auth':'keys','tenants':{'t':{'experiment':{'name':'e','arms':{'a':{}},'shadow':"
+     "{'against':'a','judge':{'upstream':'nope','model':'j'}}}}}}",
+     "tenants.t.experiment.shadow.judge.upstream", "nope"},
+    {"{'auth':'keys','tenants':{'t':{'experiment':{'name':'e','arms':{'a':{}},'shadow':"
+     "{'against':'zz'," JUDGE "}}}}}",
+     "tenants.t.experiment.shadow.against", "zz"},
+#undef SHADOW
+#undef JUDGE
 
     /* tenants' keys */
     {"{'auth':'keys','tenants':{'a':{'keys':{}}}}", "tenants.a.keys", NULL},
@@ -1024,6 +1202,8 @@ int main(void)
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_bad_values_every_key),
         cmocka_unit_test(test_good_files),
+        cmocka_unit_test(test_experiment_arms),
+        cmocka_unit_test(test_experiment_shadow),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_tenant_inherits),
         cmocka_unit_test(test_parse_listen),

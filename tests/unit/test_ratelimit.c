@@ -81,7 +81,7 @@ static void test_scenarios(void **state)
     rows_begin();
     for (size_t i = 0; i < NELEM(scenarios); i++) {
         const char *row = scenarios[i].name;
-        struct cairn_limiter *l = cairn_limiter_new();
+        struct cairn_limiter *l = cairn_limiter_new("t");
         check(cairn_limiter_inflight(l) == 0, row, "a new limiter has %lld in flight",
               (long long)cairn_limiter_inflight(l));
         for (size_t s = 0; s < NELEM(scenarios[i].steps) && scenarios[i].steps[s].n > 0; s++) {
@@ -113,7 +113,7 @@ static void test_refs_share_state(void **state)
     static const struct cairn_rate_config lim = {1, 2, 2};
     (void)state;
     rows_begin();
-    struct cairn_limiter *a = cairn_limiter_new();
+    struct cairn_limiter *a = cairn_limiter_new("t");
     struct cairn_limiter *b = cairn_limiter_ref(a);
     check(a == b, "ref", "returned another limiter");
     check(cairn_limiter_admit(a, &lim, T0_US) == 0, "admit through a", "refused");
@@ -139,7 +139,7 @@ static void test_limits_change_between_calls(void **state)
     static const struct cairn_rate_config tight = {1, 1, 1}, open = {0, 0, 0}, fewer = {1, 1, 0};
     (void)state;
     rows_begin();
-    struct cairn_limiter *l = cairn_limiter_new();
+    struct cairn_limiter *l = cairn_limiter_new("t");
     check(cairn_limiter_admit(l, &tight, T0_US) == 0, "tight: first", "refused");
     check(cairn_limiter_admit(l, &tight, T0_US) == 1, "tight: second", "admitted");
     check(cairn_limiter_admit(l, &open, T0_US) == 0, "lifted", "refused");

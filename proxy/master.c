@@ -1,0 +1,418 @@
+/*
+ * master.c — the master process (see master.h).
+ *
+ * A worker is forked from a master that may already run an event loop, a
+ * log writer thread and admin connections. The child keeps nothing of
+ * that: it resets the signals the master catches, closes every descriptor
+ * but its own listening sockets and the standard streams (an admin
+ * connection held open by a worker would never see its close), and starts
+ * from a clean slate: its own event loop, log writer and upstream client.
+ */
+#include "master.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "admin.h"
+#include "alloc.h"
+#include "listen.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "server.h"
+#include "shm.h"
+#include "snapshot.h"
+#include "stats.h"
+
+#define RESTART_MIN_MS 100   /* first delay for a worker that died young */
+#define RESTART_MAX_MS 30000 /* the longest delay between two starts */
+#define YOUNG_US       1000000u
+
+struct worker {
+    struct cairn_master *m;
+    unsigned index;
+    pid_t pid;            /* 0 when not running */
+    uint64_t started_us;  /* to tell a crash loop from a crash */
+    unsigned young_exits; /* in a row: each doubles the restart delay */
+    struct event *restart;
+};
+
+struct cairn_master {
+    cairn_config_loader load;
+    void *load_arg;
+    struct event_base *base;
+    struct cairn_snapshot *snap; /* the configuration last checked, without upstreams */
+    unsigned nworkers;
+    struct worker workers[CAIRN_MAX_WORKERS];
+    size_t nlisten;                      /* public addresses */
+    int *fds;                            /* nworkers * nlisten public sockets */
+    int admin_fds[CAIRN_MAX_LISTEN];     /* handed to the admin server */
+    struct cairn_server *admin;          /* NULL when the config has no admin listener */
+    struct cairn_shared *shared;         /* the workers' arenas and limiter zone */
+    struct cairn_limiter_zone *limiters; /* in `shared` */
+    struct cairn_master_stats stats;
+    bool stopping;
+    int exit_code;
+    struct event *signals[4];
+};
+
+static int check_config(struct cairn_master *m, struct cairn_snapshot **out, char *err,
+                        size_t errlen)
+{
+    struct cairn_config cfg;
+    if (m->load(m->load_arg, NULL, 0, &cfg, err, errlen) < 0)
+        return -1;
+    *out = cairn_snapshot_new(&cfg, NULL, m->snap, m->stats.generation + 1, err, errlen);
+    return *out != NULL ? 0 : -1;
+}
+
+/* --- a worker's start ------------------------------------------------------ */
+
+static bool kept(int fd, const int *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] == fd)
+            return true;
+    return false;
+}
+
+/* Close every descriptor above the standard streams but keep[0..n). */
+static void close_all_but(const int *keep, size_t n)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        perror("cairn: worker: /proc/self/fd");
+        _exit(1);
+    }
+    int dfd = dirfd(d), fds[4096];
+    size_t nfds = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL && nfds < 4096;) {
+        int fd = atoi(e->d_name);
+        if (fd > STDERR_FILENO && fd != dfd && !kept(fd, keep, n))
+            fds[nfds++] = fd;
+    }
+    closedir(d);
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+}
+
+/* In the child: become worker w. Never returns. */
+static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
+{
+    static const int caught[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+    for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+        signal(caught[i], SIG_DFL);
+    /* A worker outlives no master: it drains and exits with it. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != master)
+        _exit(0);
+    /* libevent's signal handling is process-wide: the master's loop must
+     * be gone (its handlers restored) before the worker's own begins. */
+    event_reinit(m->base);
+    event_base_free(m->base);
+    int *own = m->fds + (size_t)w * m->nlisten;
+    close_all_but(own, m->nlisten);
+    cairn_log_after_fork();
+    struct cairn_worker_spec spec = {
+        .index = w,
+        .fds = own,
+        .nfds = m->nlisten,
+        .shared = m->shared,
+        .arena = cairn_shared_arena(m->shared, w),
+        .limiters = m->limiters,
+    };
+    exit(cairn_gateway_run(m->load, m->load_arg, &spec));
+}
+
+static int start_worker(struct cairn_master *m, unsigned w)
+{
+    struct worker *wk = &m->workers[w];
+    pid_t master = getpid(), pid = fork();
+    if (pid < 0) {
+        cairn_log_msg("error", "cannot start worker %u: %s", w, strerror(errno));
+        return -1;
+    }
+    if (pid == 0)
+        run_worker(m, w, master);
+    wk->pid = pid;
+    wk->started_us = cairn_now_us();
+    m->stats.workers++;
+    return 0;
+}
+
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *wk = arg;
+    if (wk->m->stopping)
+        return;
+    if (start_worker(wk->m, wk->index) == 0) {
+        wk->m->stats.restarts++;
+        cairn_log_msg("info", "worker %u started again (pid %d)", wk->index, (int)wk->pid);
+    } else {
+        struct timeval tv = {RESTART_MAX_MS / 1000, 0};
+        event_add(wk->restart, &tv);
+    }
+}
+
+/* --- signals ------------------------------------------------------------------ */
+
+static bool all_exited(const struct cairn_master *m)
+{
+    for (unsigned i = 0; i < m->nworkers; i++)
+        if (m->workers[i].pid != 0)
+            return false;
+    return true;
+}
+
+static void signal_workers(struct cairn_master *m, int sig)
+{
+    for (unsigned i = 0; i < m->nworkers; i++)
+        if (m->workers[i].pid != 0)
+            kill(m->workers[i].pid, sig);
+}
+
+/* A worker has exited: when stopping, one fewer to wait for; otherwise it
+ * died, and starts again. */
+static void worker_exited(struct cairn_master *m, struct worker *wk, int status)
+{
+    pid_t pid = wk->pid;
+    wk->pid = 0;
+    m->stats.workers--;
+    cairn_limiter_zone_forget(m->limiters, wk->index, (int)pid);
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (m->stopping) {
+        if (!clean)
+            m->exit_code = 1;
+        return;
+    }
+    if (WIFSIGNALED(status))
+        cairn_log_msg("error", "worker %u (pid %d) died of signal %d", wk->index, (int)pid,
+                      WTERMSIG(status));
+    else
+        cairn_log_msg("error", "worker %u (pid %d) exited with status %d", wk->index, (int)pid,
+                      WEXITSTATUS(status));
+    bool young = cairn_now_us() - wk->started_us < YOUNG_US;
+    wk->young_exits = young ? wk->young_exits + 1 : 0;
+    uint64_t ms = 0;
+    if (wk->young_exits > 0) {
+        ms = RESTART_MIN_MS;
+        for (unsigned i = 1; i < wk->young_exits && ms < RESTART_MAX_MS; i++)
+            ms *= 2;
+        ms = ms < RESTART_MAX_MS ? ms : RESTART_MAX_MS;
+        cairn_log_msg("warn", "worker %u keeps dying at start: next start in %llu ms", wk->index,
+                      (unsigned long long)ms);
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
+    event_add(wk->restart, &tv);
+}
+
+static void on_child(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct cairn_master *m = arg;
+    int status;
+    for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;)
+        for (unsigned i = 0; i < m->nworkers; i++)
+            if (m->workers[i].pid == pid)
+                worker_exited(m, &m->workers[i], status);
+    if (m->stopping && all_exited(m))
+        event_base_loopexit(m->base, NULL);
+}
+
+/* Stop: no new connections reach the workers once they close their
+ * sockets (the master's copies go now), and each drains what it has. */
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct cairn_master *m = arg;
+    if (!m->stopping)
+        cairn_log_msg("info", "signal %d: stopping the workers", (int)sig);
+    m->stopping = true;
+    cairn_listen_close(m->fds, (size_t)m->nworkers * m->nlisten);
+    for (unsigned i = 0; i < m->nworkers; i++)
+        event_del(m->workers[i].restart);
+    signal_workers(m, SIGTERM);
+    if (all_exited(m))
+        event_base_loopexit(m->base, NULL);
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    char err[512];
+    cairn_master_reload(arg, err, sizeof(err)); /* logs what it did */
+}
+
+/* --- the admin side --------------------------------------------------------- */
+
+int cairn_master_reload(struct cairn_master *m, char *err, size_t errlen)
+{
+    struct cairn_snapshot *snap = NULL;
+    if (check_config(m, &snap, err, errlen) < 0 ||
+        cairn_log_open(snap->cfg.log.access, snap->cfg.log.content, snap->cfg.log.experiment, err,
+                       errlen) < 0) {
+        cairn_snapshot_unref(snap);
+        m->stats.reloads_failed++;
+        m->stats.last_reload_ok = false;
+        cairn_log_msg("error", "reload rejected, the previous configuration stays: %s", err);
+        return -1;
+    }
+    if (snap->cfg.workers != m->snap->cfg.workers || snap->cfg.listen.n != m->nlisten)
+        cairn_log_msg("warn", "reload: workers or listening addresses changed; they apply "
+                              "after a restart");
+    if (m->admin != NULL)
+        cairn_server_set_config(m->admin, &snap->cfg);
+    cairn_snapshot_unref(m->snap);
+    m->snap = snap;
+    m->stats.generation++;
+    m->stats.reloads_ok++;
+    m->stats.last_reload_ok = true;
+    cairn_shared_set_config(m->shared, snap->cfg.text, snap->cfg.text_len);
+    signal_workers(m, SIGHUP);
+    cairn_log_msg("info", "configuration reloaded (generation %llu)",
+                  (unsigned long long)m->stats.generation);
+    return 0;
+}
+
+uint64_t cairn_master_generation(const struct cairn_master *m)
+{
+    return m->stats.generation;
+}
+
+char *cairn_master_metrics(struct cairn_master *m, size_t *len)
+{
+    struct cairn_stats *workers[CAIRN_MAX_WORKERS];
+    size_t n = 0;
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        /* A worker's stats exist once it has set them up. */
+        struct cairn_stats *st = cairn_arena_root(cairn_shared_arena(m->shared, i));
+        if (st != NULL)
+            workers[n++] = st;
+    }
+    return cairn_stats_render(workers, n, &m->stats, len);
+}
+
+/* --- running ---------------------------------------------------------------- */
+
+static unsigned worker_count(const struct cairn_config *cfg)
+{
+    long n = cfg->workers > 0 ? (long)cfg->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : n > CAIRN_MAX_WORKERS ? CAIRN_MAX_WORKERS : (unsigned)n;
+}
+
+static int start(struct cairn_master *m, char *err, size_t errlen)
+{
+    if (check_config(m, &m->snap, err, errlen) < 0)
+        return -1;
+    m->stats.generation = 1;
+    m->stats.last_reload_ok = true;
+    const struct cairn_config *c = &m->snap->cfg;
+    /* Logs first: a file that cannot be opened stops the start before
+     * anything listens. Workers drop their copy of the master's log
+     * writer (cairn_log_after_fork) and start their own. */
+    if (cairn_log_open(c->log.access, c->log.content, c->log.experiment, err, errlen) < 0)
+        return -1;
+    m->nworkers = worker_count(c);
+    m->shared = cairn_shared_new(m->nworkers, err, errlen);
+    if (m->shared == NULL)
+        return -1;
+    cairn_shared_set_config(m->shared, c->text, c->text_len);
+    size_t size;
+    void *zone = cairn_shared_limiters(m->shared, &size);
+    m->limiters = cairn_limiter_zone_init(zone, size);
+    m->nlisten = c->listen.n;
+    m->fds = cairn_calloc((size_t)m->nworkers * m->nlisten, sizeof(*m->fds));
+    for (size_t i = 0; i < CAIRN_MAX_LISTEN; i++)
+        m->admin_fds[i] = -1;
+    if (cairn_listen_open(&c->listen, m->nworkers, "", m->fds, err, errlen) < 0 ||
+        cairn_listen_open(&c->admin.listen, 1, "admin ", m->admin_fds, err, errlen) < 0)
+        return -1;
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        m->workers[i] = (struct worker){.m = m, .index = i};
+        m->workers[i].restart = evtimer_new(m->base, on_restart, &m->workers[i]);
+        if (start_worker(m, i) < 0) {
+            snprintf(err, errlen, "cannot start worker %u: %s", i, strerror(errno));
+            return -1;
+        }
+    }
+    if (c->admin.listen.n > 0) {
+        m->admin =
+            cairn_server_new(m->base, c, m->admin_fds, c->admin.listen.n, cairn_admin_handle, m);
+        for (size_t i = 0; i < CAIRN_MAX_LISTEN; i++)
+            m->admin_fds[i] = -1; /* the server's now */
+    }
+    return 0;
+}
+
+int cairn_master_run(cairn_config_loader load, void *arg)
+{
+    struct cairn_master *m = cairn_calloc(1, sizeof(*m));
+    m->load = load;
+    m->load_arg = arg;
+    char err[512];
+    signal(SIGPIPE, SIG_IGN);
+    m->base = event_base_new();
+    if (m->base == NULL) {
+        fprintf(stderr, "cairn: cannot create the event loop\n");
+        free(m);
+        return 1;
+    }
+    /* The signals are watched before any worker exists, so that none of
+     * their exits is missed. */
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+    event_callback_fn fns[] = {on_stop, on_stop, on_reload, on_child};
+    for (size_t i = 0; i < 4; i++) {
+        m->signals[i] = evsignal_new(m->base, sigs[i], fns[i], m);
+        event_add(m->signals[i], NULL);
+    }
+    int rc = 1;
+    if (start(m, err, sizeof(err)) < 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        m->stopping = true;
+        signal_workers(m, SIGTERM);
+        while (!all_exited(m)) { /* reap what was started */
+            int status;
+            pid_t pid = waitpid(-1, &status, 0);
+            for (unsigned i = 0; pid > 0 && i < m->nworkers; i++)
+                if (m->workers[i].pid == pid)
+                    m->workers[i].pid = 0;
+            if (pid < 0 && errno != EINTR)
+                break;
+        }
+    } else {
+        cairn_log_msg("info", "cairn %s serving with %u worker(s), %zu tenant(s), upstream %s",
+                      CAIRN_VERSION, m->nworkers, m->snap->ntenants,
+                      m->snap->cfg.upstreams[0].base_url);
+        event_base_dispatch(m->base);
+        cairn_log_msg("info", "stopped");
+        rc = m->exit_code;
+    }
+    cairn_server_free(m->admin);
+    cairn_listen_close(m->admin_fds, CAIRN_MAX_LISTEN);
+    if (m->fds != NULL)
+        cairn_listen_close(m->fds, (size_t)m->nworkers * m->nlisten);
+    free(m->fds);
+    for (unsigned i = 0; i < m->nworkers; i++)
+        if (m->workers[i].restart != NULL)
+            event_free(m->workers[i].restart);
+    for (size_t i = 0; i < 4; i++)
+        event_free(m->signals[i]);
+    cairn_snapshot_unref(m->snap);
+    cairn_shared_free(m->shared);
+    event_base_free(m->base);
+    cairn_log_close();
+    free(m);
+    return rc;
+}
