@@ -8,6 +8,7 @@
 #ifndef CAIRN_GATEWAY_H
 #define CAIRN_GATEWAY_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,10 @@ struct cairn_worker_spec {
     struct cairn_arena *arena;           /* where its metrics live */
     struct cairn_limiter_zone *limiters; /* the tenants' shared rate limits */
 };
+
+/** The signals the master passes on to its workers (SIGTERM, SIGINT,
+ *  SIGHUP): blocked in a new worker until it can handle them. */
+void cairn_worker_signals(sigset_t *set);
 
 /** Serve until stopped. @return the process exit code. */
 int cairn_gateway_run(cairn_config_loader load, void *arg, const struct cairn_worker_spec *w);

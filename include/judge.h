@@ -42,8 +42,8 @@ char *cairn_judge_prompt(const char *conversation, const char *a, const char *b,
 
 /** The request body for the judge: its system instructions, the prompt
  *  above, at most CAIRN_JUDGE_MAX_TOKENS. malloc'd, *len set. */
-char *cairn_judge_request(const char *model, const char *conversation, const char *a,
-                          const char *b, size_t *len);
+char *cairn_judge_request(const char *model, const char *conversation, const char *a, const char *b,
+                          size_t *len);
 
 /** A reply text: "A", "B" or "TIE", in any case, with blanks around it and
  *  at most one '.' after it; anything else is CAIRN_PICK_NONE. */

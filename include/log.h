@@ -45,16 +45,12 @@ struct cairn_log_counters {
  * files they were queued for; later ones go to the new files.
  *
  * The first call starts the writer thread. Threads do not survive fork(2):
- * a process that forks workers must call this in each worker, after the
- * fork, never before it.
+ * a process that forks stops its writer first (cairn_log_close) and opens
+ * the logs again after; the child opens its own.
  * @return 0 or -1 with err.
  */
 int cairn_log_open(const char *access_path, const char *content_path, const char *experiment_path,
                    char *err, size_t errlen);
-
-/** In a child just forked from a process with a log writer: forget the
- *  copy of it, so that cairn_log_open starts the child's own. */
-void cairn_log_after_fork(void);
 
 /** Write out everything queued, stop the writer thread and close the logs
  * (at exit). Until the next cairn_log_open, messages and access records go

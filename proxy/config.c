@@ -847,12 +847,12 @@ static int set_experiment(struct cairn_experiment_config **field, const cJSON *v
         return -1;
     }
     e->shadow.enabled = cJSON_GetObjectItemCaseSensitive(v, "shadow") != NULL;
-    const char *missing = e->shadow.against == NULL        ? "against"
+    const char *missing = e->shadow.against == NULL          ? "against"
                           : e->shadow.judge.upstream == NULL ? "judge.upstream"
                           : e->shadow.judge.model == NULL    ? "judge.model"
                                                              : NULL;
     if (e->shadow.enabled && missing != NULL) {
-        snprintf(err, errlen, "%s.shadow.%s: shadow judging needs it", path, missing);
+        snprintf(err, errlen, "%s.shadow.%s: is required", path, missing);
         return -1;
     }
     if (e->salt == NULL)

@@ -108,6 +108,14 @@ static void on_request_end(const struct cairn_request *req, void *arg)
     cairn_stats_request(arg, req);
 }
 
+void cairn_worker_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
 int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_worker_spec *w)
 {
     struct cairn_gateway gw = {
@@ -150,6 +158,9 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
     signals[2] = evsignal_new(gw.base, SIGHUP, on_reload_signal, &gw);
     for (size_t i = 0; i < 3; i++)
         event_add(signals[i], NULL);
+    sigset_t passed;
+    cairn_worker_signals(&passed);
+    sigprocmask(SIG_UNBLOCK, &passed, NULL); /* blocked by the master since the fork */
     refresh = event_new(gw.base, -1, EV_PERSIST, on_refresh, &gw);
     event_add(refresh, &(struct timeval){0, REFRESH_MS * 1000});
 

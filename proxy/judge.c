@@ -63,8 +63,8 @@ char *cairn_judge_prompt(const char *conversation, const char *a, const char *b,
     return out.p;
 }
 
-char *cairn_judge_request(const char *model, const char *conversation, const char *a,
-                          const char *b, size_t *len)
+char *cairn_judge_request(const char *model, const char *conversation, const char *a, const char *b,
+                          size_t *len)
 {
     size_t n;
     char *prompt = cairn_judge_prompt(conversation, a, b, &n);

@@ -119,15 +119,6 @@ int cairn_log_open(const char *access_path, const char *content_path, const char
     return 0;
 }
 
-void cairn_log_after_fork(void)
-{
-    /* The copy of the parent's writer has no thread behind it, and its
-     * lock may be held by a thread that does not exist here: leave it
-     * alone (its descriptors were closed with the child's others). */
-    writer = NULL;
-    content_on = experiment_on = false;
-}
-
 void cairn_log_close(void)
 {
     cairn_log_writer_free(writer);

@@ -1,12 +1,17 @@
 /*
  * master.c — the master process (see master.h).
  *
- * A worker is forked from a master that may already run an event loop, a
- * log writer thread and admin connections. The child keeps nothing of
- * that: it resets the signals the master catches, closes every descriptor
- * but its own listening sockets and the standard streams (an admin
- * connection held open by a worker would never see its close), and starts
- * from a clean slate: its own event loop, log writer and upstream client.
+ * A worker is forked from a master that already runs an event loop and
+ * admin connections. The child keeps nothing of that: it resets the
+ * signals the master catches, closes every descriptor but its own
+ * listening sockets and the standard streams (an admin connection held
+ * open by a worker would never see its close), and starts from a clean
+ * slate: its own event loop, log writer and upstream client. The master's
+ * log writer thread is stopped for the fork (a thread does not survive
+ * one, and what it held would be held forever in the child) and started
+ * again after. The signals the master passes on are blocked from before
+ * the fork until the worker can handle them, so that a SIGHUP or SIGTERM
+ * sent to a worker still starting is handled, not fatal.
  */
 #include "master.h"
 
@@ -120,7 +125,6 @@ static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
     event_base_free(m->base);
     int *own = m->fds + (size_t)w * m->nlisten;
     close_all_but(own, m->nlisten);
-    cairn_log_after_fork();
     struct cairn_worker_spec spec = {
         .index = w,
         .fds = own,
@@ -135,13 +139,23 @@ static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
 static int start_worker(struct cairn_master *m, unsigned w)
 {
     struct worker *wk = &m->workers[w];
+    const struct cairn_config *c = &m->snap->cfg;
+    sigset_t passed, old;
+    cairn_worker_signals(&passed);
+    sigprocmask(SIG_BLOCK, &passed, &old);
+    cairn_log_close();
     pid_t master = getpid(), pid = fork();
-    if (pid < 0) {
-        cairn_log_msg("error", "cannot start worker %u: %s", w, strerror(errno));
-        return -1;
-    }
     if (pid == 0)
         run_worker(m, w, master);
+    int fork_errno = errno;
+    char err[512];
+    if (cairn_log_open(c->log.access, c->log.content, c->log.experiment, err, sizeof(err)) < 0)
+        fprintf(stderr, "cairn: %s; logging to stderr\n", err);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        cairn_log_msg("error", "cannot start worker %u: %s", w, strerror(fork_errno));
+        return -1;
+    }
     wk->pid = pid;
     wk->started_us = cairn_now_us();
     m->stats.workers++;

@@ -469,8 +469,8 @@ char *cairn_model_annotator_request(const struct cairn_model_prompt *p, const ch
                                     size_t *len)
 {
     char *conversation = cairn_model_conversation(messages, max_conversation_bytes);
-    char *out = cairn_chat_request_internal(model, p->text, conversation, CAIRN_MODEL_MAX_TOKENS,
-                                            len);
+    char *out =
+        cairn_chat_request_internal(model, p->text, conversation, CAIRN_MODEL_MAX_TOKENS, len);
     free(conversation);
     return out;
 }

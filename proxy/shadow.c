@@ -70,8 +70,8 @@ struct reply {
 
 struct shadow {
     struct cairn_shadows *sh;
-    struct shadow *prev, *next; /* in sh->running */
-    struct budget *budget;      /* in sh: holds this shadow's slot */
+    struct shadow *prev, *next;  /* in sh->running */
+    struct budget *budget;       /* in sh: holds this shadow's slot */
     struct cairn_snapshot *snap; /* a reference: everything below points into it */
     const struct cairn_tenant *served, *against;
     const char *experiment;
@@ -79,11 +79,11 @@ struct shadow {
     char request_id[CAIRN_REQUEST_ID_MAX + 1];
     char *body; /* owned: the client's request body, until parsed */
     size_t len;
-    char *pins;                  /* owned: its X-Cairn-Markers value, or NULL */
-    char *served_text;           /* owned: the answer the client got */
-    char *other_text;            /* owned: the other arm's answer */
-    char *conversation;          /* owned: what the judge is shown of the request */
-    struct event *start;         /* owned: the deferred start */
+    char *pins;                     /* owned: its X-Cairn-Markers value, or NULL */
+    char *served_text;              /* owned: the answer the client got */
+    char *other_text;               /* owned: the other arm's answer */
+    char *conversation;             /* owned: what the judge is shown of the request */
+    struct event *start;            /* owned: the deferred start */
     struct cairn_chat_request chat; /* owned while the markers are decided */
     struct cairn_markers sent;
     struct cairn_annotation *annotation; /* the other arm's annotator model call */
@@ -97,9 +97,9 @@ struct cairn_shadows {
     struct cairn_annotation_cache *cache;
     struct budget *buckets[BUDGET_BUCKETS];
     size_t nbudgets;
-    int64_t today;           /* UTC day the budgets count */
-    struct shadow *running;  /* in flight */
-    uint64_t rng;            /* splitmix64 state */
+    int64_t today;          /* UTC day the budgets count */
+    struct shadow *running; /* in flight */
+    uint64_t rng;           /* splitmix64 state */
 };
 
 /* --- budgets ---------------------------------------------------------------- */
@@ -250,27 +250,21 @@ static void on_reply(void *ctx, const char *errstr, int status, const char *body
         return; /* the other order is still out */
     const char *verdict = cairn_judge_verdict(s->replies[0].pick, s->replies[1].pick);
     if (verdict == NULL) {
-        fail(s, "judge", s->replies[0].failure != NULL ? s->replies[0].failure
-                                                        : s->replies[1].failure);
+        fail(s, "judge",
+             s->replies[0].failure != NULL ? s->replies[0].failure : s->replies[1].failure);
         return;
     }
     record(s, verdict);
     shadow_free(s);
 }
 
-static const struct cairn_backend *backend_named(const struct cairn_snapshot *snap,
-                                                 const char *name)
-{
-    for (size_t i = 0; i < snap->cfg.nupstreams; i++)
-        if (strcmp(snap->cfg.upstreams[i].name, name) == 0)
-            return &snap->backends[i];
-    return NULL; /* the loader checked the name: not reached */
-}
-
 /* Both orders at once: the served answer as A, then as B. */
 static void ask_judge(struct shadow *s)
 {
-    const struct cairn_backend *judge = backend_named(s->snap, s->cfg->judge.upstream);
+    /* The loader checked the name; backends are in the upstreams' order. */
+    const struct cairn_upstream_config *u =
+        cairn_config_upstream(&s->snap->cfg, s->cfg->judge.upstream);
+    const struct cairn_backend *judge = &s->snap->backends[u - s->snap->cfg.upstreams];
     const char *answers[2][2] = {{s->served_text, s->other_text}, {s->other_text, s->served_text}};
     for (size_t i = 0; i < 2; i++) {
         size_t len;
@@ -319,9 +313,9 @@ static void send_shadow(struct shadow *s)
     size_t len;
     char *body = cairn_chat_request_print(&s->chat, &len);
     cairn_chat_request_free(&s->chat);
-    s->call = cairn_model_call_start(s->sh->base, s->against->backend->endpoint, s->request_id,
-                                     body, len, (size_t)s->against->backend->cfg->max_response_bytes,
-                                     s->cfg->deadline_ms, on_answer, s);
+    s->call = cairn_model_call_start(
+        s->sh->base, s->against->backend->endpoint, s->request_id, body, len,
+        (size_t)s->against->backend->cfg->max_response_bytes, s->cfg->deadline_ms, on_answer, s);
 }
 
 /* The other arm's annotator model answered, or failed: as for a served
@@ -450,7 +444,8 @@ void cairn_shadow_offer(struct cairn_shadows *sh, struct cairn_snapshot *snap,
     if (sh->running != NULL)
         sh->running->prev = s;
     sh->running = s;
-    /* The answer is queued, not yet written: let the loop write it first. */
+    /* The answer is queued, not yet written: from a timer, the work comes
+     * after the loop's pass that writes it. */
     static const struct timeval now = {0, 0};
     s->start = evtimer_new(sh->base, on_start, s);
     evtimer_add(s->start, &now);

@@ -289,7 +289,7 @@ static void on_readable(struct conn *c)
 }
 
 /* Sends the events of slow streams that are due; returns the ms until the
- * next one is, or -1 when no stream waits. */
+ * next one is (0 when one is already late), or -1 when no stream waits. */
 static int run_timers(void)
 {
     if (slow_streams == 0)
@@ -314,10 +314,11 @@ static int run_timers(void)
                     continue;
             }
         }
-        if (next < 0 || c->due_ms - now < next)
-            next = c->due_ms - now;
+        long long wait = c->due_ms > now ? c->due_ms - now : 0;
+        if (next < 0 || wait < next)
+            next = wait;
     }
-    return next < 0 ? -1 : (int)next;
+    return (int)next;
 }
 
 static void on_accept(int lfd)

@@ -144,15 +144,21 @@ wait_listen() {
     exit 1
 }
 
-# rss_kb PID: resident memory of PID and its children, in KiB
+# rss_kb PID [FILE FIELD]: resident memory of PID and its children, in
+# KiB: the sum of their VmRSS (pages shared between a master and its
+# workers counted in each), or of another FIELD of /proc/PID/FILE
 rss_kb() {
-    local p sum=0 kb
+    local p sum=0 kb file=${2:-status} field=${3:-VmRSS}
     for p in $(tree "$1"); do
-        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+        kb=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$p/$file" 2>/dev/null || true)
         sum=$((sum + ${kb:-0}))
     done
     echo "$sum"
 }
+
+# pss_kb PID: the proportional set size of PID and its children (a shared
+# page counted once over them), in KiB
+pss_kb() { rss_kb "$1" smaps_rollup Pss; }
 
 # cpu_ticks PID: "pid:ticks" (user + system) for PID and its children
 cpu_ticks() {
@@ -227,7 +233,7 @@ run_wrk() {
 # results, one line each:
 #   cell TARGET CONNS KIND REQ_PER_S P50_US P99_US ERRORS BACKEND_CONNS
 #   ttfb TARGET P50_US P99_US FULL_P50_US COUNTED ERRORS
-#   proc TARGET PROCESSES CPU_S RSS_KB
+#   proc TARGET PROCESSES CPU_S RSS_KB PSS_KB
 #   mem  KIND BEFORE_KB AFTER_KB COUNT NOTE...
 results=$tmp/results
 : >"$results"
@@ -404,7 +410,7 @@ done
 
 for i in "${!names[@]}"; do
     pid=${tpids[$i]}
-    echo "proc ${names[$i]} $(tree "$pid" | wc -l) $(cpu_used "${ticks[$i]}" "$(cpu_ticks "$pid")") $(rss_kb "$pid")" >>"$results"
+    echo "proc ${names[$i]} $(tree "$pid" | wc -l) $(cpu_used "${ticks[$i]}" "$(cpu_ticks "$pid")") $(rss_kb "$pid") $(pss_kb "$pid")" >>"$results"
     [ "${names[$i]}" = direct ] || stop "$pid" # the backend serves the memory runs too
 done
 
@@ -564,16 +570,18 @@ END {
     print "## Processes and memory"
     print ""
     print "Serving: processes that used 0.1 CPU s or more over all the cells and the TTFB run."
+    print "RSS: the sum of VmRSS over the processes; PSS: their proportional set size, which counts"
+    print "a page shared by a master and its workers once."
     print ""
-    print "| target | processes | serving | CPU s per process | RSS after its runs |"
-    print "|---|---:|---:|---|---:|"
+    print "| target | processes | serving | CPU s per process | RSS after its runs | PSS |"
+    print "|---|---:|---:|---|---:|---:|"
     for (j = 1; j <= nt; j++) {
         t = targets[j]
         if (!(t in proc)) continue
         split(proc[t], f, " "); busy = 0
         nc = split(f[4], cs, "_\\+_"); for (i = 1; i <= nc; i++) busy += cs[i] >= 0.1
         gsub(/_/, " ", f[4])
-        printf "| %s | %s | %s | %s | %s |\n", label(t), f[3], busy, f[4], mib(f[5])
+        printf "| %s | %s | %s | %s | %s | %s |\n", label(t), f[3], busy, f[4], mib(f[5]), mib(f[6])
     }
     if (nm == 0) exit
     print ""

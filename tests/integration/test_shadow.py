@@ -77,7 +77,7 @@ def judge(reply, delay=0.0, status=200):
     return handle
 
 
-def shadow_gateway(up, judge_up, shadow=True, log=True, **over):
+def shadow_gateway(up, judge_up, shadow=True, log=True, policy=None, **over):
     """Experiment "ab": arm a serves, arm b (weight 0, model-b) is shadowed.
     The harness writes every gateway of a test to the same config file,
     which a worker may read after its master has reported: a test stops
@@ -89,7 +89,7 @@ def shadow_gateway(up, judge_up, shadow=True, log=True, **over):
                   "arms": {"a": {"weight": 1}, "b": {"weight": 0, "model": "model-b"}}}
     if shadow:
         experiment["shadow"] = cfg
-    sections = {"policy": {"experiment": experiment},
+    sections = {"policy": dict(policy or {}, experiment=experiment),
                 "upstreams": {"judge": {"base_url": judge_up.base_url}}}
     if log:
         sections["log"] = {"experiment": harness.ctx().path("experiment-%d.log" % next(LOGS))}
@@ -229,6 +229,31 @@ def test_a_stream_is_not_shadowed():
     check(len(m.series("cairn_shadow_total")) == 1, "series %r" % m.series("cairn_shadow_total"))
     check(jd.wait_requests(2) and len(shadow_requests(up)) == 1,
           "%d shadow requests for one answer" % len(shadow_requests(up)))
+
+
+def test_a_stream_held_for_validation_is_shadowed_with_markers():
+    """A stream in "buffer" mode is validated whole and replayed: that
+    answer is judged too. The shadow runs through arm b's marker stage: its
+    prompt carries the block, and the block the model wrote back is gone
+    from the answer the judge sees."""
+    block = "<MARKER_LIST>\n<format>JSON</format>\n</MARKER_LIST>\n"
+    up = start_upstream(backend('{"capital": "Paris"}', block + '{"capital": "Lyon"}'))
+    jd = start_upstream(prefers("Paris"))
+    policy = {"markers": {"annotate": "rules", "unwrap": True},
+              "validation": {"markers": ["format"], "stream": "buffer"}}
+    gw = shadow_gateway(up, jd, policy=policy)
+    prompt = [{"role": "user", "content": "Answer in JSON: what is the capital of France?"}]
+    resp = gw.chat(chat_body(messages=prompt, stream=True))
+    assert_status(resp, 200)
+    check(resp.header("content-type").startswith("text/event-stream"), "not replayed as SSE")
+    rec = judgements(gw, 1)[0]
+    check(rec["result"] == "win" and rec["verdicts"] == ["A", "B"], "record %r" % rec)
+    shadow = shadow_requests(up)[0].json()
+    check("<MARKER_LIST>" in shadow["messages"][-1]["content"] and "stream" not in shadow,
+          "the shadow request %r" % shadow)
+    for r in jd.requests:
+        check("MARKER_LIST" not in r.json()["messages"][1]["content"],
+              "the judge saw a marker block")
 
 
 # --- the bounds --------------------------------------------------------------------------

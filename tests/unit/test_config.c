@@ -834,10 +834,9 @@ static const struct {
      "{'markers':{'annotate':'model'}}}}}}}",
      "tenants.t.experiment.arms.m.annotator.upstream", NULL},
 
-    /* shadow judging */
-#define SHADOW(x)                                                                                  \
-    "{'policy':{'experiment':{'name':'e','arms':{'a':{},'b':{}},'shadow':" x "}}}"
-#define JUDGE "'judge':{'upstream':'default','model':'j'}"
+/* shadow judging */
+#define SHADOW(x) "{'policy':{'experiment':{'name':'e','arms':{'a':{},'b':{}},'shadow':" x "}}}"
+#define JUDGE     "'judge':{'upstream':'default','model':'j'}"
     {SHADOW("5"), "policy.experiment.shadow", "object"},
     {SHADOW("null"), "policy.experiment.shadow", "object"},
     {SHADOW("{" JUDGE "}"), "policy.experiment.shadow.against", NULL},
@@ -845,8 +844,7 @@ static const struct {
     {SHADOW("{'against':'a b'," JUDGE "}"), "policy.experiment.shadow.against", NULL},
     {SHADOW("{'against':'b','sample':1.5," JUDGE "}"), "policy.experiment.shadow.sample", NULL},
     {SHADOW("{'against':'b','sample':-0.1," JUDGE "}"), "policy.experiment.shadow.sample", NULL},
-    {SHADOW("{'against':'b','sample':'all'," JUDGE "}"), "policy.experiment.shadow.sample",
-     NULL},
+    {SHADOW("{'against':'b','sample':'all'," JUDGE "}"), "policy.experiment.shadow.sample", NULL},
     {SHADOW("{'against':'b','max_in_flight':0," JUDGE "}"),
      "policy.experiment.shadow.max_in_flight", NULL},
     {SHADOW("{'against':'b','max_in_flight':1001," JUDGE "}"),
@@ -855,8 +853,8 @@ static const struct {
      "policy.experiment.shadow.max_in_flight", NULL},
     {SHADOW("{'against':'b','daily_cap':-1," JUDGE "}"), "policy.experiment.shadow.daily_cap",
      NULL},
-    {SHADOW("{'against':'b','daily_cap':10000001," JUDGE "}"),
-     "policy.experiment.shadow.daily_cap", NULL},
+    {SHADOW("{'against':'b','daily_cap':10000001," JUDGE "}"), "policy.experiment.shadow.daily_cap",
+     NULL},
     {SHADOW("{'against':'b','deadline_ms':10," JUDGE "}"), "policy.experiment.shadow.deadline_ms",
      NULL},
     {SHADOW("{'against':'b','bogus':1," JUDGE "}"), "policy.experiment.shadow.bogus", NULL},

@@ -1,0 +1,130 @@
+"""Worker processes: a master forks "workers" gateways that share the
+listening port (SO_REUSEPORT); /metrics sums every worker's counters;
+rate limits are shared, so N workers do not multiply a tenant's limit; a
+worker that dies is started again and the service goes on, its counters
+kept; a reload reaches every worker; SIGTERM drains them all."""
+
+import os
+import signal
+import subprocess
+import time
+
+from harness import (CHAT_BODY, admin_request, assert_status, bearer, check, metrics, new_key,
+                     start_gateway, start_upstream, tenant, wait_for, wait_metric, write_config)
+
+CHAT = "/v1/chat/completions"
+PROMTOOL = "/usr/bin/promtool"
+
+
+def start_workers(up, n=2, **sections):
+    gw = start_gateway(up, workers=n, **sections)
+    check(wait_for(lambda: len(gw.worker_pids()) == n, 5.0),
+          "%d workers running, want %d" % (len(gw.worker_pids()), n))
+    return gw
+
+
+def io_bytes(gw):
+    """Bytes each worker has read and written (/proc/PID/io): what moves
+    when a worker serves, and only then."""
+    def moved(pid):
+        with open("/proc/%d/io" % pid) as f:
+            fields = dict(line.split(": ") for line in f.read().splitlines())
+        return int(fields["rchar"]) + int(fields["wchar"])
+    return {pid: moved(pid) for pid in gw.worker_pids()}
+
+
+def test_workers_share_the_port_and_metrics_add_up():
+    """Two workers: 120 requests on fresh connections all succeed, the
+    master's /metrics counts all 120 (a valid exposition), and both workers
+    took a share of the work."""
+    up = start_upstream()
+    gw = start_workers(up)
+    before = io_bytes(gw)
+    for _ in range(120):
+        assert_status(gw.chat(CHAT_BODY), 200)
+    m = wait_metric(gw, "cairn_requests_total",
+                    dict(tenant="default", route=CHAT, status="200", arm=""), 120)
+    check(m.get("cairn_workers") == 2, "cairn_workers %r" % m.get("cairn_workers"))
+    after = io_bytes(gw)
+    check(all(after[p] > before[p] for p in before), "a worker took no connection: %r -> %r"
+          % (before, after))
+    if os.path.exists(PROMTOOL):
+        proc = subprocess.run([PROMTOOL, "check", "metrics"], input=m.text.encode(),
+                              capture_output=True, timeout=30)
+        # promtool lints too (e.g. counters without _total); only errors fail.
+        check(b"error" not in proc.stderr.lower(), "promtool: %s" % proc.stderr.decode()[-500:])
+
+
+def test_rate_limit_is_shared_by_the_workers():
+    """A tenant with a burst of 10 and a negligible refill gets exactly 10
+    answers out of 30 requests spread over two workers."""
+    up = start_upstream()
+    key = new_key()
+    gw = start_workers(up, auth="keys", tenants={
+        "t": tenant(key, rate={"requests_per_second": 0.001, "burst": 10})})
+    statuses = [gw.chat(CHAT_BODY, headers=bearer(key)).status for _ in range(30)]
+    check(statuses.count(200) == 10 and statuses.count(429) == 20,
+          "200s %d, 429s %d: the workers do not share the bucket"
+          % (statuses.count(200), statuses.count(429)))
+
+
+def test_a_dead_worker_is_started_again_and_keeps_its_counts():
+    """SIGKILL one worker: the master starts another in its place, requests
+    keep succeeding (the dead worker's queued connections wait for its
+    successor), the restart is counted and no request count is lost."""
+    up = start_upstream()
+    gw = start_workers(up)
+    for _ in range(20):
+        assert_status(gw.chat(CHAT_BODY), 200)
+    wait_metric(gw, "cairn_requests_total",
+                dict(tenant="default", route=CHAT, status="200", arm=""), 20)
+    victim = gw.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    check(wait_for(lambda: len(gw.worker_pids()) == 2 and victim not in gw.worker_pids(), 5.0),
+          "the dead worker was not replaced: %r" % gw.worker_pids())
+    for _ in range(20):
+        assert_status(gw.chat(CHAT_BODY), 200)
+    m = wait_metric(gw, "cairn_requests_total",
+                    dict(tenant="default", route=CHAT, status="200", arm=""), 40)
+    check(m.get("cairn_worker_restarts_total") == 1,
+          "restarts %r" % m.get("cairn_worker_restarts_total"))
+    check("died of signal 9" in gw.stderr_text(), "the death was not logged")
+
+
+def test_reload_reaches_every_worker():
+    """After a reload that changes a fixed marker, every answer, whichever
+    worker serves it, carries the new one."""
+    up = start_upstream()
+    gw = start_workers(up, markers={"fixed": {"domain": "Legal"}})
+    gw.config["policy"]["markers"]["fixed"] = {"domain": "Medical"}
+    write_config(gw.config)
+    assert_status(admin_request(gw, "POST", "/admin/reload"), 200)
+
+    def all_new():
+        return all((gw.chat(CHAT_BODY).header("x-cairn-markers") or "") == "domain=Medical"
+                   for _ in range(10))
+    check(wait_for(all_new, 5.0), "a worker still answers with the old configuration")
+    m = metrics(gw)
+    check(m.get("cairn_config_generation") == 2, "generation %r" % m.get("cairn_config_generation"))
+
+
+def test_sigterm_stops_every_worker():
+    up = start_upstream()
+    gw = start_workers(up)
+    pids = gw.worker_pids()
+    assert_status(gw.chat(CHAT_BODY), 200)
+    code = gw.stop()
+    check(code == 0, "master exited with %r" % code)
+    for pid in pids:
+        check(not os.path.exists("/proc/%d" % pid) or
+              open("/proc/%d/stat" % pid).read().split()[2] == "Z", "worker %d still runs" % pid)
+
+
+def test_workers_default_to_one_per_cpu():
+    up = start_upstream()
+    gw = start_gateway(up, workers=0)
+    n = os.cpu_count()
+    check(wait_for(lambda: len(gw.worker_pids()) == n, 5.0),
+          "%d workers for %d CPUs" % (len(gw.worker_pids()), n))
+    time.sleep(0.3)
+    check(metrics(gw).get("cairn_workers") == n, "cairn_workers")
