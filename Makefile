@@ -98,13 +98,15 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo/run.py --build $(BUILD) $(DEMO_ARGS)
 
-# The load generator and the reference proxy, installed for `make bench`
-# only (not in DEB_TOOLS: `make test` does not need them). Debian's nginx
-# package has the proxy module and upstream keep-alive; no recommends.
-BENCH_DEB := wrk nginx
+# The load generator and the reference proxy (and ps, which the bench reads
+# process trees with), installed for `make bench` only (not in DEB_TOOLS:
+# `make test` does not need them). Debian's nginx package has the proxy
+# module and upstream keep-alive; no recommends.
+BENCH_DEB := wrk nginx procps
 .PHONY: bench-deps
 bench-deps:
-	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then \
+	@if ! command -v wrk >/dev/null || ! command -v ps >/dev/null || \
+	    ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then \
 	  echo "bench: installing $(BENCH_DEB)"; \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEB); \

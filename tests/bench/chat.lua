@@ -3,8 +3,6 @@
 -- tests/bench/run.sh to read.
 --   CHAT_STREAM  "0" (default): plain answers; "1": SSE streams ("stream":
 --                true); "mix": plain and streamed requests alternate
---   CHAT_LIMIT   each wrk thread stops after this many answers (the memory
---                run counts requests, not seconds)
 -- The prompt asks for under 40 words, so that cairn's rule annotator finds
 -- markers (task, language, length) and its validators have work to do; the
 -- backend's canned answer keeps to them.
@@ -28,19 +26,6 @@ if mode == "mix" then
    function request()
       n = n + 1
       return reqs[n % 2 + 1]
-   end
-end
-
--- Defining response() makes wrk hand every answer to Lua, which costs
--- time: only the counted run does.
-local limit = tonumber(os.getenv("CHAT_LIMIT") or "")
-if limit then
-   local seen = 0
-   function response(status, headers, body)
-      seen = seen + 1
-      if seen >= limit then
-         wrk.thread:stop()
-      end
    end
 end
 

@@ -131,11 +131,12 @@ start() {
 # port 0 that each picked for itself
 free_port() { "$build/bench-client" port; }
 
-# wait_listen PID PORT NAME: waits (10 s at most) until PORT is listening
+# wait_listen PID PORT NAME: waits (10 s at most) until PORT accepts a
+# connection (bash's /dev/tcp: no tool needed)
 wait_listen() {
     local pid=$1 port=$2 name=$3
     for _ in $(seq 1 200); do
-        if [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then return 0; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
@@ -258,7 +259,7 @@ add_target() {
 # --- what runs ---------------------------------------------------------------
 
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in wrk "$nginx_bin" "$build/bench-canned" "$build/bench-client" "$build/cairn"; do
+for tool in wrk "$nginx_bin" ps "$build/bench-canned" "$build/bench-client" "$build/cairn"; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (make bench installs and builds what it needs)"
 done
 for mode in $modes; do
@@ -352,11 +353,11 @@ EOF
 }
 
 t_start=$SECONDS
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 {
     echo "## Annotation micro-bench"
     echo
-    # shellcheck disable=SC2016 # backquotes for markdown
-    echo '`build/marker-bench rules`: mean µs per call, rules loaded once.'
+    echo "\`$build/marker-bench rules\`: mean µs per call, rules loaded once."
     echo
     echo '```'
     if [ -x "$build/marker-bench" ]; then "$build/marker-bench" rules 2>&1; else echo "(not built)"; fi
@@ -482,6 +483,7 @@ if [ "$long_n" -gt 1000 ]; then
     stop "$cairn_pid"
 fi
 t_total=$((SECONDS - t_start))
+load_end=$(cut -d' ' -f1 /proc/loadavg)
 
 # --- report ------------------------------------------------------------------
 
@@ -496,6 +498,8 @@ if [ -n "$(git status --porcelain -- proxy include 2>/dev/null)" ]; then commit=
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); cairn $commit"
     echo "- $(wrk --version 2>&1 | awk 'NR == 1 { print "wrk " $2 }'), $("$nginx_bin" -v 2>&1 | sed 's/.*: //');" \
         "$secs s per cell, ${t_total} s in all; wrk, the backend and the proxies share the $cores cores"
+    # other work on the machine shows in every figure: say how much there was
+    echo "- load average $load_start at the start, $load_end at the end ($cores cores)"
     echo
     awk -v secs="$secs" -v gap="$ttfb_gap_ms" -v slow="$slow_gap_ms" -f - "$results" <<'AWK'
 function num(v,   s, neg) {         # 12345 -> "12 345"

@@ -337,3 +337,16 @@ def test_two_arms_against_the_standin_differ_as_their_policies_say():
     check(all(r["violations"] == [] for r in retry), "arm retry kept a violation")
     check(any(r["attempts"] > 1 for r in retry), "arm retry never retried")
     check(all(r["attempts"] == 1 for r in once), "arm once retried")
+
+    # cairn report reads the same log to the same figures.
+    code, out, err = harness.run_cairn(["report", "--json", "--baseline", "once",
+                                        experiment_log(gw)])
+    check(code == 0, "cairn report failed: %s" % err)
+    arms = json.loads(out)["experiments"][0]["arms"]
+    for name, recs in by_arm.items():
+        got = arms[name]["violation_rates"]["length_tokens"]
+        hits = sum("length_tokens" in r["violations"] for r in recs)
+        check(got["hits"] == hits and got["n"] == len(recs),
+              "report: arm %s %d/%d, the log says %d/%d" % (name, got["hits"], got["n"], hits,
+                                                            len(recs)))
+        check(arms[name]["requests"] == len(recs), "report: arm %s requests" % name)

@@ -61,16 +61,40 @@ static void test_verdicts(void **state)
 #define X64(s) X8(X8(s))
 #define X8(s)  s s s s s s s s
 
+/* clang-format off */
 static const struct {
     const char *text;
     int want;
 } replies[] = {
-    {"A", A},    {"B", B},     {"TIE", T}, {"a", A},          {"b", B},      {"tie", T},
-    {"Tie", T},  {" TIE.", T}, {"A.", A},  {"\n\tB \r\n", B}, {"  b.  ", B}, {"A and B", N},
-    {"", N},     {"   ", N},   {".", N},   {"A..", N},        {"A .", N},    {".A", N},
-    {"AB", N},   {"TIES", N},  {"TI", N},  {"**A**", N},      {"\"A\"", N},  {"Answer A", N},
-    {"A\nB", N}, {"C", N},     {JUNK, N},
+    {"A", A},
+    {"B", B},
+    {"TIE", T},
+    {"a", A},
+    {"b", B},
+    {"tie", T},
+    {"Tie", T},
+    {" TIE.", T},
+    {"A.", A},
+    {"\n\tB \r\n", B},
+    {"  b.  ", B},
+    {"A and B", N},
+    {"", N},
+    {"   ", N},
+    {".", N},
+    {"A..", N},
+    {"A .", N},
+    {".A", N},
+    {"AB", N},
+    {"TIES", N},
+    {"TI", N},
+    {"**A**", N},
+    {"\"A\"", N},
+    {"Answer A", N},
+    {"A\nB", N},
+    {"C", N},
+    {JUNK, N},
 };
+/* clang-format on */
 
 static void test_parse(void **state)
 {
@@ -193,10 +217,8 @@ static void test_prompt_bounds(void **state)
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(req, "messages");
     check(cJSON_GetArraySize(msgs) == 2, "request", "%d messages", cJSON_GetArraySize(msgs));
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(msgs, 1), "content");
-    check(cJSON_IsString(user) && strlen(user->valuestring) <= CAIRN_JUDGE_CONVERSATION_MAX +
-                                                                   2 * CAIRN_JUDGE_ANSWER_MAX +
-                                                                   1024,
-          "request", "user turn unbounded");
+    size_t bound = CAIRN_JUDGE_CONVERSATION_MAX + 2 * CAIRN_JUDGE_ANSWER_MAX + 1024;
+    check(cJSON_IsString(user) && strlen(user->valuestring) <= bound, "request", "unbounded");
     const cJSON *max = cJSON_GetObjectItemCaseSensitive(req, "max_tokens");
     check(cJSON_IsNumber(max) && max->valuedouble == CAIRN_JUDGE_MAX_TOKENS, "request",
           "max_tokens");
