@@ -9,6 +9,7 @@
  */
 #include "gateway.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct cairn_gateway {
     struct cairn_proxy proxy; /* holds the current snapshot and the public server */
     struct cairn_stats *stats;
     uint64_t generation;
+    uint64_t ended, ended_at_tick, ended_at_trim; /* requests: when to trim the heap */
 };
 
 /* The configuration the master checked last (shm.h), loaded. */
@@ -101,11 +103,23 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
     struct cairn_gateway *gw = arg;
     cairn_stats_refresh(gw->stats, cairn_server_connections(gw->proxy.server), gw->proxy.streams,
                         gw->proxy.annotation_cache);
+    /* A burst of requests leaves the heap grown and fragmented, and malloc
+     * keeps what is freed inside it. Once a burst is over (requests ended
+     * since the last trim, none in the last interval), give the free pages
+     * back: idle connections then cost their own few KiB, not the burst's
+     * high water. Under steady load this never runs. */
+    if (gw->ended == gw->ended_at_tick && gw->ended != gw->ended_at_trim) {
+        malloc_trim(0);
+        gw->ended_at_trim = gw->ended;
+    }
+    gw->ended_at_tick = gw->ended;
 }
 
 static void on_request_end(const struct cairn_request *req, void *arg)
 {
-    cairn_stats_request(arg, req);
+    struct cairn_gateway *gw = arg;
+    gw->ended++;
+    cairn_stats_request(gw->stats, req);
 }
 
 void cairn_worker_signals(sigset_t *set)
@@ -151,7 +165,7 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
             (uint64_t)c->annotation_cache.ttl_ms * 1000u);
     gw.proxy.base = gw.base;
     gw.proxy.server = cairn_server_new(gw.base, c, w->fds, w->nfds, cairn_proxy_handle, &gw.proxy);
-    cairn_server_on_end(gw.proxy.server, on_request_end, gw.stats);
+    cairn_server_on_end(gw.proxy.server, on_request_end, &gw);
 
     signals[0] = evsignal_new(gw.base, SIGTERM, on_stop_signal, &gw);
     signals[1] = evsignal_new(gw.base, SIGINT, on_stop_signal, &gw);

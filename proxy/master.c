@@ -55,7 +55,7 @@ struct cairn_master {
     cairn_config_loader load;
     void *load_arg;
     struct event_base *base;
-    struct cairn_snapshot *snap; /* the configuration last checked, without upstreams */
+    struct cairn_config *cfg; /* owned: the configuration last checked */
     unsigned nworkers;
     struct worker workers[CAIRN_MAX_WORKERS];
     size_t nlisten;                      /* public addresses */
@@ -70,14 +70,35 @@ struct cairn_master {
     struct event *signals[4];
 };
 
-static int check_config(struct cairn_master *m, struct cairn_snapshot **out, char *err,
-                        size_t errlen)
+static void config_free(struct cairn_config *cfg)
 {
-    struct cairn_config cfg;
-    if (m->load(m->load_arg, NULL, 0, &cfg, err, errlen) < 0)
-        return -1;
-    *out = cairn_snapshot_new(&cfg, NULL, m->snap, m->stats.generation + 1, err, errlen);
-    return *out != NULL ? 0 : -1;
+    if (cfg != NULL)
+        cairn_config_free(cfg);
+    free(cfg);
+}
+
+/* Read the file and check all of it, as a worker will load it (rules,
+ * templates, keys...); the master keeps only the configuration, not what
+ * was built to check it. @return the configuration, or NULL with err. */
+static struct cairn_config *check_config(struct cairn_master *m, char *err, size_t errlen)
+{
+    struct cairn_config checked, *cfg = cairn_calloc(1, sizeof(*cfg));
+    if (m->load(m->load_arg, NULL, 0, &checked, err, errlen) < 0) {
+        free(cfg);
+        return NULL;
+    }
+    if (m->load(m->load_arg, checked.text, checked.text_len, cfg, err, errlen) < 0) {
+        cairn_config_free(&checked);
+        free(cfg);
+        return NULL;
+    }
+    struct cairn_snapshot *snap = cairn_snapshot_new(&checked, NULL, NULL, 0, err, errlen);
+    if (snap == NULL) {
+        config_free(cfg);
+        return NULL;
+    }
+    cairn_snapshot_unref(snap);
+    return cfg;
 }
 
 /* --- a worker's start ------------------------------------------------------ */
@@ -139,7 +160,7 @@ static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
 static int start_worker(struct cairn_master *m, unsigned w)
 {
     struct worker *wk = &m->workers[w];
-    const struct cairn_config *c = &m->snap->cfg;
+    const struct cairn_config *c = m->cfg;
     sigset_t passed, old;
     cairn_worker_signals(&passed);
     sigprocmask(SIG_BLOCK, &passed, &old);
@@ -273,27 +294,26 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 
 int cairn_master_reload(struct cairn_master *m, char *err, size_t errlen)
 {
-    struct cairn_snapshot *snap = NULL;
-    if (check_config(m, &snap, err, errlen) < 0 ||
-        cairn_log_open(snap->cfg.log.access, snap->cfg.log.content, snap->cfg.log.experiment, err,
-                       errlen) < 0) {
-        cairn_snapshot_unref(snap);
+    struct cairn_config *cfg = check_config(m, err, errlen);
+    if (cfg == NULL ||
+        cairn_log_open(cfg->log.access, cfg->log.content, cfg->log.experiment, err, errlen) < 0) {
+        config_free(cfg);
         m->stats.reloads_failed++;
         m->stats.last_reload_ok = false;
         cairn_log_msg("error", "reload rejected, the previous configuration stays: %s", err);
         return -1;
     }
-    if (snap->cfg.workers != m->snap->cfg.workers || snap->cfg.listen.n != m->nlisten)
+    if (cfg->workers != m->cfg->workers || cfg->listen.n != m->nlisten)
         cairn_log_msg("warn", "reload: workers or listening addresses changed; they apply "
                               "after a restart");
     if (m->admin != NULL)
-        cairn_server_set_config(m->admin, &snap->cfg);
-    cairn_snapshot_unref(m->snap);
-    m->snap = snap;
+        cairn_server_set_config(m->admin, cfg);
+    config_free(m->cfg);
+    m->cfg = cfg;
     m->stats.generation++;
     m->stats.reloads_ok++;
     m->stats.last_reload_ok = true;
-    cairn_shared_set_config(m->shared, snap->cfg.text, snap->cfg.text_len);
+    cairn_shared_set_config(m->shared, cfg->text, cfg->text_len);
     signal_workers(m, SIGHUP);
     cairn_log_msg("info", "configuration reloaded (generation %llu)",
                   (unsigned long long)m->stats.generation);
@@ -328,14 +348,14 @@ static unsigned worker_count(const struct cairn_config *cfg)
 
 static int start(struct cairn_master *m, char *err, size_t errlen)
 {
-    if (check_config(m, &m->snap, err, errlen) < 0)
+    m->cfg = check_config(m, err, errlen);
+    if (m->cfg == NULL)
         return -1;
     m->stats.generation = 1;
     m->stats.last_reload_ok = true;
-    const struct cairn_config *c = &m->snap->cfg;
+    const struct cairn_config *c = m->cfg;
     /* Logs first: a file that cannot be opened stops the start before
-     * anything listens. Workers drop their copy of the master's log
-     * writer (cairn_log_after_fork) and start their own. */
+     * anything listens. */
     if (cairn_log_open(c->log.access, c->log.content, c->log.experiment, err, errlen) < 0)
         return -1;
     m->nworkers = worker_count(c);
@@ -407,8 +427,9 @@ int cairn_master_run(cairn_config_loader load, void *arg)
         }
     } else {
         cairn_log_msg("info", "cairn %s serving with %u worker(s), %zu tenant(s), upstream %s",
-                      CAIRN_VERSION, m->nworkers, m->snap->ntenants,
-                      m->snap->cfg.upstreams[0].base_url);
+                      CAIRN_VERSION, m->nworkers,
+                      m->cfg->auth == CAIRN_AUTH_OPEN ? 1 : m->cfg->ntenants,
+                      m->cfg->upstreams[0].base_url);
         event_base_dispatch(m->base);
         cairn_log_msg("info", "stopped");
         rc = m->exit_code;
@@ -423,7 +444,7 @@ int cairn_master_run(cairn_config_loader load, void *arg)
             event_free(m->workers[i].restart);
     for (size_t i = 0; i < 4; i++)
         event_free(m->signals[i]);
-    cairn_snapshot_unref(m->snap);
+    config_free(m->cfg);
     cairn_shared_free(m->shared);
     event_base_free(m->base);
     cairn_log_close();

@@ -36,8 +36,8 @@ const char *const CAIRN_UPSTREAM_EABORTED = "upstream transfer aborted";
 const char *const CAIRN_UPSTREAM_EKEY_ECHO = "upstream answer contained the gateway's API key";
 
 #define MAX_RESPONSE_HEADERS      100
-#define MAX_IDLE_EASY_HANDLES     256
-#define MAX_IDLE_CONNECTIONS      1024 /* per worker, every upstream together */
+#define MAX_IDLE_EASY_HANDLES     64
+#define MAX_IDLE_CONNECTIONS      256 /* per worker, every upstream together */
 #define KEY_TAIL_MAX              256  /* longer keys are checked within each write only */
 #define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
 
