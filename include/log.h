@@ -79,7 +79,8 @@ void cairn_log_content(const char *request_id, const char *tenant, const char *r
  *  JSON members without braces ("a":1,"b":2). */
 void cairn_log_experiment_record(const char *kind, const char *members);
 
-/** One experiment line as it is (TEMPORARY: the log writer's test). */
+/** One experiment line the caller has built whole: `json`, an object
+ *  without a newline, `len` bytes. */
 void cairn_log_experiment(const char *json, size_t len);
 
 /** The experiment record of a request that ran in an experiment arm

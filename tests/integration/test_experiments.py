@@ -70,19 +70,10 @@ def experiment_log(gw):
     return gw.config["log"]["experiment"]
 
 
-def experiment_records(gw, n, timeout=5.0):
+def experiment_records(gw, n):
     """The first n records of the gateway's experiment log, parsed."""
-    path = experiment_log(gw)
-
-    def lines():
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [line for line in f.read().splitlines() if line.strip()]
-
-    check(wait_for(lambda: len(lines()) >= n, timeout),
-          "%d experiment records, want %d" % (len(lines()), n))
-    return [json.loads(line) for line in lines()]
+    return harness.wait_log(experiment_log(gw), lambda recs: recs[:n] if len(recs) >= n else None,
+                            what="%d experiment records" % n)
 
 
 def start_experiment(up, arms=TWO, log=True, policy=None, base_url=None, **extra):
@@ -284,7 +275,10 @@ def test_experiment_log_has_one_record_per_request():
                   rec["answer"]["choices"], "content of %r" % rec)
             check(harness.CANARY not in json.dumps(rec), "the upstream key in a record")
     check({r["arm"] for r in records} == {"a", "b"}, "the users did not cover both arms")
-    access = [r for r in gw.access_records() if r.get("path") == "/v1/chat/completions"]
+    def chat_records(recs):
+        chats = [r for r in recs if r.get("path") == "/v1/chat/completions"]
+        return chats if len(chats) >= len(records) else None
+    access = gw.wait_access(chat_records)
     check([r.get("arm") for r in access] == [r["arm"] for r in records],
           "access records' arms %r" % [r.get("arm") for r in access])
 
