@@ -24,17 +24,22 @@ def install_sdk():
     return os.path.join(NPM_DIR, "node_modules")
 
 
+def run_script(name, gw, node_path):
+    """Run tests/integration/sdk/NAME against the gateway: what it saw, as JSON."""
+    proc = subprocess.run(
+        ["node", os.path.join(REPO, "tests", "integration", "sdk", name),
+         "http://%s:%d/v1" % gw.addr],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
+    check(proc.returncode == 0, "the SDK script failed: %s" % proc.stderr[-2000:])
+    return json.loads(proc.stdout)
+
+
 def test_official_openai_node_client():
     import harness
     node_path = install_sdk()
     standin = harness.Standin()
     gw = start_gateway(base_url=standin.base_url)
-    proc = subprocess.run(
-        ["node", os.path.join(REPO, "tests", "integration", "sdk", "openai_client.cjs"),
-         "http://%s:%d/v1" % gw.addr],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
-    check(proc.returncode == 0, "the SDK script failed: %s" % proc.stderr[-2000:])
-    seen = json.loads(proc.stdout)
+    seen = run_script("openai_client.cjs", gw, node_path)
     check("Hello from the SDK test" in seen["plain"]["content"],
           "plain completion content: %r" % seen["plain"])
     check(seen["plain"]["requestId"], "no X-Request-Id reached the SDK")
@@ -59,12 +64,7 @@ def test_official_openai_node_client_reads_a_buffered_stream():
         "markers": ["length_tokens", "format", "lang", "code_type"],
         "retry": {"attempts": 2, "deadline_ms": 10000, "mode": "feedback"},
         "stream": "buffer"}})
-    out = subprocess.run(
-        ["node", os.path.join(REPO, "tests", "integration", "sdk", "openai_buffered_stream.cjs"),
-         "http://%s:%d/v1" % gw.addr],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ, NODE_PATH=node_path))
-    check(out.returncode == 0, "the SDK script failed: %s" % out.stderr[-2000:])
-    seen = json.loads(out.stdout)
+    seen = run_script("openai_buffered_stream.cjs", gw, node_path)
     check(seen["contentType"].startswith("text/event-stream"), "Content-Type %r" % seen)
     check(seen["attempts"] == "2" and seen["violations"] == "none",
           "X-Cairn-Attempts/Violations as the SDK saw them: %r" % seen)
