@@ -77,7 +77,6 @@ struct proxy_call {
     const char *annotation_outcome;      /* of the model call, for logs; NULL = none */
     /* An experiment's request (call->tenant is then its arm): */
     bool forced;                             /* the caller chose the arm */
-    const char *experiment;                  /* its name */
     const char *unit;                        /* what assigned it: "user", ..., "request" */
     char unit_hash[CAIRN_UNIT_HASH_LEN + 1]; /* the unit, for the experiment log */
     cJSON *usage;                            /* owned: the answer's token usage, or NULL */
@@ -173,7 +172,7 @@ static void log_markers(struct proxy_call *call)
         return;
     cJSON *root = cJSON_CreateObject();
     if (call->tenant->arm != NULL) {
-        cJSON_AddStringToObject(root, "experiment", call->experiment);
+        cJSON_AddStringToObject(root, "experiment", call->owner->experiment->name);
         cJSON_AddStringToObject(root, "arm", call->tenant->arm);
     }
     describe_markers(call, root);
@@ -196,7 +195,7 @@ static void log_experiment(struct proxy_call *call)
         return;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "tenant", t->name);
-    cJSON_AddStringToObject(root, "experiment", call->experiment);
+    cJSON_AddStringToObject(root, "experiment", call->owner->experiment->name);
     cJSON_AddStringToObject(root, "arm", t->arm);
     cJSON_AddBoolToObject(root, "forced", call->forced);
     cJSON_AddStringToObject(root, "unit", call->unit);
@@ -959,7 +958,6 @@ static int choose_arm(struct proxy_call *call, struct cairn_chat_request *chat, 
     const struct cairn_arm_config *arm = &e->arms[a.arm];
     call->owner = call->tenant;
     call->tenant = &call->tenant->arms[a.arm];
-    call->experiment = e->name;
     memcpy(call->unit_hash, a.unit_hash, sizeof(call->unit_hash));
     snprintf(req->arm, sizeof(req->arm), "%s", arm->name);
     cairn_response_add_header(req, "X-Cairn-Experiment", e->name);
