@@ -92,7 +92,9 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@tests/run-all.sh $(BUILD)
 
-# What validation and retry do to violations and latency, on the simulated
+# What validation and retry do to violations and latency, then an A/B
+# experiment (control, rules, rules-retry, model) and its `cairn report`
+# (text, and the HTML page in $(BUILD)/demo-report.html), on the simulated
 # disobedient stand-in backend (DEMO_ARGS: see tests/demo/run.py).
 demo: deps
 	@$(MAKE) --no-print-directory all

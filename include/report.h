@@ -37,7 +37,8 @@
 #define CAIRN_REPORT_ALPHA 0.05
 /* Below these, a difference is reported with "too few to say": the normal
  * approximations behind the tests do not hold yet. A rate needs n·p and
- * n·(1 - p) of at least RATE_MIN in both arms; latency and tokens need
+ * n·(1 - p) of at least RATE_MIN in both arms, p the pooled rate (the
+ * counts expected if the arms did not differ); latency and tokens need
  * SAMPLE_MIN values in each. */
 #define CAIRN_REPORT_RATE_MIN   5
 #define CAIRN_REPORT_SAMPLE_MIN 30

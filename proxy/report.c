@@ -562,12 +562,21 @@ static void judge(struct cairn_report_test *out, int rc, const struct cairn_rsta
                                                  : CAIRN_REPORT_NOT_SIGNIFICANT;
 }
 
-static const char RATE_TOO_FEW[] = "n·p or n·(1-p) < 5";
+static const char RATE_TOO_FEW[] = "n·p or n·(1-p) < 5, p pooled";
 static const char SAMPLE_TOO_FEW[] = "n < 30";
 
-static bool rate_too_few(const struct cairn_report_rate *r)
+/* The normal approximation of the pooled two-proportion test holds when
+ * every arm expects at least CAIRN_REPORT_RATE_MIN hits and misses under
+ * the null hypothesis, at the pooled rate: an arm with no violations left
+ * (0 of 100, against 43 of 101) is a clear difference, not too few. */
+static bool rates_too_few(const struct cairn_report_rate *a, const struct cairn_report_rate *b)
 {
-    return r->hits < CAIRN_REPORT_RATE_MIN || r->n - r->hits < CAIRN_REPORT_RATE_MIN;
+    double n = (double)a->n + (double)b->n;
+    if (a->n == 0 || b->n == 0)
+        return true;
+    double p = ((double)a->hits + (double)b->hits) / n;
+    double least = (double)(a->n < b->n ? a->n : b->n);
+    return least * p < CAIRN_REPORT_RATE_MIN || least * (1 - p) < CAIRN_REPORT_RATE_MIN;
 }
 
 /* qsort, which must not be given the NULL of an array never grown. */
@@ -639,7 +648,7 @@ static void diff_rates(struct cairn_report_experiment *e, size_t *cap,
     struct cairn_rstats_test t;
     int rc = cairn_rstats_two_proportions(base->hits, base->n, r->hits, r->n, &t);
     d->marker = marker;
-    judge(&d->test, rc, &t, rate_too_few(base) || rate_too_few(r) ? RATE_TOO_FEW : NULL);
+    judge(&d->test, rc, &t, rates_too_few(base, r) ? RATE_TOO_FEW : NULL);
 }
 
 static void diff_samples(struct cairn_report_experiment *e, size_t *cap,

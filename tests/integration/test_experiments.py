@@ -71,9 +71,10 @@ def experiment_log(gw):
 
 
 def experiment_records(gw, n):
-    """The first n records of the gateway's experiment log, parsed."""
-    return harness.wait_log(experiment_log(gw), lambda recs: recs[:n] if len(recs) >= n else None,
-                            what="%d experiment records" % n)
+    """Every record of the gateway's experiment log, parsed, once it holds
+    at least n (n = 0: what it holds now)."""
+    return harness.wait_log(experiment_log(gw), lambda recs: [recs] if len(recs) >= n else None,
+                            what="%d experiment records" % n)[0]
 
 
 def start_experiment(up, arms=TWO, log=True, policy=None, base_url=None, **extra):

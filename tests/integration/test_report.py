@@ -149,10 +149,11 @@ def new_arm():
 def rate_test(base, other):
     """(hits, n) pairs -> z, p, verdict of the pooled two-proportion test."""
     (x1, n1), (x2, n2) = base, other
-    too_few = any(x < 5 or n - x < 5 for x, n in (base, other))
     if n1 == 0 or n2 == 0:
         return None, None, verdict(None, True)
     p = (x1 + x2) / (n1 + n2)
+    # Expected hits and misses in each arm at the pooled rate.
+    too_few = any(n * p < 5 or n * (1 - p) < 5 for n in (n1, n2))
     se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
     if se == 0:
         return None, None, verdict(None, True)
@@ -353,7 +354,7 @@ def test_report_text_names_arms_and_warns():
     check(code == 0, "exited %d: %s" % (code, err[-500:]))
     for word in ("control", "rules", "model", ODD_ARM, "== default / annotation-v1 ==",
                  "== acme / annotation-v1 ==", "Differences from the baseline, control",
-                 "too few to say (n < 30)", "too few to say (n·p or n·(1-p) < 5)",
+                 "too few to say (n < 30)", "too few to say (n·p or n·(1-p) < 5, p pooled)",
                  "significant at 5%", "not significant",
                  "2 forced record(s) left out of every figure", "not randomised",
                  "length_words", "Judged win rates"):
