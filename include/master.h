@@ -31,8 +31,13 @@ int cairn_master_run(cairn_config_loader load, void *arg);
  */
 int cairn_master_reload(struct cairn_master *m, char *err, size_t errlen);
 
-/** The configuration generation: 1 as started, +1 per successful reload. */
-uint64_t cairn_master_generation(const struct cairn_master *m);
+struct cairn_request;
+
+/** POST /admin/reload: cairn_master_reload, then the answer once every
+ *  worker has applied the new configuration — 200 with the generation, or
+ *  500 when the master or a worker refused it or the workers did not
+ *  confirm within 10 s. */
+void cairn_master_reload_request(struct cairn_master *m, struct cairn_request *req);
 
 /** The Prometheus exposition of every worker and of the master. malloc'd. */
 char *cairn_master_metrics(struct cairn_master *m, size_t *len);

@@ -63,12 +63,23 @@ void cairn_stats_judgement(struct cairn_stats *st, const char *tenant, const cha
 void cairn_stats_refresh(struct cairn_stats *st, size_t connections, size_t streams,
                          const struct cairn_annotation_cache *cache);
 
+/** A worker loaded configuration `version` (shm.h), or failed to (`ok`
+ *  false); and what it says it did last, for the master. */
+void cairn_stats_config_loaded(struct cairn_stats *st, unsigned long version, bool ok);
+void cairn_stats_config_state(const struct cairn_stats *st, unsigned long *loaded,
+                              unsigned long *failed);
+
+/** In the master, for a worker that died: its gauges no longer count
+ *  (its successor sets them again). */
+void cairn_stats_forget_gauges(struct cairn_stats *st);
+
 /* What the master itself knows. */
 struct cairn_master_stats {
     uint64_t generation; /* of the configuration serving: 1 as started, +1 per reload */
     uint64_t reloads_ok, reloads_failed;
     bool last_reload_ok;
     unsigned workers;  /* running */
+    unsigned stale;    /* running on another configuration than the master's */
     uint64_t restarts; /* workers started again after they died */
 };
 

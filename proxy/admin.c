@@ -19,14 +19,7 @@ static void do_metrics(struct cairn_master *m, struct cairn_request *req)
 
 static void do_reload(struct cairn_master *m, struct cairn_request *req)
 {
-    char err[512], body[64];
-    if (cairn_master_reload(m, err, sizeof(err)) < 0) {
-        cairn_response_error(req, 500, "reload_failed", "%s", err);
-        return;
-    }
-    int n = snprintf(body, sizeof(body), "{\"status\":\"reloaded\",\"generation\":%llu}\n",
-                     (unsigned long long)cairn_master_generation(m));
-    cairn_response_send(req, 200, "application/json", body, (size_t)n);
+    cairn_master_reload_request(m, req);
 }
 
 static void do_health(struct cairn_master *m, struct cairn_request *req)

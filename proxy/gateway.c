@@ -44,12 +44,13 @@ struct cairn_gateway {
     uint64_t ended, ended_at_tick, ended_at_trim; /* requests: when to trim the heap */
 };
 
-/* The configuration the master checked last (shm.h), loaded. */
-static int load(struct cairn_gateway *gw, struct cairn_config *cfg, char *err, size_t errlen)
+/* The configuration the master checked last (shm.h), loaded; *version
+ * says which. */
+static int load(struct cairn_gateway *gw, struct cairn_config *cfg, unsigned long *version,
+                char *err, size_t errlen)
 {
     size_t len;
-    unsigned long version;
-    char *text = cairn_shared_config(gw->shared, &len, &version);
+    char *text = cairn_shared_config(gw->shared, &len, version);
     int rc = gw->load(gw->load_arg, text, len, cfg, err, errlen);
     free(text);
     return rc;
@@ -63,12 +64,14 @@ static int reload(struct cairn_gateway *gw, char *err, size_t errlen)
 {
     struct cairn_config cfg;
     struct cairn_snapshot *old = gw->proxy.current, *snap = NULL;
-    if (load(gw, &cfg, err, errlen) < 0 ||
+    unsigned long version = 0;
+    if (load(gw, &cfg, &version, err, errlen) < 0 ||
         (snap = cairn_snapshot_new(&cfg, gw->client, old, gw->generation + 1, err, errlen)) ==
             NULL ||
         cairn_log_open(snap->cfg.log.access, snap->cfg.log.content, snap->cfg.log.experiment, err,
                        errlen) < 0) {
         cairn_snapshot_unref(snap);
+        cairn_stats_config_loaded(gw->stats, version, false);
         cairn_log_msg("error", "worker %u: reload rejected, its configuration stays: %s", gw->index,
                       err);
         return -1;
@@ -77,6 +80,7 @@ static int reload(struct cairn_gateway *gw, char *err, size_t errlen)
     gw->proxy.current = snap;
     cairn_server_set_config(gw->proxy.server, &snap->cfg);
     cairn_snapshot_unref(old);
+    cairn_stats_config_loaded(gw->stats, version, true);
     return 0;
 }
 
@@ -148,7 +152,8 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
     cairn_limiter_zone_attach(w->limiters, w->index);
     gw.stats = cairn_stats_new(w->arena);
     gw.client = cairn_upstream_new(gw.base, err, sizeof(err));
-    if (gw.client == NULL || load(&gw, &cfg, err, sizeof(err)) < 0)
+    unsigned long version = 0;
+    if (gw.client == NULL || load(&gw, &cfg, &version, err, sizeof(err)) < 0)
         goto fail;
     gw.proxy.current = cairn_snapshot_new(&cfg, gw.client, NULL, gw.generation, err, sizeof(err));
     if (gw.proxy.current == NULL)
@@ -166,6 +171,7 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
     gw.proxy.base = gw.base;
     gw.proxy.server = cairn_server_new(gw.base, c, w->fds, w->nfds, cairn_proxy_handle, &gw.proxy);
     cairn_server_on_end(gw.proxy.server, on_request_end, &gw);
+    cairn_stats_config_loaded(gw.stats, version, true);
 
     signals[0] = evsignal_new(gw.base, SIGTERM, on_stop_signal, &gw);
     signals[1] = evsignal_new(gw.base, SIGINT, on_stop_signal, &gw);

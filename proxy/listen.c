@@ -9,7 +9,9 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define BACKLOG 511
@@ -54,6 +56,29 @@ static int open_one(const struct cairn_listen *l, uint16_t port, uint16_t *bound
     return fd;
 }
 
+int cairn_listen_claim(const struct cairn_listen_list *list, int *fds, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < list->n; i++)
+        fds[i] = -1;
+    for (size_t i = 0; i < list->n; i++) {
+        const struct cairn_listen *l = &list->items[i];
+        if (l->port == 0)
+            continue; /* a port picked by the kernel is nobody else's */
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        int n = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "cairn:%s:%u", l->host, l->port);
+        fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[i] < 0 ||
+            bind(fds[i], (struct sockaddr *)&un,
+                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) < 0) {
+            snprintf(err, errlen, "%s:%u is already served by another cairn: %s", l->host, l->port,
+                     strerror(errno));
+            cairn_listen_close(fds, list->n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cairn_listen_open(const struct cairn_listen_list *list, unsigned copies, const char *name,
                       int *fds, char *err, size_t errlen)
 {
@@ -71,10 +96,22 @@ int cairn_listen_open(const struct cairn_listen_list *list, unsigned copies, con
             }
         }
         bool v6 = strchr(l->host, ':') != NULL;
-        fprintf(stderr, v6 ? "cairn: %slistening on [%s]:%u\n" : "cairn: %slistening on %s:%u\n",
-                name, l->host, port);
+        if (name != NULL)
+            fprintf(stderr,
+                    v6 ? "cairn: %slistening on [%s]:%u\n" : "cairn: %slistening on %s:%u\n", name,
+                    l->host, port);
     }
     return 0;
+}
+
+uint16_t cairn_listen_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0)
+        return 0;
+    return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void cairn_listen_close(int *fds, size_t n)

@@ -96,7 +96,10 @@ int cairn_log_open(const char *access_path, const char *content_path, const char
     struct opening logs[] = {
         [CAIRN_LOG_ACCESS] = {"access", access_path, 0640, STDERR_FILENO, false},
         [CAIRN_LOG_CONTENT] = {"content", content_path, 0600, -1, false},
-        [CAIRN_LOG_EXPERIMENT] = {"experiment", experiment_path, 0640, -1, false},
+        /* Experiment records carry prompts and answers where content is
+         * logged: the file is then as private as the content log. */
+        [CAIRN_LOG_EXPERIMENT] = {"experiment", experiment_path, content_path ? 0600 : 0640, -1,
+                                  false},
     };
     size_t nlogs = sizeof(logs) / sizeof(logs[0]), n = 0;
     while (n < nlogs && (logs[n].path == NULL || open_log(&logs[n], err, errlen) == 0))

@@ -16,6 +16,7 @@
 #include "master.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -41,6 +42,8 @@
 #define RESTART_MIN_MS 100   /* first delay for a worker that died young */
 #define RESTART_MAX_MS 30000 /* the longest delay between two starts */
 #define YOUNG_US       1000000u
+#define RELOAD_WAIT_MS 10000 /* for the workers to confirm a reload */
+#define RELOAD_TICK_MS 10
 
 struct worker {
     struct cairn_master *m;
@@ -61,9 +64,12 @@ struct cairn_master {
     size_t nlisten;                      /* public addresses */
     int *fds;                            /* nworkers * nlisten public sockets */
     int admin_fds[CAIRN_MAX_LISTEN];     /* handed to the admin server */
+    int claims[CAIRN_MAX_LISTEN];        /* the public addresses, held (listen.h) */
     struct cairn_server *admin;          /* NULL when the config has no admin listener */
     struct cairn_shared *shared;         /* the workers' arenas and limiter zone */
     struct cairn_limiter_zone *limiters; /* in `shared` */
+    unsigned long config_version;        /* of the text in shared memory (shm.h) */
+    uint16_t ports[CAIRN_MAX_LISTEN];    /* the public ports, to open a worker's sockets again */
     struct cairn_master_stats stats;
     bool stopping;
     int exit_code;
@@ -75,6 +81,13 @@ static void config_free(struct cairn_config *cfg)
     if (cfg != NULL)
         cairn_config_free(cfg);
     free(cfg);
+}
+
+/* Hand `cfg`'s text to the workers (shm.h): what they load next. */
+static void publish_config(struct cairn_master *m, const struct cairn_config *cfg)
+{
+    cairn_shared_set_config(m->shared, cfg->text, cfg->text_len);
+    m->config_version++;
 }
 
 /* Read the file and check all of it, as a worker will load it (rules,
@@ -157,10 +170,33 @@ static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
     exit(cairn_gateway_run(m->load, m->load_arg, &spec));
 }
 
+/* Worker w's sockets, open again after a crash loop closed them, on the
+ * ports the addresses got at the start (the configured ones, or the ports
+ * picked for 0). @return 0, or -1 having logged why. */
+static int reopen_sockets(struct cairn_master *m, unsigned w)
+{
+    int *fds = m->fds + (size_t)w * m->nlisten;
+    if (m->nlisten == 0 || fds[0] >= 0)
+        return 0;
+    struct cairn_listen items[CAIRN_MAX_LISTEN];
+    struct cairn_listen_list list = {items, m->nlisten};
+    char err[256];
+    for (size_t i = 0; i < m->nlisten; i++) {
+        items[i] = m->cfg->listen.items[i];
+        items[i].port = m->ports[i];
+    }
+    if (cairn_listen_open(&list, 1, NULL, fds, err, sizeof(err)) == 0)
+        return 0;
+    cairn_log_msg("error", "worker %u: %s", w, err);
+    return -1;
+}
+
 static int start_worker(struct cairn_master *m, unsigned w)
 {
     struct worker *wk = &m->workers[w];
     const struct cairn_config *c = m->cfg;
+    if (reopen_sockets(m, w) < 0)
+        return -1;
     sigset_t passed, old;
     cairn_worker_signals(&passed);
     sigprocmask(SIG_BLOCK, &passed, &old);
@@ -224,6 +260,9 @@ static void worker_exited(struct cairn_master *m, struct worker *wk, int status)
     wk->pid = 0;
     m->stats.workers--;
     cairn_limiter_zone_forget(m->limiters, wk->index, (int)pid);
+    struct cairn_stats *st = cairn_arena_root(cairn_shared_arena(m->shared, wk->index));
+    if (st != NULL)
+        cairn_stats_forget_gauges(st);
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (m->stopping) {
         if (!clean)
@@ -246,6 +285,10 @@ static void worker_exited(struct cairn_master *m, struct worker *wk, int status)
         ms = ms < RESTART_MAX_MS ? ms : RESTART_MAX_MS;
         cairn_log_msg("warn", "worker %u keeps dying at start: next start in %llu ms", wk->index,
                       (unsigned long long)ms);
+        /* While it is down its sockets would only queue connections that
+         * nobody accepts: close them, so that new connections go to the
+         * workers that serve; it gets new ones when it starts again. */
+        cairn_listen_close(m->fds + (size_t)wk->index * m->nlisten, m->nlisten);
     }
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
     event_add(wk->restart, &tv);
@@ -313,16 +356,106 @@ int cairn_master_reload(struct cairn_master *m, char *err, size_t errlen)
     m->stats.generation++;
     m->stats.reloads_ok++;
     m->stats.last_reload_ok = true;
-    cairn_shared_set_config(m->shared, cfg->text, cfg->text_len);
+    publish_config(m, cfg);
     signal_workers(m, SIGHUP);
     cairn_log_msg("info", "configuration reloaded (generation %llu)",
                   (unsigned long long)m->stats.generation);
     return 0;
 }
 
-uint64_t cairn_master_generation(const struct cairn_master *m)
+/* Running workers that have not loaded configuration `version` yet; *failed
+ * is one that tried and could not, or -1. */
+static unsigned workers_behind(struct cairn_master *m, unsigned long version, int *failed)
 {
-    return m->stats.generation;
+    unsigned behind = 0;
+    *failed = -1;
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        if (m->workers[i].pid == 0)
+            continue; /* one started later loads the newest */
+        struct cairn_stats *st = cairn_arena_root(cairn_shared_arena(m->shared, i));
+        unsigned long loaded = 0, bad = 0;
+        if (st != NULL)
+            cairn_stats_config_state(st, &loaded, &bad);
+        if (loaded >= version)
+            continue;
+        if (bad >= version)
+            *failed = (int)i;
+        behind++;
+    }
+    return behind;
+}
+
+/* A POST /admin/reload answered once every worker has applied the new
+ * configuration (or one could not, or RELOAD_WAIT_MS passed): a 200 means
+ * that the next request, whichever worker takes it, runs on it. */
+struct reload_wait {
+    struct cairn_master *m;
+    struct cairn_request *req;
+    unsigned long version;
+    uint64_t generation, deadline_us;
+    struct event *tick;
+};
+
+static void reload_wait_free(struct reload_wait *w)
+{
+    w->req->cancel = NULL;
+    w->req->handler_ctx = NULL;
+    event_free(w->tick);
+    free(w);
+}
+
+static void on_reload_client_gone(void *ctx)
+{
+    struct reload_wait *w = ctx;
+    event_free(w->tick);
+    free(w);
+}
+
+static void on_reload_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct reload_wait *w = arg;
+    int failed;
+    unsigned behind = workers_behind(w->m, w->version, &failed);
+    if (failed >= 0) {
+        cairn_response_error(w->req, 500, "reload_failed",
+                             "worker %d could not load the new configuration and keeps the "
+                             "previous one (its log says why)",
+                             failed);
+    } else if (behind == 0) {
+        char body[64];
+        int n = snprintf(body, sizeof(body), "{\"status\":\"reloaded\",\"generation\":%llu}\n",
+                         (unsigned long long)w->generation);
+        cairn_response_send(w->req, 200, "application/json", body, (size_t)n);
+    } else if (cairn_now_us() >= w->deadline_us) {
+        cairn_response_error(w->req, 500, "reload_incomplete",
+                             "%u worker(s) did not load the new configuration within %d ms", behind,
+                             RELOAD_WAIT_MS);
+    } else {
+        event_add(w->tick, &(struct timeval){0, RELOAD_TICK_MS * 1000});
+        return;
+    }
+    reload_wait_free(w);
+}
+
+void cairn_master_reload_request(struct cairn_master *m, struct cairn_request *req)
+{
+    char err[512];
+    if (cairn_master_reload(m, err, sizeof(err)) < 0) {
+        cairn_response_error(req, 500, "reload_failed", "%s", err);
+        return;
+    }
+    struct reload_wait *w = cairn_calloc(1, sizeof(*w));
+    w->m = m;
+    w->req = req;
+    w->version = m->config_version;
+    w->generation = m->stats.generation;
+    w->deadline_us = cairn_now_us() + RELOAD_WAIT_MS * 1000u;
+    w->tick = evtimer_new(m->base, on_reload_tick, w);
+    req->cancel = on_reload_client_gone;
+    req->handler_ctx = w;
+    on_reload_tick(-1, 0, w);
 }
 
 char *cairn_master_metrics(struct cairn_master *m, size_t *len)
@@ -335,14 +468,22 @@ char *cairn_master_metrics(struct cairn_master *m, size_t *len)
         if (st != NULL)
             workers[n++] = st;
     }
+    int failed;
+    m->stats.stale = workers_behind(m, m->config_version, &failed);
     return cairn_stats_render(workers, n, &m->stats, len);
 }
 
 /* --- running ---------------------------------------------------------------- */
 
+/* "workers": 0 is one per CPU this process may run on (its affinity, as
+ * a container's cpuset sets it), not every CPU of the machine. */
 static unsigned worker_count(const struct cairn_config *cfg)
 {
-    long n = cfg->workers > 0 ? (long)cfg->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t cpus;
+    long n = cfg->workers;
+    if (n == 0)
+        n = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus)
+                                                           : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1u : n > CAIRN_MAX_WORKERS ? CAIRN_MAX_WORKERS : (unsigned)n;
 }
 
@@ -362,17 +503,18 @@ static int start(struct cairn_master *m, char *err, size_t errlen)
     m->shared = cairn_shared_new(m->nworkers, err, errlen);
     if (m->shared == NULL)
         return -1;
-    cairn_shared_set_config(m->shared, c->text, c->text_len);
+    publish_config(m, c);
     size_t size;
     void *zone = cairn_shared_limiters(m->shared, &size);
     m->limiters = cairn_limiter_zone_init(zone, size);
     m->nlisten = c->listen.n;
     m->fds = cairn_calloc((size_t)m->nworkers * m->nlisten, sizeof(*m->fds));
-    for (size_t i = 0; i < CAIRN_MAX_LISTEN; i++)
-        m->admin_fds[i] = -1;
-    if (cairn_listen_open(&c->listen, m->nworkers, "", m->fds, err, errlen) < 0 ||
+    if (cairn_listen_claim(&c->listen, m->claims, err, errlen) < 0 ||
+        cairn_listen_open(&c->listen, m->nworkers, "", m->fds, err, errlen) < 0 ||
         cairn_listen_open(&c->admin.listen, 1, "admin ", m->admin_fds, err, errlen) < 0)
         return -1;
+    for (size_t i = 0; i < m->nlisten; i++)
+        m->ports[i] = cairn_listen_port(m->fds[i]);
     for (unsigned i = 0; i < m->nworkers; i++) {
         m->workers[i] = (struct worker){.m = m, .index = i};
         m->workers[i].restart = evtimer_new(m->base, on_restart, &m->workers[i]);
@@ -393,6 +535,8 @@ static int start(struct cairn_master *m, char *err, size_t errlen)
 int cairn_master_run(cairn_config_loader load, void *arg)
 {
     struct cairn_master *m = cairn_calloc(1, sizeof(*m));
+    for (size_t i = 0; i < CAIRN_MAX_LISTEN; i++)
+        m->admin_fds[i] = m->claims[i] = -1;
     m->load = load;
     m->load_arg = arg;
     char err[512];
@@ -436,6 +580,7 @@ int cairn_master_run(cairn_config_loader load, void *arg)
     }
     cairn_server_free(m->admin);
     cairn_listen_close(m->admin_fds, CAIRN_MAX_LISTEN);
+    cairn_listen_close(m->claims, CAIRN_MAX_LISTEN);
     if (m->fds != NULL)
         cairn_listen_close(m->fds, (size_t)m->nworkers * m->nlisten);
     free(m->fds);

@@ -66,6 +66,7 @@ struct cairn_metrics {
     struct cairn_metric *first, *last; /* owned, in the order added */
     struct cairn_metric *dropped;      /* one of them */
     struct cairn_arena *arena;         /* where it all lives, or NULL: the heap */
+    size_t max_series;                 /* per family */
 };
 
 /* Memory for the registry: zeroed; in the arena nothing is freed. */
@@ -236,9 +237,12 @@ static size_t free_slot(const struct cairn_metric *m, uint64_t hash)
 
 static void grow_slots(struct cairn_metric *m)
 {
+    /* The new table before the new size: a worker that dies in between
+     * (the arena outlives it) leaves a table that matches its size. */
+    uint32_t *slots = mem_alloc(m->reg, 2 * m->nslots * sizeof *slots);
     mem_free(m->reg, m->slots);
+    m->slots = slots;
     m->nslots *= 2;
-    m->slots = mem_alloc(m->reg, m->nslots * sizeof *m->slots);
     for (size_t i = 0; i < m->nseries; i++)
         m->slots[free_slot(m, m->series[i].hash)] = (uint32_t)(i + 1);
 }
@@ -288,7 +292,7 @@ static struct series *find_series(struct cairn_metric *m, const char *const *val
         if (s->hash == hash && key_equal(s->key, m->nlabels, values))
             return s;
     }
-    if (m->nseries == CAIRN_METRICS_MAX_SERIES) {
+    if (m->nseries == m->reg->max_series) {
         /* The dropped family itself fills up only with 4096 families;
          * counting that would recurse forever. */
         if (m != m->reg->dropped)
@@ -313,6 +317,7 @@ struct cairn_metrics *cairn_metrics_new_in(struct cairn_arena *arena)
     struct cairn_metrics *reg =
         arena != NULL ? cairn_arena_alloc(arena, sizeof *reg) : cairn_calloc(1, sizeof *reg);
     reg->arena = arena;
+    reg->max_series = CAIRN_METRICS_MAX_SERIES;
     reg->dropped = cairn_metrics_add(
         reg, CAIRN_METRIC_COUNTER, DROPPED_NAME,
         "Label combinations not recorded because their family had reached its series limit.",
@@ -417,6 +422,9 @@ bool cairn_metrics_in_arena(const struct cairn_metrics *reg)
 struct cairn_metrics *cairn_metrics_sum(struct cairn_metrics *const *regs, size_t n)
 {
     struct cairn_metrics *sum = cairn_metrics_new();
+    /* Each worker's families are capped: their union is bounded by that,
+     * and a cap here would drop different series from scrape to scrape. */
+    sum->max_series = SIZE_MAX;
     for (const struct cairn_metric *f = n > 0 ? regs[0]->first : NULL; f; f = f->next) {
         struct cairn_metric *out =
             f == regs[0]->dropped

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -235,7 +236,7 @@ static void call_free(struct proxy_call *call)
     cJSON_Delete(call->usage);
     cairn_annotation_cancel(call->annotation);
     cairn_chat_request_free(&call->chat);
-    if (call->prompt != NULL && cairn_log_content_enabled())
+    if (call->prompt != NULL)
         cairn_log_content(call->req->id, call->tenant->name, call->prompt, call->answer_text,
                           cairn_endpoint_key(call->tenant->backend->endpoint));
     free(call->prompt);
@@ -906,10 +907,12 @@ static void send_chat(struct proxy_call *call);
 static void on_annotated(void *ctx, const struct cairn_markers *model, const char *outcome);
 
 /* The unit a request of experiment `e` is assigned by, and its name for
- * the log; a request without one is a unit of its own. */
+ * the log. A request without one is a unit of its own: a random one, not
+ * its request id, which a caller may choose (X-Request-Id) and so pick its
+ * arm; `own` holds it. */
 static const char *experiment_unit(const struct cairn_experiment_config *e,
                                    const struct cairn_request *req, const cJSON *root,
-                                   const char **name)
+                                   const char **name, char own[33])
 {
     static const char *const names[] = {"user", "header", "key", "request"};
     const char *unit = NULL;
@@ -924,7 +927,14 @@ static const char *experiment_unit(const struct cairn_experiment_config *e,
             unit = h->value;
     }
     *name = unit != NULL ? names[e->unit] : "request";
-    return unit != NULL ? unit : req->id;
+    if (unit != NULL)
+        return unit;
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return req->id; /* no randomness to be had: the id is still one per request */
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(own + 2 * i, 3, "%02x", rnd[i]);
+    return own;
 }
 
 /* A request of a tenant with an experiment runs under one of its arms from
@@ -939,7 +949,8 @@ static int choose_arm(struct proxy_call *call, struct cairn_chat_request *chat, 
     if (e == NULL)
         return 0;
     struct cairn_assignment a;
-    const char *unit = experiment_unit(e, req, chat->root, &call->unit);
+    char own[33];
+    const char *unit = experiment_unit(e, req, chat->root, &call->unit, own);
     cairn_experiment_assign(e, unit, strlen(unit), &a);
     const struct cairn_http_header *force = cairn_http_head_find(&req->head, "x-cairn-arm");
     if (force != NULL) {
@@ -1068,8 +1079,7 @@ static void send_chat(struct proxy_call *call)
     char *out = cairn_chat_request_print(&call->chat, &outlen);
     cairn_chat_request_free(&call->chat);
     memset(&call->chat, 0, sizeof(call->chat));
-    if (tenant->policy->log_content &&
-        (cairn_log_content_enabled() || (tenant->arm != NULL && cairn_log_experiment_enabled())))
+    if (tenant->policy->log_content && cairn_log_content_enabled())
         call->prompt = cairn_strndup(out, outlen);
     char path[512];
     upstream_path(req, path, sizeof(path));

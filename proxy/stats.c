@@ -43,6 +43,9 @@ struct cairn_stats {
     struct cairn_log_counters logged; /* the logs' own counts at the last refresh */
     struct cairn_metric *shadows;
     struct cairn_metric *judgements;
+    /* The configuration versions (shm.h) this worker loaded and last failed
+     * to load: the master reads them to tell a reload applied everywhere. */
+    unsigned long config_loaded, config_failed;
 };
 
 static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -52,8 +55,14 @@ static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 struct cairn_stats *cairn_stats_new(struct cairn_arena *arena)
 {
     struct cairn_stats *st = arena != NULL ? cairn_arena_root(arena) : NULL;
-    if (st != NULL)
-        return st; /* a worker started again: its counters go on */
+    if (st != NULL) {
+        /* A worker started again: its counters go on, but the counts that
+         * refreshes follow (the cache's, the logs') start again at 0 in the
+         * new process. */
+        st->cache_hits = st->cache_misses = 0;
+        memset(&st->logged, 0, sizeof(st->logged));
+        return st;
+    }
     st = arena != NULL ? cairn_arena_alloc(arena, sizeof(*st)) : cairn_calloc(1, sizeof(*st));
     struct cairn_metrics *r = st->reg = cairn_metrics_new_in(arena);
     static const char *const by_request[] = {"tenant", "route", "status", "arm", NULL};
@@ -214,6 +223,8 @@ void cairn_stats_validation(struct cairn_stats *st, const char *tenant, const ch
 /* A counter that follows a count kept elsewhere: add what it gained. */
 static void follow(struct cairn_metric *m, const char *label, uint64_t now, uint64_t *seen)
 {
+    if (now < *seen) /* the count started again (a log writer reopened) */
+        *seen = 0;
     cairn_metric_add(m, (const char *[]){label}, (double)(now - *seen));
     *seen = now;
 }
@@ -271,6 +282,10 @@ char *cairn_stats_render(struct cairn_stats *const *workers, size_t n,
                "1 if the last reload (or the start) succeeded.", ms->last_reload_ok ? 1 : 0);
     add_single(sum, CAIRN_METRIC_GAUGE, "cairn_workers", "Worker processes running.",
                (double)ms->workers);
+    add_single(sum, CAIRN_METRIC_GAUGE, "cairn_workers_stale",
+               "Workers still on an older configuration than the master's (a reload they could "
+               "not apply).",
+               (double)ms->stale);
     add_single(sum, CAIRN_METRIC_COUNTER, "cairn_worker_restarts_total",
                "Workers started again after they died.", (double)ms->restarts);
     char *text = cairn_metrics_render(sum, len);
@@ -288,4 +303,24 @@ void cairn_stats_judgement(struct cairn_stats *st, const char *tenant, const cha
                            const char *arm, const char *other, const char *result)
 {
     cairn_metric_add(st->judgements, (const char *[]){tenant, experiment, arm, other, result}, 1);
+}
+
+void cairn_stats_config_loaded(struct cairn_stats *st, unsigned long version, bool ok)
+{
+    __atomic_store_n(ok ? &st->config_loaded : &st->config_failed, version, __ATOMIC_RELEASE);
+}
+
+void cairn_stats_config_state(const struct cairn_stats *st, unsigned long *loaded,
+                              unsigned long *failed)
+{
+    *loaded = __atomic_load_n(&st->config_loaded, __ATOMIC_ACQUIRE);
+    *failed = __atomic_load_n(&st->config_failed, __ATOMIC_ACQUIRE);
+}
+
+void cairn_stats_forget_gauges(struct cairn_stats *st)
+{
+    cairn_metric_set(st->connections, NULL, 0);
+    cairn_metric_set(st->streams, NULL, 0);
+    cairn_metric_set(st->cache_entries, NULL, 0);
+    cairn_metric_set(st->cache_bytes, NULL, 0);
 }

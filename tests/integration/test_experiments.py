@@ -77,12 +77,14 @@ def experiment_records(gw, n):
                             what="%d experiment records" % n)[0]
 
 
-def start_experiment(up, arms=TWO, log=True, policy=None, base_url=None, **extra):
+def start_experiment(up, arms=TWO, log=True, policy=None, base_url=None, content=False, **extra):
     p = {"experiment": experiment(arms, **extra)}
     p.update(policy or {})
     sections = {"policy": p}
     if log:
         sections["log"] = {"experiment": harness.ctx().path("experiment.log")}
+    if content:
+        sections["log"]["content"] = harness.ctx().path("content.log")
     return start_gateway(up, base_url=base_url, **sections)
 
 
@@ -241,12 +243,13 @@ def test_experiment_log_has_one_record_per_request():
     """Each record names the tenant, experiment, arm, unit and its hash (not
     the user), the markers with their sources, the validation, latency,
     status and usage; prompts and answers only where the tenant logs
-    content; the access record names the arm too."""
+    content (and then the log is as private as the content log); the access
+    record names the arm too."""
     up = start_upstream()
     gw = start_experiment(up, policy={"validation": {"markers": ["format"]}},
                           arms=[("a", 1, {"markers": {"annotate": "rules"}}),
                                 ("b", 1, {"markers": {"annotate": "rules"},
-                                          "log_content": True})])
+                                          "log_content": True})], content=True)
     users = ["user-%d-zq" % i for i in range(6)]
     for u in users:
         arm_of(gw, u)
@@ -276,6 +279,8 @@ def test_experiment_log_has_one_record_per_request():
                   rec["answer"]["choices"], "content of %r" % rec)
             check(harness.CANARY not in json.dumps(rec), "the upstream key in a record")
     check({r["arm"] for r in records} == {"a", "b"}, "the users did not cover both arms")
+    mode = os.stat(experiment_log(gw)).st_mode & 0o777
+    check(mode == 0o600, "the experiment log holds prompts with mode %o" % mode)
     def chat_records(recs):
         chats = [r for r in recs if r.get("path") == "/v1/chat/completions"]
         return chats if len(chats) >= len(records) else None

@@ -5,15 +5,19 @@ worker that dies is started again and the service goes on, its counters
 kept; a reload reaches every worker; SIGTERM drains them all."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import time
 
+import harness
 from harness import (CHAT_BODY, admin_request, assert_status, bearer, check, metrics, new_key,
                      start_gateway, start_upstream, tenant, wait_for, wait_metric, write_config)
 
 CHAT = "/v1/chat/completions"
 PROMTOOL = "/usr/bin/promtool"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def start_workers(up, n=2, **sections):
@@ -128,3 +132,40 @@ def test_workers_default_to_one_per_cpu():
           "%d workers for %d CPUs" % (len(gw.worker_pids()), n))
     time.sleep(0.3)
     check(metrics(gw).get("cairn_workers") == n, "cairn_workers")
+
+
+def test_a_worker_that_cannot_start_takes_no_connections():
+    """Worker 0 dies and cannot start again (its rules directory is gone):
+    its sockets are closed while it is down, so every new connection is
+    served by the worker that runs instead of waiting in a queue nobody
+    accepts from."""
+    up = start_upstream()
+    rules = harness.ctx().path("rules")
+    shutil.copytree(os.path.join(REPO, "rules"), rules)
+    gw = start_workers(up, rules_dir=rules, markers={"annotate": "rules"})
+    victim = gw.worker_pids()[0]
+    shutil.rmtree(rules)
+    os.kill(victim, signal.SIGKILL)
+    check(wait_for(lambda: "keeps dying at start" in gw.stderr_text(), 5.0),
+          "the worker did not fail to start again: %s" % gw.stderr_text()[-1000:])
+    for i in range(40):
+        resp = gw.request("POST", CHAT, CHAT_BODY, timeout=3.0)
+        check(resp.status == 200, "request %d: %r" % (i, resp.status))
+
+
+def test_a_second_instance_on_the_same_port_is_refused():
+    """SO_REUSEPORT would let a second cairn bind the port and take half of
+    the traffic; it is refused instead."""
+    up = start_upstream()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    first = start_gateway(up, listen=["127.0.0.1:%d" % port])
+    cfg = dict(first.config, admin={"listen": []})
+    path = write_config(cfg, "second.json")
+    proc = subprocess.run([harness.binary(), "serve", "-c", path], env=harness.gateway_env(),
+                          capture_output=True, timeout=10)
+    check(proc.returncode == 1 and b"already served by another cairn" in proc.stderr,
+          "second instance: exit %r, %r" % (proc.returncode, proc.stderr[-300:]))
+    assert_status(first.chat(CHAT_BODY), 200)
