@@ -124,24 +124,30 @@ static bool kept(int fd, const int *keep, size_t n)
     return false;
 }
 
-/* Close every descriptor above the standard streams but keep[0..n). */
+/* Close every descriptor above the standard streams but keep[0..n): the
+ * directory is read whole before anything is closed, a batch at a time. */
 static void close_all_but(const int *keep, size_t n)
 {
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL) {
-        perror("cairn: worker: /proc/self/fd");
-        _exit(1);
-    }
-    int dfd = dirfd(d), fds[4096];
-    size_t nfds = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL && nfds < 4096;) {
-        int fd = atoi(e->d_name);
-        if (fd > STDERR_FILENO && fd != dfd && !kept(fd, keep, n))
-            fds[nfds++] = fd;
-    }
-    closedir(d);
-    for (size_t i = 0; i < nfds; i++)
-        close(fds[i]);
+    enum { BATCH = 4096 };
+    int fds[BATCH];
+    size_t nfds;
+    do {
+        DIR *d = opendir("/proc/self/fd");
+        if (d == NULL) {
+            perror("cairn: worker: /proc/self/fd");
+            _exit(1);
+        }
+        int dfd = dirfd(d);
+        nfds = 0;
+        for (struct dirent *e; (e = readdir(d)) != NULL && nfds < BATCH;) {
+            int fd = atoi(e->d_name);
+            if (fd > STDERR_FILENO && fd != dfd && !kept(fd, keep, n))
+                fds[nfds++] = fd;
+        }
+        closedir(d);
+        for (size_t i = 0; i < nfds; i++)
+            close(fds[i]);
+    } while (nfds == BATCH);
 }
 
 /* In the child: become worker w. Never returns. */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "log.h"
 
 struct bucket {
     char name[CAIRN_NAME_MAX + 1]; /* "" = a free slot of the zone */
@@ -116,7 +117,12 @@ struct cairn_limiter *cairn_limiter_new(const char *tenant)
     l->refs = 1;
     l->b = zone != NULL ? zone_bucket(tenant) : NULL;
     l->shared = l->b != NULL;
-    if (l->b == NULL) /* no master, or (beyond any configurable tenant count) a full zone */
+    if (zone != NULL && l->b == NULL)
+        cairn_log_msg("warn",
+                      "tenant %s: the shared rate-limit zone is full (%zu tenant names since the "
+                      "start); its limits apply per worker until a restart",
+                      tenant, zone->nslots);
+    if (l->b == NULL)
         l->b = cairn_calloc(1, sizeof(*l->b));
     return l;
 }
