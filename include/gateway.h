@@ -27,8 +27,10 @@ struct cairn_shared;
 /* What the master gives a worker. */
 struct cairn_worker_spec {
     unsigned index; /* 0 .. workers-1 */
-    const int *fds; /* its listening sockets, taken over */
+    int *fds;       /* its listening sockets, taken over; -1s when
+                       it must open them itself (on ports[]) */
     size_t nfds;
+    const uint16_t *ports;               /* the public addresses' ports */
     struct cairn_shared *shared;         /* the configuration to load, from the master */
     struct cairn_arena *arena;           /* where its metrics live */
     struct cairn_limiter_zone *limiters; /* the tenants' shared rate limits */

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "annotation_cache.h"
+#include "listen.h"
 #include "log.h"
 #include "proxy.h"
 #include "ratelimit.h"
@@ -126,6 +127,21 @@ static void on_request_end(const struct cairn_request *req, void *arg)
     cairn_stats_request(gw->stats, req);
 }
 
+/* The sockets of a worker whose predecessor kept dying at start (master.c
+ * closed them): on the same addresses and ports, now that this one has a
+ * configuration to serve. */
+static int open_sockets(const struct cairn_worker_spec *w, const struct cairn_config *c, char *err,
+                        size_t errlen)
+{
+    struct cairn_listen items[CAIRN_MAX_LISTEN];
+    struct cairn_listen_list list = {items, w->nfds};
+    for (size_t i = 0; i < w->nfds && i < c->listen.n; i++) {
+        items[i] = c->listen.items[i];
+        items[i].port = w->ports[i];
+    }
+    return cairn_listen_open(&list, 1, NULL, w->fds, err, errlen);
+}
+
 void cairn_worker_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -169,6 +185,8 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
             (size_t)c->annotation_cache.entries, (size_t)c->annotation_cache.bytes,
             (uint64_t)c->annotation_cache.ttl_ms * 1000u);
     gw.proxy.base = gw.base;
+    if (w->nfds > 0 && w->fds[0] < 0 && open_sockets(w, c, err, sizeof(err)) < 0)
+        goto fail;
     gw.proxy.server = cairn_server_new(gw.base, c, w->fds, w->nfds, cairn_proxy_handle, &gw.proxy);
     cairn_server_on_end(gw.proxy.server, on_request_end, &gw);
     cairn_stats_config_loaded(gw.stats, version, true);

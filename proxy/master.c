@@ -169,6 +169,7 @@ static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
         .index = w,
         .fds = own,
         .nfds = m->nlisten,
+        .ports = m->ports,
         .shared = m->shared,
         .arena = cairn_shared_arena(m->shared, w),
         .limiters = m->limiters,
@@ -176,33 +177,10 @@ static void run_worker(struct cairn_master *m, unsigned w, pid_t master)
     exit(cairn_gateway_run(m->load, m->load_arg, &spec));
 }
 
-/* Worker w's sockets, open again after a crash loop closed them, on the
- * ports the addresses got at the start (the configured ones, or the ports
- * picked for 0). @return 0, or -1 having logged why. */
-static int reopen_sockets(struct cairn_master *m, unsigned w)
-{
-    int *fds = m->fds + (size_t)w * m->nlisten;
-    if (m->nlisten == 0 || fds[0] >= 0)
-        return 0;
-    struct cairn_listen items[CAIRN_MAX_LISTEN];
-    struct cairn_listen_list list = {items, m->nlisten};
-    char err[256];
-    for (size_t i = 0; i < m->nlisten; i++) {
-        items[i] = m->cfg->listen.items[i];
-        items[i].port = m->ports[i];
-    }
-    if (cairn_listen_open(&list, 1, NULL, fds, err, sizeof(err)) == 0)
-        return 0;
-    cairn_log_msg("error", "worker %u: %s", w, err);
-    return -1;
-}
-
 static int start_worker(struct cairn_master *m, unsigned w)
 {
     struct worker *wk = &m->workers[w];
     const struct cairn_config *c = m->cfg;
-    if (reopen_sockets(m, w) < 0)
-        return -1;
     sigset_t passed, old;
     cairn_worker_signals(&passed);
     sigprocmask(SIG_BLOCK, &passed, &old);
@@ -289,12 +267,14 @@ static void worker_exited(struct cairn_master *m, struct worker *wk, int status)
         for (unsigned i = 1; i < wk->young_exits && ms < RESTART_MAX_MS; i++)
             ms *= 2;
         ms = ms < RESTART_MAX_MS ? ms : RESTART_MAX_MS;
-        cairn_log_msg("warn", "worker %u keeps dying at start: next start in %llu ms", wk->index,
-                      (unsigned long long)ms);
         /* While it is down its sockets would only queue connections that
          * nobody accepts: close them, so that new connections go to the
-         * workers that serve; it gets new ones when it starts again. */
+         * workers that serve. A successor opens its own once it has loaded
+         * its configuration (gateway.c), so that one that dies at start
+         * never holds a socket. */
         cairn_listen_close(m->fds + (size_t)wk->index * m->nlisten, m->nlisten);
+        cairn_log_msg("warn", "worker %u keeps dying at start: next start in %llu ms", wk->index,
+                      (unsigned long long)ms);
     }
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
     event_add(wk->restart, &tv);

@@ -143,6 +143,8 @@ def test_a_worker_that_cannot_start_takes_no_connections():
     rules = harness.ctx().path("rules")
     shutil.copytree(os.path.join(REPO, "rules"), rules)
     gw = start_workers(up, rules_dir=rules, markers={"annotate": "rules"})
+    # Both workers have loaded the rules before they go.
+    wait_metric(gw, "cairn_workers_stale", {}, 0, timeout=10.0)
     victim = gw.worker_pids()[0]
     shutil.rmtree(rules)
     os.kill(victim, signal.SIGKILL)
