@@ -58,9 +58,11 @@ struct cairn_stats *cairn_stats_new(struct cairn_arena *arena)
     if (st != NULL) {
         /* A worker started again: its counters go on, but the counts that
          * refreshes follow (the cache's, the logs') start again at 0 in the
-         * new process. */
+         * new process, which has loaded no configuration yet. */
         st->cache_hits = st->cache_misses = 0;
         memset(&st->logged, 0, sizeof(st->logged));
+        __atomic_store_n(&st->config_loaded, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&st->config_failed, 0, __ATOMIC_RELEASE);
         return st;
     }
     st = arena != NULL ? cairn_arena_alloc(arena, sizeof(*st)) : cairn_calloc(1, sizeof(*st));

@@ -153,6 +153,15 @@ def test_a_worker_that_cannot_start_takes_no_connections():
     for i in range(40):
         resp = gw.request("POST", CHAT, CHAT_BODY, timeout=3.0)
         check(resp.status == 200, "request %d: %r" % (i, resp.status))
+    # The rules come back: so does the worker, on sockets of its own.
+    shutil.copytree(os.path.join(REPO, "rules"), rules)
+    check(wait_for(lambda: gw.stderr_text().count("started again") >= 1 and
+                   len(gw.worker_pids()) == 2 and
+                   metrics(gw).get("cairn_workers_stale") == 0 and
+                   metrics(gw).get("cairn_workers") == 2, 40.0),
+          "the worker did not come back: %s" % gw.stderr_text()[-1000:])
+    for i in range(20):
+        assert_status(gw.request("POST", CHAT, CHAT_BODY, timeout=3.0), 200)
 
 
 def test_a_second_instance_on_the_same_port_is_refused():
