@@ -1,7 +1,8 @@
 /*
  * langid.h — the language a piece of prose is written in, for the rule
  * annotator's `lang` marker: writing-system rules first (Hangul is Korean,
- * Kana is Japanese, ...), then libexttextcat's n-gram fingerprints for the
+ * Kana is Japanese, ...), then libexttextcat's n-gram fingerprints (read
+ * and compared by ngram.c, with the library's answers) for the
  * scripts many languages share (Latin, Cyrillic). Both are data: the
  * "scripts" and "identify" sections of rules/languages.json and a textcat
  * configuration file naming one fingerprint per taxonomy language.

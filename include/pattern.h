@@ -91,6 +91,13 @@ void cairn_pattern_free(struct cairn_pattern *p);
 /** Ovector pairs a match data needs for this list (NULL counts 1). */
 uint32_t cairn_pattern_groups(const struct cairn_pattern *p);
 
+/** Whether lists compiled from now on are split by script and their
+ *  pieces given the literals they need (literals.h), so that matching
+ *  skips a piece whose literals the text lacks. On by default; the
+ *  matches are the same either way, which the tests check by compiling
+ *  with it off (the way lists were compiled before). */
+void cairn_pattern_use_literals(bool on);
+
 /** Find the leftmost match of `p` in s[start..len), which must be valid
  *  UTF-8 and start on a character boundary. @return true with the match in
  *  `m`, false when there is none. */

@@ -22,10 +22,12 @@
  *
  * So textcat restricted to the taxonomy's languages is both more accurate
  * and faster on the short texts that prompts are, and it is C: no C++
- * shim, no second runtime. The scripts that name their language (Hangul,
- * Kana, Han, Greek, Hebrew, Arabic, Devanagari) never reach it. Texts
- * under "min_letters" letters get no answer: a wrong marker is worse than
- * none, and so is an answer naming more than "max_candidates" languages.
+ * shim, no second runtime. Its fingerprints and its answers are kept, but
+ * not its code: ngram.c gives the library's answers bit for bit at a
+ * tenth of the cost (its fixed per-call work was most of a request's). The scripts that name their
+ * language (Hangul, Kana, Han, Greek, Hebrew, Arabic, Devanagari) never reach it. Texts under
+ * "min_letters" letters get no answer: a wrong marker is worse than none, and so is an answer
+ * naming more than "max_candidates" languages.
  */
 #include "langid.h"
 
@@ -34,9 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libexttextcat/textcat.h>
-
 #include "alloc.h"
+#include "ngram.h"
 #include "pattern.h"
 #include "utf8.h"
 
@@ -76,7 +77,7 @@ struct script_rule {
 struct cairn_langid {
     struct script_rule rules[LANGID_MAX_RULES];
     size_t nrules;
-    void *textcat; /* owned; NULL when no rule asks for the library */
+    struct cairn_ngram *ngram; /* owned; NULL when no rule asks for n-grams */
     size_t min_letters, max_bytes, max_candidates;
     char ids[LANGID_MAX_IDS][CAIRN_MARKER_VALUE_MAX]; /* textcat ids = lang values */
     size_t nids;
@@ -193,10 +194,10 @@ static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy 
     return 0;
 }
 
-/* Read the textcat configuration ourselves first: libexttextcat says only
- * "failed" for a bad file, and its ids must be taxonomy values. */
+/* Read the textcat configuration (libexttextcat's format): its ids must be
+ * taxonomy values, and each line's fingerprint is loaded for ngram.c. */
 static int check_textcat_conf(struct cairn_langid *l, const struct cairn_taxonomy *tx,
-                              const char *conf, char *why, size_t whylen)
+                              const char *conf, const char *prefix, char *why, size_t whylen)
 {
     FILE *f = fopen(conf, "r");
     if (f == NULL) {
@@ -224,7 +225,15 @@ static int check_textcat_conf(struct cairn_langid *l, const struct cairn_taxonom
             snprintf(why, whylen, "%s:%d: %s", conf, lineno, msg);
             rc = -1;
         } else {
-            l->nids++;
+            /* The fingerprint, read as libexttextcat reads it (ngram.h). */
+            char path[1024], msg2[1100];
+            snprintf(path, sizeof(path), "%s%s", prefix, file);
+            if (cairn_ngram_add(l->ngram, path, (int)l->nids, msg2, sizeof(msg2)) < 0) {
+                snprintf(why, whylen, "%s:%d: %s", conf, lineno, msg2);
+                rc = -1;
+            } else {
+                l->nids++;
+            }
         }
     }
     fclose(f);
@@ -280,16 +289,10 @@ static int load_identify(struct cairn_langid *l, const struct cairn_taxonomy *tx
     size_t fl = strlen(fp->valuestring);
     snprintf(prefix, sizeof(prefix), "%s%s", fp->valuestring,
              fp->valuestring[fl - 1] == '/' ? "" : "/");
-    if (check_textcat_conf(l, tx, path, why, whylen) < 0)
+    l->ngram = cairn_ngram_new();
+    if (check_textcat_conf(l, tx, path, prefix, why, whylen) < 0)
         return -1;
-    l->textcat = special_textcat_Init(path, prefix);
-    if (l->textcat == NULL) {
-        snprintf(why, whylen,
-                 "%s: libexttextcat cannot load it (a fingerprint file missing "
-                 "from %s?)",
-                 path, prefix);
-        return -1;
-    }
+    cairn_ngram_seal(l->ngram);
     return 0;
 }
 
@@ -326,32 +329,21 @@ void cairn_langid_free(struct cairn_langid *l)
 {
     if (l == NULL)
         return;
-    if (l->textcat != NULL)
-        textcat_Done(l->textcat);
+    cairn_ngram_free(l->ngram);
     free(l);
 }
 
-/* textcat answers "[id]" or "[id1][id2]..." (all within 3% of the best
- * score), "SHORT" or "UNKNOWN". Take the first when the list is short
- * enough to mean something. */
-static const char *ask_textcat(const struct cairn_langid *l, const char *text, size_t len)
+/* The n-gram classifier names up to 5 languages, all within 3% of the
+ * best; take the first when the list is short enough to mean something.
+ * It reads on past `n` to the end of the text (libexttextcat's way,
+ * which ngram.c keeps). */
+static const char *ask_ngram(const struct cairn_langid *l, const char *text, size_t len, size_t n)
 {
-    const char *res = textcat_Classify(l->textcat, text, len);
-    if (res == NULL || res[0] != '[')
+    int ids[5];
+    int k = cairn_ngram_classify(l->ngram, text, len, n, ids);
+    if (k == 0 || (size_t)k > l->max_candidates)
         return NULL;
-    size_t n = 0;
-    for (const char *p = res; *p != '\0'; p++)
-        n += *p == '[';
-    if (n > l->max_candidates)
-        return NULL;
-    const char *end = strchr(res, ']');
-    if (end == NULL)
-        return NULL;
-    size_t idlen = (size_t)(end - res - 1);
-    for (size_t i = 0; i < l->nids; i++)
-        if (strlen(l->ids[i]) == idlen && strncmp(l->ids[i], res + 1, idlen) == 0)
-            return l->ids[i];
-    return NULL;
+    return l->ids[ids[0]];
 }
 
 const char *cairn_langid_identify(const struct cairn_langid *l, const char *text, size_t len)
@@ -381,14 +373,14 @@ const char *cairn_langid_identify(const struct cairn_langid *l, const char *text
             continue;
         if (rule->value[0] != '\0')
             return rule->value;
-        if (l->textcat == NULL || letters < l->min_letters)
+        if (l->ngram == NULL || letters < l->min_letters)
             return NULL;
         /* Cost grows with the text; a few hundred bytes decide. Cut on a
          * character boundary. */
         size_t n = len < l->max_bytes ? len : l->max_bytes;
         while (n < len && n > 0 && (s[n] & 0xC0) == 0x80)
             n--;
-        return ask_textcat(l, text, n);
+        return ask_ngram(l, text, len, n);
     }
     return NULL;
 }

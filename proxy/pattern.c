@@ -8,7 +8,9 @@
  * offset the operator can find in the file. A pattern that starts with a
  * placeholder and requires a CJK character ("字" in "{NUM}字以内") gets a
  * compiled piece of its own, run only on texts that contain that character
- * (see needed_unit). Placeholders expand to a generic word
+ * (see needed_unit). A piece whose every pattern needs one of a few
+ * literals (literals.h) is not run on a text that has none of them.
+ * Placeholders expand to a generic word
  * in a named group, then a callout (see pattern.h); lists repeat the
  * names, hence PCRE2_DUPNAMES, and the reading side walks the name table
  * to find which group of a name was set.
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "literals.h"
 
 #define PATTERN_OPTIONS (PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DUPNAMES)
 
@@ -155,6 +158,7 @@ struct checked {
     char gate[300];       /* a lookahead on the first character, or "" */
     const char *original; /* the pattern as written (not owned) */
     int need;             /* see needed_unit(), for a pattern led by a placeholder */
+    int family;           /* cairn_literals_family() of its literals */
     char *text;
     uint32_t captures;
     uint32_t group[4]; /* indexed by enum placeholder */
@@ -251,9 +255,15 @@ static char *check_one(const char *pattern, const struct cairn_pattern_env *env,
 
 #define PATTERN_MAX_PIECES 64
 
+/* Literals a piece may need, at most: past that, looking for them costs
+ * about what PCRE2 does. */
+#define PATTERN_MAX_LITERALS 96
+
 struct cairn_pattern {
     pcre2_code *re[PATTERN_MAX_PIECES]; /* owned */
     int need[PATTERN_MAX_PIECES];       /* a byte every match contains, or -1 */
+    /* owned: one of these is in every match of the piece; NULL = unknown */
+    struct cairn_literals *lits[PATTERN_MAX_PIECES];
     size_t n;
     uint32_t groups;
 };
@@ -274,8 +284,10 @@ void cairn_pattern_free(struct cairn_pattern *p)
 {
     if (p == NULL)
         return;
-    for (size_t i = 0; i < p->n; i++)
+    for (size_t i = 0; i < p->n; i++) {
         pcre2_code_free(p->re[i]);
+        cairn_literals_free(p->lits[i]);
+    }
     free(p);
 }
 
@@ -365,6 +377,40 @@ static bool leads_with_placeholder(const char *pattern)
            strncmp(pattern, "{CODE}", 6) == 0;
 }
 
+static bool use_literals = true;
+
+void cairn_pattern_use_literals(bool on)
+{
+    use_literals = on;
+}
+
+/* The literals one of which every match of items[from..to) contains
+ * (one of each pattern's), or NULL when a pattern has none to show or
+ * there are too many to look for cheaply. */
+static struct cairn_literals *piece_literals(const struct checked *items, size_t from, size_t to)
+{
+    struct cairn_literals *all = NULL;
+    for (size_t i = from; i < to; i++) {
+        struct cairn_literals *l = cairn_literals_of(items[i].original);
+        if (l == NULL) {
+            cairn_literals_free(all);
+            return NULL;
+        }
+        if (all == NULL) {
+            all = l;
+            continue;
+        }
+        cairn_literals_merge(all, l);
+        cairn_literals_free(l);
+    }
+    if (cairn_literals_count(all) > PATTERN_MAX_LITERALS) {
+        cairn_literals_free(all);
+        return NULL;
+    }
+    cairn_literals_seal(all);
+    return all;
+}
+
 /* Pack the checked patterns into as few compiled pieces as PCRE2's size
  * limit allows, except that a pattern with a needed byte stays alone. */
 static struct cairn_pattern *pack(const struct checked *items, const bool *alone, size_t n,
@@ -376,7 +422,15 @@ static struct cairn_pattern *pack(const struct checked *items, const bool *alone
     while (from < n) {
         size_t to = from + 1;
         int need = alone[from] ? items[from].need : -1;
-        while (!alone[from] && to < n && !alone[to])
+        /* Patterns written in ASCII and in other scripts go to different
+         * pieces (in order: the leftmost match over pieces is the one the
+         * whole alternation finds), so that an English text does not run
+         * the Cyrillic or CJK patterns of a list, nor a Russian one the
+         * English patterns; a list that alternates scripts too often
+         * stops being split long before the limit on pieces. */
+        bool split = use_literals && p->n < PATTERN_MAX_PIECES / 2;
+        while (!alone[from] && to < n && !alone[to] &&
+               (!split || items[to].family == items[from].family))
             to++;
         pcre2_code *re = NULL;
         /* Halve the span until it compiles; one pattern alone always does. */
@@ -392,6 +446,7 @@ static struct cairn_pattern *pack(const struct checked *items, const bool *alone
         }
         add_piece(p, re);
         p->need[p->n - 1] = need;
+        p->lits[p->n - 1] = use_literals ? piece_literals(items, from, to) : NULL;
         from = to;
     }
     return p;
@@ -432,6 +487,9 @@ struct cairn_pattern *cairn_pattern_compile_list(const cJSON *array,
         }
         if (check_one(e->valuestring, env, where, why, whylen, &items[i]) == NULL)
             goto out;
+        struct cairn_literals *lits = cairn_literals_of(e->valuestring);
+        items[i].family = cairn_literals_family(lits);
+        cairn_literals_free(lits);
         items[i].need = leads_with_placeholder(e->valuestring)
                             ? needed_unit(items[i].original, items[i].text)
                             : -1;
@@ -456,6 +514,9 @@ bool cairn_pattern_find(const struct cairn_pattern *p, const char *s, size_t len
     size_t best = SIZE_MAX, winner = 0;
     for (size_t i = 0; i < p->n; i++) {
         if (p->need[i] >= 0 && memchr(s + start, p->need[i], len - start) == NULL)
+            continue;
+        /* A match lies in s[start..len), so it holds one of the literals. */
+        if (p->lits[i] != NULL && !cairn_literals_any_in(p->lits[i], s + start, len - start))
             continue;
         if (pcre2_match(p->re[i], (PCRE2_SPTR)s, len, start, MATCH_OPTIONS, m->md, m->mc) < 0)
             continue;

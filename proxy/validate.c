@@ -31,10 +31,11 @@
  *
  * Everything is compiled at load; a call is a few linear passes over the
  * answer (the fences once, then each validator asked for). On a 4 KB
- * answer with all seven the language identifier is most of the cost
- * (libexttextcat's n-grams, some 45 us of 80 on the project's machine);
- * scoring an unlabelled code block's syntax adds some 25 us (test_validate
- * prints the figures).
+ * answer with all seven the language identifier's n-grams were most of
+ * the cost while libexttextcat computed them (some 45 us of 80 on the
+ * project's machine); ngram.c gives its answers for a fraction of that
+ * (tests/bench/marker_bench.c). Scoring an unlabelled code block's syntax
+ * adds some 25 us (test_validate prints the figures).
  */
 #include "validate.h"
 

@@ -1,0 +1,56 @@
+/*
+ * literals.h — the literal strings a rules pattern cannot match without:
+ * read from the pattern as written, at load time, so that a list whose
+ * every pattern needs one of a few words ("translate", "word") is not run
+ * at all on a text that has none of them (pattern.c). A necessary
+ * condition only: a text with one of the literals still goes to PCRE2,
+ * which decides.
+ *
+ * Soundness: literals hold printable ASCII (searched caselessly, with the
+ * Kelvin sign, the long s and the Turkish dotted and dotless i taken for
+ * k, s and i as PCRE2's Unicode caseless matching takes them) and the
+ * characters of scripts without case (CJK, kana, Hangul, Arabic, Hebrew,
+ * Devanagari, Thai) byte for byte; a character of another script with
+ * case only says "some Cyrillic character", "some Greek character" or
+ * (accented Latin and the rest) "some non-ASCII character", and anything the reader is unsure of
+ * makes it give up (no literals: the list always runs). tests/unit/test_literals.c checks the
+ * extraction row by row and, differentially, that every shipped rule list finds the same matches
+ * with and without it.
+ */
+#ifndef CAIRN_LITERALS_H
+#define CAIRN_LITERALS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cairn_literals;
+
+/** The literals of one pattern as written (with {NUM}, {LANG}, {CODE}
+ *  placeholders standing for any word), one of which every match
+ *  contains; NULL when none can be shown. */
+struct cairn_literals *cairn_literals_of(const char *pattern);
+
+/** dst = dst and src together (every match of either needs one of dst). */
+void cairn_literals_merge(struct cairn_literals *dst, const struct cairn_literals *src);
+
+void cairn_literals_free(struct cairn_literals *l);
+
+/** How many literals the set holds. */
+size_t cairn_literals_count(const struct cairn_literals *l);
+
+/** What the literals are written in: 0 none (NULL), 1 ASCII only, 2 other
+ *  scripts only, 3 both. */
+int cairn_literals_family(const struct cairn_literals *l);
+
+/** Index the literals by first byte for cairn_literals_any_in; call once
+ *  the set is complete (an unsealed set is searched the slow way). */
+void cairn_literals_seal(struct cairn_literals *l);
+
+/** Whether s[0..len) contains one of the literals, caselessly as PCRE2
+ *  compares ASCII letters. */
+bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t len);
+
+/** "a|b|c" (lower case, sorted as extracted), for tests; "" for NULL. */
+void cairn_literals_print(const struct cairn_literals *l, char *out, size_t outlen);
+
+#endif

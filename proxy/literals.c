@@ -1,0 +1,665 @@
+/*
+ * literals.c — the literals a pattern needs (see literals.h).
+ *
+ * A small reader of the PCRE2 syntax the rules use, which computes for
+ * each part of a pattern a set of strings one of which every match of
+ * the part contains, or "anything" (no constraint):
+ *   - a run of plain characters is one string ("answer in" in
+ *     "answer in {LANG}"), cut where a character is not safe (see
+ *     literals.h) or is optional ("words?" gives "word");
+ *   - an alternation needs one of its branches: the union of their sets,
+ *     "anything" as soon as one branch is;
+ *   - a sequence needs all of its parts: the best-constrained one is kept
+ *     (its shortest string the longest), a group repeated at least once
+ *     counts as a part;
+ *   - classes, escapes, dots, anchors, lookarounds and placeholders
+ *     constrain nothing; what the reader does not know (\Q, conditionals,
+ *     recursion, verbs, (?x)) makes the whole pattern "anything".
+ * Keeping one part of a sequence loses nothing of soundness, only
+ * selectivity, and selectivity is all a prefilter needs.
+ */
+#include "literals.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define LIT_MAX_LEN   48 /* bytes of one literal kept */
+#define LIT_MAX_COUNT 64 /* literals in a set: more, and the scan costs more than it saves */
+
+struct cairn_literals {
+    char **s; /* owned, lower case */
+    size_t n;
+    /* Sealed: literal numbers by first byte, bucket b in by[at[b]..at[b+1]) */
+    uint16_t *by; /* owned */
+    uint16_t at[257];
+    bool start[256];                   /* text bytes a literal may start at */
+    bool any_wide, any_cyr, any_greek; /* ANY_WIDE, ANY_CYR, ANY_GREEK are there */
+    bool sealed;
+};
+
+struct reader {
+    const char *p;
+    bool fail; /* a construct it does not know: give up */
+};
+
+static struct cairn_literals *set_new(void)
+{
+    return cairn_calloc(1, sizeof(struct cairn_literals));
+}
+
+void cairn_literals_free(struct cairn_literals *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->s[i]);
+    free(l->s);
+    free(l->by);
+    free(l);
+}
+
+size_t cairn_literals_count(const struct cairn_literals *l)
+{
+    return l != NULL ? l->n : 0;
+}
+
+int cairn_literals_family(const struct cairn_literals *l)
+{
+    int f = 0;
+    for (size_t i = 0; l != NULL && i < l->n; i++)
+        f |= (unsigned char)l->s[i][0] >= 0x80 ? 2 : 1;
+    return f;
+}
+
+static void set_add(struct cairn_literals *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->s[i], s) == 0)
+            return;
+    l->s = cairn_realloc(l->s, (l->n + 1) * sizeof(*l->s));
+    l->s[l->n++] = cairn_strdup(s);
+}
+
+void cairn_literals_merge(struct cairn_literals *dst, const struct cairn_literals *src)
+{
+    for (size_t i = 0; src != NULL && i < src->n; i++)
+        set_add(dst, src->s[i]);
+}
+
+/* How well a set constrains: its shortest literal. */
+static size_t score(const struct cairn_literals *l)
+{
+    size_t m = SIZE_MAX;
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->s[i]) < m)
+            m = strlen(l->s[i]);
+    return l->n ? m : 0;
+}
+
+/* Keep the better of *best and cand (cand is consumed). */
+static void keep_better(struct cairn_literals **best, struct cairn_literals *cand)
+{
+    if (cand == NULL)
+        return;
+    if (*best == NULL || score(cand) > score(*best) ||
+        (score(cand) == score(*best) && cand->n < (*best)->n)) {
+        cairn_literals_free(*best);
+        *best = cand;
+    } else {
+        cairn_literals_free(cand);
+    }
+}
+
+/* A plain character a literal may hold: printable ASCII. Caselessly, a
+ * letter matches its other ASCII case and, for three of them, more: k
+ * the Kelvin sign, s the long s, i the dotted capital and the dotless i
+ * (at most; which PCRE2 takes is checked by the tests), which the search
+ * below accepts too. */
+static bool safe(unsigned char c)
+{
+    return c >= 0x20 && c <= 0x7E;
+}
+
+#define LIT_WIDE      (-2) /* a caseless non-ASCII character, kept as its bytes */
+#define LIT_ANY_WIDE  (-3) /* a non-ASCII character that has case */
+#define LIT_ANY_CYR   (-4) /* a Cyrillic letter */
+#define LIT_ANY_GREEK (-5) /* a Greek letter */
+/* The literal that stands for "some byte from 0x80 up". */
+#define ANY_WIDE "\x80"
+/* ... "some Cyrillic character", "some Greek character": what a letter of
+ * those scripts matches caselessly stays in its script's blocks (and for
+ * Greek the micro sign, the ohm sign and the combining ypogegrammeni),
+ * which the tests check against PCRE2. */
+#define ANY_CYR   "\x81"
+#define ANY_GREEK "\x82"
+
+/* Scripts without case (a character matches only itself, caseless or
+ * not): Hebrew, Arabic, Devanagari, Thai, Hangul, CJK punctuation, kana,
+ * CJK ideographs, halfwidth katakana. */
+static bool caseless_script(unsigned cp)
+{
+    return (cp >= 0x591 && cp <= 0x5F4) || (cp >= 0x600 && cp <= 0x6FF) ||
+           (cp >= 0x900 && cp <= 0x97F) || (cp >= 0xE01 && cp <= 0xE5B) ||
+           (cp >= 0x1100 && cp <= 0x11FF) || (cp >= 0x3000 && cp <= 0x303F) ||
+           (cp >= 0x3041 && cp <= 0x30FF) || (cp >= 0x3131 && cp <= 0x318E) ||
+           (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x4E00 && cp <= 0x9FFF) ||
+           (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+           (cp >= 0xFF61 && cp <= 0xFF9F);
+}
+
+/* A non-ASCII character of a pattern, s[0..n): LIT_WIDE when it has no
+ * case, -1 for the four that match an ASCII letter caselessly (the Kelvin
+ * sign K, the long s, dotted capital and dotless i), else LIT_ANY_WIDE:
+ * every character it matches is non-ASCII. */
+static int non_ascii(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned cp = n == 2   ? ((u[0] & 0x1Fu) << 6) | (u[1] & 0x3Fu)
+                  : n == 3 ? ((u[0] & 0x0Fu) << 12) | ((u[1] & 0x3Fu) << 6) | (u[2] & 0x3Fu)
+                  : n == 4 ? ((u[0] & 0x07u) << 18) | ((u[1] & 0x3Fu) << 12) |
+                                 ((u[2] & 0x3Fu) << 6) | (u[3] & 0x3Fu)
+                           : 0;
+    if (cp == 0)
+        return -1;
+    if (caseless_script(cp))
+        return LIT_WIDE;
+    if (cp == 0x212A || cp == 0x17F || cp == 0x130 || cp == 0x131)
+        return -1;
+    if (cp >= 0x400 && cp <= 0x52F)
+        return LIT_ANY_CYR;
+    if ((cp >= 0x370 && cp <= 0x3FF) || (cp >= 0x1F00 && cp <= 0x1FFF))
+        return LIT_ANY_GREEK;
+    return LIT_ANY_WIDE;
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
+/* Skip to just past `close` (not nested). */
+static void skip_to(struct reader *r, char close)
+{
+    const char *e = strchr(r->p, close);
+    if (e == NULL)
+        r->fail = true;
+    else
+        r->p = e + 1;
+}
+
+/* After a backslash: what the escape is. @return the literal character,
+ * or -1 for an escape that constrains nothing (its arguments skipped). */
+static int escape(struct reader *r)
+{
+    unsigned char c = (unsigned char)*r->p;
+    if (c == '\0') {
+        r->fail = true;
+        return -1;
+    }
+    r->p++;
+    if (c >= 0x80) { /* an escaped non-ASCII character: skip the rest of it */
+        while (((unsigned char)*r->p & 0xC0) == 0x80)
+            r->p++;
+        return -1;
+    }
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+        return c; /* \. \- \( ... */
+    switch (c) {
+    case 'Q': r->fail = true; return -1;
+    case 'p':
+    case 'P':
+    case 'o':
+    case 'N':
+        if (*r->p == '{')
+            skip_to(r, '}');
+        else if (c == 'p' || c == 'P')
+            r->p += *r->p != '\0';
+        return -1;
+    case 'x':
+        if (*r->p == '{') {
+            skip_to(r, '}');
+        } else {
+            for (int k = 0; k < 2 && strchr("0123456789abcdefABCDEF", *r->p) && *r->p; k++)
+                r->p++;
+        }
+        return -1;
+    case 'c': r->p += *r->p != '\0'; return -1;
+    case 'g':
+    case 'k':
+        if (*r->p == '{')
+            skip_to(r, '}');
+        else if (*r->p == '<')
+            skip_to(r, '>');
+        else if (*r->p == '\'') {
+            r->p++;
+            skip_to(r, '\'');
+        } else {
+            if (*r->p == '+' || *r->p == '-')
+                r->p++;
+            while (*r->p >= '0' && *r->p <= '9')
+                r->p++;
+        }
+        return -1;
+    default:
+        while (c >= '0' && c <= '9' && *r->p >= '0' && *r->p <= '9')
+            r->p++; /* a back reference or an octal escape */
+        return -1;
+    }
+}
+
+/* A character class: skipped, it constrains nothing. */
+static void skip_class(struct reader *r)
+{
+    if (*r->p == '^')
+        r->p++;
+    if (*r->p == ']')
+        r->p++;
+    while (*r->p != '\0' && *r->p != ']') {
+        if (*r->p == '\\') {
+            r->p++;
+            if (*r->p == 'Q' || *r->p == '\0') {
+                r->fail = true;
+                return;
+            }
+            r->p++;
+        } else if (r->p[0] == '[' && r->p[1] == ':') {
+            const char *e = strstr(r->p + 2, ":]");
+            if (e == NULL) {
+                r->fail = true;
+                return;
+            }
+            r->p = e + 2;
+        } else {
+            r->p++;
+        }
+    }
+    if (*r->p != ']')
+        r->fail = true;
+    else
+        r->p++;
+}
+
+/* A quantifier after an atom, if any: @return its minimum (1 without
+ * one), `*had` whether there was one. */
+static unsigned long quantifier(struct reader *r, bool *had)
+{
+    unsigned long min = 1;
+    *had = true;
+    if (*r->p == '?' || *r->p == '*') {
+        min = 0;
+        r->p++;
+    } else if (*r->p == '+') {
+        r->p++;
+    } else if (*r->p == '{') {
+        const char *q = r->p + 1;
+        if (*q == ',') {
+            r->fail = true; /* "{,n}": a quantifier in newer PCRE2 only */
+            return 0;
+        }
+        if (*q < '0' || *q > '9') {
+            *had = false;
+            return 1; /* not a quantifier: a literal "{" follows */
+        }
+        char *end;
+        min = strtoul(q, &end, 10);
+        if (*end == ',') {
+            end++;
+            while (*end >= '0' && *end <= '9')
+                end++;
+        }
+        if (*end != '}') {
+            *had = false;
+            return 1;
+        }
+        r->p = end + 1;
+    } else {
+        *had = false;
+        return 1;
+    }
+    if (*r->p == '?' || *r->p == '+')
+        r->p++; /* lazy or possessive */
+    return min;
+}
+
+static struct cairn_literals *alternation(struct reader *r, int depth);
+
+/* Flush the run of plain characters as a candidate. */
+static void flush(char *run, size_t *len, struct cairn_literals **best)
+{
+    if (*len == 0)
+        return;
+    run[*len] = '\0';
+    struct cairn_literals *l = set_new();
+    set_add(l, run);
+    keep_better(best, l);
+    *len = 0;
+}
+
+/* What a group after "(" is. */
+enum group { G_CAPTURE, G_LOOK, G_OPTIONS_ONLY, G_COMMENT };
+
+static enum group group_kind(struct reader *r)
+{
+    if (*r->p == '*') {
+        r->fail = true; /* (*VERB) */
+        return G_COMMENT;
+    }
+    if (*r->p != '?')
+        return G_CAPTURE;
+    r->p++;
+    char c = *r->p;
+    if (c == ':' || c == '>' || c == '|') {
+        r->p++;
+        return G_CAPTURE;
+    }
+    if (c == '=' || c == '!') {
+        r->p++;
+        return G_LOOK;
+    }
+    if (c == '#')
+        return G_COMMENT;
+    if (c == '<' && (r->p[1] == '=' || r->p[1] == '!')) {
+        r->p += 2;
+        return G_LOOK;
+    }
+    if (c == '<' || c == '\'' || (c == 'P' && r->p[1] == '<')) {
+        skip_to(r, c == '\'' ? '\'' : '>'); /* a named group */
+        return G_CAPTURE;
+    }
+    /* Options: (?i) (?-i) (?i:...) ; anything else is unknown here. */
+    const char *q = r->p;
+    while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || *q == '-' || *q == '^')
+        q++;
+    if (q == r->p || (*q != ')' && *q != ':') || memchr(r->p, 'x', (size_t)(q - r->p)) != NULL) {
+        r->fail = true;
+        return G_COMMENT;
+    }
+    r->p = q + 1;
+    return *q == ':' ? G_CAPTURE : G_OPTIONS_ONLY;
+}
+
+/* A sequence up to "|", ")" or the end. */
+static struct cairn_literals *sequence(struct reader *r, int depth)
+{
+    struct cairn_literals *best = NULL;
+    char run[LIT_MAX_LEN + 1];
+    size_t len = 0;
+    while (!r->fail && *r->p != '\0' && *r->p != '|' && *r->p != ')') {
+        unsigned char c = (unsigned char)*r->p;
+        int lit = -1; /* a plain character, or LIT_WIDE / LIT_ANY_WIDE */
+        char wbytes[4];
+        size_t wide = 0;
+        struct cairn_literals *inner = NULL;
+        bool group = false;
+        if (c == '(') {
+            r->p++;
+            enum group g = group_kind(r);
+            if (r->fail)
+                break;
+            if (g == G_COMMENT) {
+                skip_to(r, ')');
+                continue;
+            }
+            if (g == G_OPTIONS_ONLY)
+                continue;
+            inner = alternation(r, depth + 1);
+            if (*r->p != ')') {
+                r->fail = true;
+                cairn_literals_free(inner);
+                break;
+            }
+            r->p++;
+            if (g == G_LOOK) {
+                cairn_literals_free(inner);
+                inner = NULL;
+            }
+            group = true;
+        } else if (c == '\\') {
+            r->p++;
+            lit = escape(r);
+        } else if (c == '[') {
+            r->p++;
+            skip_class(r);
+        } else if (c == '{' && (!strncmp(r->p, "{NUM}", 5) || !strncmp(r->p, "{LANG}", 6) ||
+                                !strncmp(r->p, "{CODE}", 6))) {
+            skip_to(r, '}'); /* a placeholder: any word */
+        } else if (c == '.' || c == '^' || c == '$') {
+            r->p++;
+        } else if (c >= 0x80) {
+            const char *at = r->p;
+            r->p++;
+            while (((unsigned char)*r->p & 0xC0) == 0x80)
+                r->p++;
+            wide = (size_t)(r->p - at);
+            memcpy(wbytes, at, wide < 4 ? wide : 4);
+            lit = non_ascii(at, wide);
+        } else {
+            lit = c;
+            r->p++;
+        }
+        if (r->fail) {
+            cairn_literals_free(inner);
+            break;
+        }
+        bool had;
+        unsigned long min = quantifier(r, &had);
+        if (group) {
+            flush(run, &len, &best);
+            if (min >= 1)
+                keep_better(&best, inner);
+            else
+                cairn_literals_free(inner);
+            continue;
+        }
+        if (lit == LIT_ANY_WIDE || lit == LIT_ANY_CYR || lit == LIT_ANY_GREEK) {
+            /* A character with case outside ASCII: some character of its
+             * kind must be there (see non_ascii). */
+            flush(run, &len, &best);
+            if (min >= 1) {
+                struct cairn_literals *l = set_new();
+                set_add(l, lit == LIT_ANY_CYR     ? ANY_CYR
+                           : lit == LIT_ANY_GREEK ? ANY_GREEK
+                                                  : ANY_WIDE);
+                keep_better(&best, l);
+            }
+            continue;
+        }
+        bool ok = lit == LIT_WIDE || (lit >= 0 && safe((unsigned char)lit));
+        size_t n = lit == LIT_WIDE ? wide : 1;
+        if (!ok || min == 0) {
+            flush(run, &len, &best);
+            continue;
+        }
+        if (len + n > LIT_MAX_LEN)
+            flush(run, &len, &best);
+        if (lit == LIT_WIDE)
+            memcpy(run + len, wbytes, n);
+        else
+            run[len] = lower((char)lit);
+        len += n;
+        if (had)
+            flush(run, &len, &best); /* a repeated character ends the run */
+    }
+    flush(run, &len, &best);
+    return best;
+}
+
+static struct cairn_literals *alternation(struct reader *r, int depth)
+{
+    struct cairn_literals *all = set_new();
+    bool anything = false;
+    for (;;) {
+        struct cairn_literals *b = sequence(r, depth);
+        if (b == NULL)
+            anything = true;
+        else
+            cairn_literals_merge(all, b);
+        cairn_literals_free(b);
+        if (r->fail || *r->p != '|')
+            break;
+        r->p++;
+    }
+    if (anything || r->fail || all->n == 0 || all->n > LIT_MAX_COUNT) {
+        cairn_literals_free(all);
+        return NULL;
+    }
+    return all;
+}
+
+struct cairn_literals *cairn_literals_of(const char *pattern)
+{
+    struct reader r = {pattern, false};
+    struct cairn_literals *l = alternation(&r, 0);
+    if (r.fail || *r.p != '\0') {
+        cairn_literals_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void cairn_literals_seal(struct cairn_literals *l)
+{
+    if (l == NULL || l->n > UINT16_MAX)
+        return;
+    free(l->by);
+    l->by = cairn_malloc((l->n ? l->n : 1) * sizeof(*l->by));
+    size_t o = 0;
+    for (unsigned b = 0; b < 256; b++) {
+        l->at[b] = (uint16_t)o;
+        for (size_t k = 0; k < l->n; k++)
+            if ((unsigned char)l->s[k][0] == b)
+                l->by[o++] = (uint16_t)k;
+    }
+    l->at[256] = (uint16_t)o;
+    memset(l->start, 0, sizeof(l->start));
+    for (size_t k = 0; k < l->n; k++) {
+        unsigned char c = (unsigned char)l->s[k][0];
+        if (strcmp(l->s[k], ANY_WIDE) == 0) {
+            l->any_wide = true;
+            memset(l->start + 0x80, 1, 0x80);
+        } else if (strcmp(l->s[k], ANY_CYR) == 0) {
+            l->any_cyr = true;
+            memset(l->start + 0xD0, 1, 5);
+            l->start[0xE1] = true;
+        } else if (strcmp(l->s[k], ANY_GREEK) == 0) {
+            l->any_greek = true;
+            memset(l->start + 0xCD, 1, 3);
+            l->start[0xC2] = l->start[0xE1] = l->start[0xE2] = true;
+        }
+        l->start[c] = true;
+        if (c >= 'a' && c <= 'z')
+            l->start[c - 32] = true;
+        l->start[0xE2] |= c == 'k';
+        l->start[0xC5] |= c == 's';
+        l->start[0xC4] |= c == 'i';
+    }
+    l->sealed = true;
+}
+
+/* Does literal `lit` (lower case) start at u[i], caselessly? The three
+ * non-ASCII characters that match an ASCII letter are taken for it. */
+static bool match_at(const unsigned char *lit, const unsigned char *u, size_t len, size_t i)
+{
+    for (; *lit != '\0'; lit++) {
+        unsigned char c = i < len ? u[i] : 0;
+        if (i < len && (c >= 'A' && c <= 'Z' ? c + 32 : c) == *lit) {
+            i++;
+        } else if (*lit == 'k' && i + 3 <= len && c == 0xE2 && u[i + 1] == 0x84 &&
+                   u[i + 2] == 0xAA) {
+            i += 3; /* U+212A KELVIN SIGN */
+        } else if (*lit == 's' && i + 2 <= len && c == 0xC5 && u[i + 1] == 0xBF) {
+            i += 2; /* U+017F LATIN SMALL LETTER LONG S */
+        } else if (*lit == 'i' && i + 2 <= len && c == 0xC4 &&
+                   (u[i + 1] == 0xB0 || u[i + 1] == 0xB1)) {
+            i += 2; /* U+0130, U+0131: dotted capital I, dotless i */
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Does a Cyrillic character (U+0400-U+052F, U+1C80-U+1C88) start at
+ * u[i]? A Greek one (U+0340-U+03FF, U+1F00-U+1FFF, the micro sign, the
+ * ohm sign)? */
+static bool cyrillic_at(const unsigned char *u, size_t len, size_t i)
+{
+    return (u[i] >= 0xD0 && u[i] <= 0xD4) || (u[i] == 0xE1 && i + 2 < len && u[i + 1] == 0xB2 &&
+                                              u[i + 2] >= 0x80 && u[i + 2] <= 0x88);
+}
+
+static bool greek_at(const unsigned char *u, size_t len, size_t i)
+{
+    return (u[i] >= 0xCD && u[i] <= 0xCF) || (u[i] == 0xC2 && i + 1 < len && u[i + 1] == 0xB5) ||
+           (u[i] == 0xE1 && i + 1 < len && u[i + 1] >= 0xBC && u[i + 1] <= 0xBF) ||
+           (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x84 && u[i + 2] == 0xA6);
+}
+
+/* Does the one-byte marker literal m stand for what starts at u[i]? */
+static bool marker_at(unsigned char m, const unsigned char *u, size_t len, size_t i)
+{
+    return u[i] >= 0x80 && (m == 0x80                          ? true
+                            : m == (unsigned char)ANY_CYR[0]   ? cyrillic_at(u, len, i)
+                            : m == (unsigned char)ANY_GREEK[0] ? greek_at(u, len, i)
+                                                               : false);
+}
+
+/* The literals' first byte that text byte c may stand for. */
+static unsigned first_of(unsigned char c, unsigned char next)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c + 32u;
+    if (c == 0xE2 && next == 0x84)
+        return 'k';
+    if (c == 0xC5 && next == 0xBF)
+        return 's';
+    if (c == 0xC4 && (next == 0xB0 || next == 0xB1))
+        return 'i';
+    return c;
+}
+
+bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (!l->sealed) {
+        for (size_t i = 0; i < len; i++)
+            for (size_t k = 0; k < l->n; k++)
+                if ((l->s[k][1] == '\0' && (unsigned char)l->s[k][0] >= 0x80)
+                        ? marker_at((unsigned char)l->s[k][0], u, len, i)
+                        : match_at((const unsigned char *)l->s[k], u, len, i))
+                    return true;
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!l->start[u[i]])
+            continue;
+        if (u[i] >= 0x80 && (l->any_wide || (l->any_cyr && cyrillic_at(u, len, i)) ||
+                             (l->any_greek && greek_at(u, len, i))))
+            return true;
+        unsigned b = first_of(u[i], i + 1 < len ? u[i + 1] : 0);
+        for (size_t x = l->at[b]; x < l->at[b + 1]; x++)
+            if (match_at((const unsigned char *)l->s[l->by[x]], u, len, i))
+                return true;
+        if (b != u[i]) /* an upper-case letter or a special: also as itself */
+            for (size_t x = l->at[u[i]]; x < l->at[u[i] + 1]; x++)
+                if (match_at((const unsigned char *)l->s[l->by[x]], u, len, i))
+                    return true;
+    }
+    return false;
+}
+
+void cairn_literals_print(const struct cairn_literals *l, char *out, size_t outlen)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; l != NULL && i < l->n && o < outlen; i++)
+        o += (size_t)snprintf(out + o, outlen - o, "%s%s", i ? "|" : "",
+                              strcmp(l->s[i], ANY_WIDE) == 0    ? "<non-ascii>"
+                              : strcmp(l->s[i], ANY_CYR) == 0   ? "<cyrillic>"
+                              : strcmp(l->s[i], ANY_GREEK) == 0 ? "<greek>"
+                                                                : l->s[i]);
+}

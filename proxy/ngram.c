@@ -1,0 +1,467 @@
+/*
+ * ngram.c — n-gram language classification with libexttextcat's answers
+ * at a fraction of its cost (see ngram.h).
+ *
+ * Why not call libexttextcat: on the short texts cairn gives it (at most
+ * "max_bytes" of a prompt or an answer) most of the time of a call went
+ * to fixed work — a 64 KB hash table zeroed and a memory pool set up per
+ * call, every entry copied through the heap as a 32-byte struct, the top
+ * 400 n-grams sorted by string and then merged, string compare by string
+ * compare, with each of the 15 fingerprints — about 0.5 to 0.9 million
+ * instructions a call, more than half of a whole request in rules mode.
+ *
+ * Here the fingerprints are merged at load into one hash table from an
+ * n-gram to its rank in every language, so a text's n-grams are looked up
+ * once each, and the per-call work is the n-gram count itself. The
+ * answers are the library's, bit for bit, because every step that decides
+ * which n-grams a text keeps and in what rank is done the way the library
+ * does it (tests/unit/test_ngram.c checks this against the library):
+ *   - the text is cut where the library cuts it: runs of white space and
+ *     digits become one "_", a leading "_" is added, a trailing one only
+ *     after trailing white space, and the kept text stops at `limit`
+ *     bytes (so the library reads on past `limit` when runs shrink);
+ *   - n-grams are 1 to 5 characters (a character being a lead byte and as
+ *     many bytes as it announces), from every character on, each
+ *     extension stopping after a "_"; the whole count stops the first time
+ *     an extension reaches the end of the text;
+ *   - equal counts are ordered as the library's heap orders them: the
+ *     n-grams enter a 400-entry min-heap in the order of its hash table
+ *     (bucket by bucket, newest first in a bucket, with its hash
+ *     function), and ranks follow the order they leave it;
+ *   - the distance adds |rank difference| for an n-gram the fingerprint
+ *     has and 400 for one it lacks; candidates are those under 1.03 times
+ *     the best distance, in the order of the configuration among equal
+ *     distances, and more than 5 is no answer.
+ * (The library's early exit when a distance passes the running threshold
+ * changes no answer: a distance only grows, and one past the threshold
+ * can never be a candidate.)
+ */
+#include "ngram.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define NGRAM_TOP      400 /* n-grams in a fingerprint, and kept of a text */
+#define NGRAM_CHARS    5   /* characters in an n-gram, at most */
+#define NGRAM_BYTES    (NGRAM_CHARS * 4)
+#define NGRAM_OUTPLACE 400 /* the distance of an n-gram a fingerprint lacks */
+#define NGRAM_BUCKETS  (1u << 13)
+#define NGRAM_MAX_CAND 5
+
+struct gram {
+    char s[NGRAM_BYTES + 1];
+    uint8_t len;
+};
+
+/* One fingerprint file as read: its n-grams in rank order. */
+struct print {
+    struct gram *g;
+    size_t n;
+};
+
+struct cairn_ngram {
+    struct print prints[CAIRN_NGRAM_MAX_LANGS];
+    int ids[CAIRN_NGRAM_MAX_LANGS];
+    size_t nprints;
+    /* Sealed: an open-addressing table of every n-gram of every print,
+     * with its rank in each (-1: not in that print). */
+    struct gram *keys; /* owned */
+    int16_t *ranks;    /* owned: cap * nprints */
+    size_t cap;        /* power of two; 0 before seal */
+};
+
+static uint32_t fnv(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* The slot of s[0..n) in the sealed table, or the empty slot it would
+ * take. */
+static size_t slot_of(const struct cairn_ngram *g, const char *s, size_t n)
+{
+    size_t i = fnv(s, n) & (g->cap - 1);
+    while (g->keys[i].len != 0 && (g->keys[i].len != n || memcmp(g->keys[i].s, s, n) != 0))
+        i = (i + 1) & (g->cap - 1);
+    return i;
+}
+
+struct cairn_ngram *cairn_ngram_new(void)
+{
+    return cairn_calloc(1, sizeof(struct cairn_ngram));
+}
+
+void cairn_ngram_free(struct cairn_ngram *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < g->nprints; i++)
+        free(g->prints[i].g);
+    free(g->keys);
+    free(g->ranks);
+    free(g);
+}
+
+/* A fingerprint file line as the library reads it: white space trimmed
+ * at both ends, cut at the first space or tab (the count that follows),
+ * dropped when longer than an n-gram can be; at most 400 lines kept. */
+int cairn_ngram_add(struct cairn_ngram *g, const char *path, int id, char *why, size_t whylen)
+{
+    if (g->nprints == CAIRN_NGRAM_MAX_LANGS) {
+        snprintf(why, whylen, "%s: at most %d fingerprints", path, CAIRN_NGRAM_MAX_LANGS);
+        return -1;
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(why, whylen, "%s: cannot be read", path);
+        return -1;
+    }
+    struct print *p = &g->prints[g->nprints];
+    p->g = cairn_calloc(NGRAM_TOP, sizeof(*p->g));
+    p->n = 0;
+    char line[1024];
+    while (p->n < NGRAM_TOP && fgets(line, sizeof(line), f) != NULL) {
+        char *s = line, *e = line + strlen(line);
+        while (e > s && isspace((unsigned char)e[-1]))
+            e--;
+        *e = '\0';
+        while (isspace((unsigned char)*s))
+            s++;
+        s[strcspn(s, " \t")] = '\0';
+        size_t n = strlen(s);
+        if (n > NGRAM_BYTES)
+            continue;
+        memcpy(p->g[p->n].s, s, n + 1);
+        p->g[p->n].len = (uint8_t)n;
+        p->n++;
+    }
+    fclose(f);
+    g->ids[g->nprints++] = id;
+    return 0;
+}
+
+void cairn_ngram_seal(struct cairn_ngram *g)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < g->nprints; i++)
+        total += g->prints[i].n;
+    g->cap = 16;
+    while (g->cap < 2 * total)
+        g->cap *= 2;
+    g->keys = cairn_calloc(g->cap, sizeof(*g->keys));
+    g->ranks = cairn_malloc(g->cap * (g->nprints ? g->nprints : 1) * sizeof(*g->ranks));
+    memset(g->ranks, 0xFF, g->cap * (g->nprints ? g->nprints : 1) * sizeof(*g->ranks));
+    for (size_t k = 0; k < g->nprints; k++) {
+        for (size_t r = 0; r < g->prints[k].n; r++) {
+            const struct gram *x = &g->prints[k].g[r];
+            if (x->len == 0)
+                continue; /* an empty line holds a rank but matches nothing */
+            size_t i = slot_of(g, x->s, x->len);
+            if (g->keys[i].len == 0)
+                g->keys[i] = *x;
+            /* A repeated line: the library's sorted merge meets the
+             * first (lowest rank) one. */
+            if (g->ranks[i * g->nprints + k] < 0)
+                g->ranks[i * g->nprints + k] = (int16_t)r;
+        }
+    }
+}
+
+/* ---- one text ------------------------------------------------------- */
+
+/* The library's "invalid" bytes, which separate words (C locale). */
+static bool separator(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= '0' && c <= '9');
+}
+
+/* The text as the library keeps it (see the top of the file); `out` has
+ * room for limit + 3 bytes. @return its length (NUL not counted). */
+static size_t prepare(const char *text, size_t len, size_t limit, char *out)
+{
+    size_t i = 0, w = 0, wlimit = limit + 1;
+#define AT(k) ((k) < len ? (unsigned char)text[k] : 0u)
+    if (separator(AT(0)))
+        goto space;
+    if (AT(0) == 0)
+        goto end;
+    out[w++] = '_';
+    if (w == wlimit)
+        goto stop;
+    goto word;
+space:
+    i++;
+    if (separator(AT(i)))
+        goto space;
+    if (AT(i) == 0)
+        goto end;
+    out[w++] = '_';
+    if (w == wlimit)
+        goto stop;
+word:
+    out[w++] = (char)AT(i);
+    i++;
+    if (w == wlimit)
+        goto end;
+    if (separator(AT(i)))
+        goto space;
+    if (AT(i) == 0)
+        goto stop;
+    goto word;
+end:
+    out[w++] = '_';
+stop:
+    out[w] = '\0';
+#undef AT
+    return w;
+}
+
+/* Bytes of the character at s: the lead byte's announced length, cut
+ * short by the end of the text (the library's own reading, which does
+ * not check the bytes that follow). */
+static size_t char_len(const char *s)
+{
+    unsigned char c = (unsigned char)s[0];
+    size_t n = 0;
+    if (c & 0x80) {
+        unsigned char esc = (unsigned char)((c & 0xF0) << 1);
+        while ((esc & 0x80) && s[n] != '\0') {
+            esc = (unsigned char)(esc << 1);
+            n++;
+        }
+    }
+    if (s[n] != '\0')
+        n++;
+    return n;
+}
+
+/* The library's bucket hash: signed chars, seeded with the length in
+ * characters. */
+static uint32_t bucket_of(const char *s, size_t nbytes, int chars)
+{
+    uint32_t h = (uint32_t)chars * 13u;
+    for (size_t i = 0; i < nbytes; i++)
+        h = (h << 5) - h + (uint32_t)(int32_t)(signed char)s[i];
+    return h & (NGRAM_BUCKETS - 1);
+}
+
+struct entry {
+    char s[NGRAM_BYTES + 1];
+    uint8_t len;
+    uint32_t cnt;
+    int32_t next; /* in the bucket's chain, newest first */
+};
+
+/* The library's hash table, without its cost: a bucket's head is only
+ * read once the bucket is marked used, so nothing is zeroed but the
+ * bitmap (1 KB rather than 64 KB), and the walk in bucket order skips
+ * empty words of the bitmap 64 buckets at a time. */
+struct counts {
+    uint64_t used[NGRAM_BUCKETS / 64];
+    int32_t heads[NGRAM_BUCKETS];
+    struct entry *e;
+    size_t n, cap;
+};
+
+static void count(struct counts *t, const char *s, size_t nbytes, int chars)
+{
+    uint32_t b = bucket_of(s, nbytes, chars);
+    if (!(t->used[b / 64] & (UINT64_C(1) << (b % 64)))) {
+        t->used[b / 64] |= UINT64_C(1) << (b % 64);
+        t->heads[b] = -1;
+    }
+    for (int32_t k = t->heads[b]; k >= 0; k = t->e[k].next)
+        if (t->e[k].len == nbytes && memcmp(t->e[k].s, s, nbytes) == 0) {
+            t->e[k].cnt++;
+            return;
+        }
+    if (t->n == t->cap) {
+        t->cap = t->cap * 2 + 64;
+        t->e = cairn_realloc(t->e, t->cap * sizeof(*t->e));
+    }
+    struct entry *x = &t->e[t->n];
+    memcpy(x->s, s, nbytes);
+    x->s[nbytes] = '\0';
+    x->len = (uint8_t)nbytes;
+    x->cnt = 1;
+    x->next = t->heads[b];
+    t->heads[b] = (int32_t)t->n++;
+}
+
+/* Every n-gram of the prepared text p, counted. */
+static void count_all(struct counts *t, const char *p)
+{
+    char n[NGRAM_BYTES + 1];
+    size_t at = 0;
+    for (;;) {
+        const char *q = p + at;
+        size_t d = char_len(q), m = d;
+        memcpy(n, q, d);
+        q += d;
+        count(t, n, m, 1);
+        if (*q == '\0')
+            return;
+        for (int i = 2; i <= NGRAM_CHARS; i++) {
+            d = char_len(q);
+            memcpy(n + m, q, d);
+            m += d;
+            count(t, n, m, i);
+            if (*q == '_')
+                break;
+            q += d;
+            if (*q == '\0')
+                return;
+        }
+        at += char_len(p + at);
+    }
+}
+
+/* The library's min-heap on counts, on entry numbers. */
+struct heap {
+    int32_t v[NGRAM_TOP];
+    size_t size;
+    const struct entry *e;
+};
+
+#define CNT(h, k) ((h)->e[(h)->v[k]].cnt)
+
+static void swap(struct heap *h, size_t a, size_t b)
+{
+    int32_t t = h->v[a];
+    h->v[a] = h->v[b];
+    h->v[b] = t;
+}
+
+static void sift_up(struct heap *h, size_t child)
+{
+    while (child > 0) {
+        size_t parent = (child - 1) >> 1;
+        if (!(CNT(h, parent) > CNT(h, child)))
+            return;
+        swap(h, parent, child);
+        child = parent;
+    }
+}
+
+static void sift_down(struct heap *h, size_t size, size_t parent)
+{
+    size_t child = parent * 2 + 1;
+    while (child < size) {
+        if (child + 1 < size && CNT(h, child) > CNT(h, child + 1))
+            child++;
+        if (!(CNT(h, parent) > CNT(h, child)))
+            return;
+        swap(h, parent, child);
+        parent = child;
+        child = parent * 2 + 1;
+    }
+}
+
+static void heap_insert(struct heap *h, int32_t k)
+{
+    if (h->size < NGRAM_TOP) {
+        h->v[h->size] = k;
+        sift_up(h, h->size);
+        h->size++;
+        return;
+    }
+    if (h->e[k].cnt < CNT(h, 0))
+        return;
+    h->v[0] = k;
+    sift_down(h, h->size, 0);
+}
+
+static int32_t heap_extract(struct heap *h)
+{
+    int32_t top = h->v[0];
+    h->v[0] = h->v[h->size - 1];
+    sift_down(h, h->size, 0); /* as the library: before the size shrinks */
+    h->size--;
+    return top;
+}
+
+int cairn_ngram_classify(const struct cairn_ngram *g, const char *text, size_t len, size_t limit,
+                         int ids[NGRAM_MAX_CAND])
+{
+    if (g == NULL || g->cap == 0 || g->nprints == 0 || limit == 0)
+        return 0;
+    char small[1024];
+    char *buf = limit + 3 <= sizeof(small) ? small : cairn_malloc(limit + 3);
+    prepare(text, len, limit, buf);
+
+    struct counts *t = cairn_malloc(sizeof(*t));
+    memset(t->used, 0, sizeof(t->used));
+    t->n = 0;
+    t->cap = 5 * (limit + 2) + 8;
+    t->e = cairn_malloc(t->cap * sizeof(*t->e));
+    count_all(t, buf);
+
+    struct heap h = {.size = 0, .e = t->e};
+    for (size_t w = 0; w < NGRAM_BUCKETS / 64; w++)
+        for (uint64_t bits = t->used[w]; bits != 0; bits &= bits - 1) {
+            size_t b = w * 64 + (size_t)__builtin_ctzll(bits);
+            for (int32_t k = t->heads[b]; k >= 0; k = t->e[k].next)
+                heap_insert(&h, k);
+        }
+
+    /* An n-gram no fingerprint has (most of a text's) costs every
+     * language the same: counted once, added at the end. */
+    int32_t dist[CAIRN_NGRAM_MAX_LANGS] = {0};
+    int32_t unknown = 0;
+    size_t top = h.size;
+    for (size_t r = top; r-- > 0;) {
+        const struct entry *x = &t->e[heap_extract(&h)];
+        size_t i = slot_of(g, x->s, x->len);
+        if (g->keys[i].len == 0) {
+            unknown += NGRAM_OUTPLACE;
+            continue;
+        }
+        const int16_t *ranks = &g->ranks[i * g->nprints];
+        for (size_t k = 0; k < g->nprints; k++) {
+            int32_t d = (int32_t)ranks[k] - (int32_t)r;
+            dist[k] += ranks[k] < 0 ? NGRAM_OUTPLACE : d < 0 ? -d : d;
+        }
+    }
+    for (size_t k = 0; k < g->nprints; k++)
+        dist[k] += unknown;
+    free(t->e);
+    free(t);
+    if (buf != small)
+        free(buf);
+
+    /* The library's verdict: the running best sets a threshold 3% above
+     * it; those under the last threshold are candidates, in order. */
+    int32_t best = -1, threshold = 0;
+    for (size_t k = 0; k < g->nprints; k++)
+        if (best < 0 || dist[k] < best) {
+            best = dist[k];
+            threshold = (int32_t)((double)dist[k] * 1.03);
+        }
+    int n = 0;
+    int32_t score[NGRAM_MAX_CAND];
+    for (size_t k = 0; k < g->nprints; k++) {
+        if (dist[k] >= threshold)
+            continue;
+        if (n == NGRAM_MAX_CAND)
+            return 0;
+        /* Insert in order of distance, after equal ones (a stable sort). */
+        int at = n;
+        while (at > 0 && score[at - 1] > dist[k]) {
+            score[at] = score[at - 1];
+            ids[at] = ids[at - 1];
+            at--;
+        }
+        score[at] = dist[k];
+        ids[at] = g->ids[k];
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,528 @@
+/*
+ * test_literals.c — the literal prefilter of the rules' pattern lists
+ * (literals.h, and its use in pattern.c) changes no match:
+ *   - extraction, row by row: what a pattern needs, or nothing;
+ *   - the PCRE2 facts it rests on, checked against the installed library
+ *     over every code point: which characters an ASCII letter matches
+ *     caselessly, and that the scripts taken as caseless are;
+ *   - differentially: every list of strings in the shipped rules/,
+ *     compiled as the annotator compiles its lists, finds the same
+ *     matches (start and end, match after match) compiled as now (split
+ *     by script, with the prefilter) and as before (one alternation), on every string of the
+ * labelled cases and on variants written in upper case or with the look-alike letters (Kelvin sign,
+ *     long s, dotted and dotless i) PCRE2 takes for k, s and i;
+ *   - the annotator, loaded both ways, gives the same markers on every
+ *     labelled prompt.
+ */
+#include "unit.h"
+
+#include <cjson/cJSON.h>
+
+#include "annotator.h"
+#include "literals.h"
+#include "markers.h"
+#include "pattern.h"
+
+static void test_extraction_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *want; /* "" = nothing can be shown */
+    } rows[] = {
+        {"\\bsummar(?:y|ize|ise)\\b", "summar"},
+        {"\\b(?:translate|convert)\\s+to\\b", "translate|convert"},
+        {"in\\s+{NUM}\\s*words?\\b", "word"},
+        {"words?", "word"},
+        {"colou?r", "colo"},
+        {"ab+c", "ab"},
+        {"(?:ab)+cde", "cde"},
+        {"(?:ab)*cd", "cd"},
+        {"(?:xy)?", ""},
+        {"x|[a-z]+", ""},
+        {"{LANG}", ""},
+        {"\\d+\\s*[-+*/]\\s*\\d+", ""},
+        {"(?-i)[;{]\\s*$", ""},
+        {"Answer IN English", "answer in english"},
+        {"\\(note\\)", "(note)"},
+        {"a\\.b", "a.b"},
+        {"(?i:HeLLo) world", " world"},
+        {"(?i:HeLLo)", "hello"},
+        {"(?=abc)def", "def"},
+        {"(?<!foo)bar", "bar"},
+        {"(?#comment)fixed", "fixed"},
+        {"翻译成\\s*{LANG}", "翻译成"},
+        {"{NUM}\\s*字以内", "字以内"},
+        {"переведи", "<cyrillic>"},
+        {"μετάφρασε", "<greek>"},
+        {"café au lait", " au lait"},
+        {"(?:É|é)", "<non-ascii>"},
+        {"ÉCRIS", "cris"},
+        {"(?:перепиши|rewrite)", "<cyrillic>|rewrite"},
+        {"straße", "stra"},
+        {"(?x) a b", ""},
+        {"\\Qa.b\\E", ""},
+        {"(?(1)a|b)", ""},
+        {"(*UTF)abc", ""},
+        {"a{2,3}bc", "bc"},
+        {"x{NUM}yz", "yz"},
+        {"\\x{41}bc", "bc"},
+        {"\\p{L}+ing\\b", "ing"},
+        {"[abc]]xyz", "]xyz"},
+        {"(?<name>hello)", "hello"},
+        {"a)b", ""},
+    };
+    rows_begin();
+    char got[512];
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        struct cairn_literals *l = cairn_literals_of(rows[i].pattern);
+        cairn_literals_print(l, got, sizeof(got));
+        check(strcmp(got, rows[i].want) == 0, rows[i].pattern, "literals \"%s\", want \"%s\"", got,
+              rows[i].want);
+        cairn_literals_free(l);
+    }
+    rows_end();
+}
+
+static void test_search(void **state)
+{
+    (void)state;
+    struct cairn_literals *l = cairn_literals_of("(?:risk|this)");
+    assert_non_null(l);
+    cairn_literals_seal(l);
+    assert_true(cairn_literals_any_in(l, LIT("a RISK")));
+    assert_true(cairn_literals_any_in(l, LIT("ri\xc5\xbf\xe2\x84\xaa"))); /* riſK */
+    assert_true(cairn_literals_any_in(l, LIT("TH\xc4\xb0S")));            /* THİS */
+    assert_false(cairn_literals_any_in(l, LIT("thus rick")));
+    assert_false(cairn_literals_any_in(l, LIT("ris")));
+    assert_false(cairn_literals_any_in(l, LIT("ri\xc5\xbf"))); /* riſ */
+    cairn_literals_free(l);
+    /* A Cyrillic word needs some Cyrillic character (Cyrillic
+     * Extended-C included), a Greek one some Greek character, another
+     * cased non-ASCII one any non-ASCII character. */
+    l = cairn_literals_of("переведи");
+    cairn_literals_seal(l);
+    assert_true(cairn_literals_any_in(l, LIT("\xd0\x9f\xd0\xb5"))); /* Пе */
+    assert_true(cairn_literals_any_in(l, LIT("x\xe1\xb2\x80")));    /* U+1C80 */
+    assert_false(cairn_literals_any_in(l, LIT("caf\xc3\xa9")));     /* café */
+    assert_false(cairn_literals_any_in(l, LIT("perevedi")));
+    cairn_literals_free(l);
+    l = cairn_literals_of("μετάφρασε");
+    cairn_literals_seal(l);
+    assert_true(cairn_literals_any_in(l, LIT("\xce\xbc")));     /* μ */
+    assert_true(cairn_literals_any_in(l, LIT("1 \xc2\xb5m")));  /* micro sign */
+    assert_true(cairn_literals_any_in(l, LIT("\xe2\x84\xa6"))); /* ohm sign */
+    assert_false(cairn_literals_any_in(l, LIT("\xd0\x9f caf\xc3\xa9")));
+    cairn_literals_free(l);
+    l = cairn_literals_of("(?:É|é)");
+    cairn_literals_seal(l);
+    assert_true(cairn_literals_any_in(l, LIT("\xe2\x80\x94"))); /* an em dash will do */
+    assert_false(cairn_literals_any_in(l, LIT("E e")));
+    cairn_literals_free(l);
+}
+
+/* ---- the PCRE2 facts ---------------------------------------------------- */
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Every code point from 1 up but the surrogates, each followed by a
+ * newline so that a match is one code point. */
+static char *all_code_points(size_t *len)
+{
+    char *s = malloc(0x110000 * 5);
+    size_t o = 0;
+    for (unsigned cp = 1; cp < 0x110000; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            continue;
+        o += put_utf8(s + o, cp);
+        s[o++] = '\n';
+    }
+    *len = o;
+    return s;
+}
+
+static unsigned decode(const unsigned char *u)
+{
+    if (u[0] < 0x80)
+        return u[0];
+    if (u[0] < 0xE0)
+        return ((u[0] & 0x1Fu) << 6) | (u[1] & 0x3Fu);
+    if (u[0] < 0xF0)
+        return ((u[0] & 0x0Fu) << 12) | ((u[1] & 0x3Fu) << 6) | (u[2] & 0x3Fu);
+    return ((u[0] & 0x07u) << 18) | ((u[1] & 0x3Fu) << 12) | ((u[2] & 0x3Fu) << 6) | (u[3] & 0x3Fu);
+}
+
+/* The code points `pattern` matches (caseless, UTF, UCP as the rules). */
+static size_t matches(const char *pattern, uint32_t options, const char *s, size_t len,
+                      unsigned *out, size_t cap)
+{
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP | options, &code, &off, NULL);
+    assert_non_null(re);
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    size_t n = 0, at = 0;
+    /* The subject is checked once: checking it on every call is
+     * quadratic. */
+    uint32_t check = 0;
+    while (pcre2_match(re, (PCRE2_SPTR)s, len, at, check, md, NULL) >= 0) {
+        check = PCRE2_NO_UTF_CHECK;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (n < cap)
+            out[n] = decode((const unsigned char *)s + ov[0]);
+        n++;
+        at = ov[1];
+    }
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return n;
+}
+
+static void test_pcre2_caseless_facts(void **state)
+{
+    (void)state;
+    size_t len;
+    char *s = all_code_points(&len);
+    unsigned got[16];
+    rows_begin();
+    /* An ASCII letter matches its other case and, beyond ASCII, only the
+     * characters the search takes for it. */
+    for (char c = 'a'; c <= 'z'; c++) {
+        char pattern[2] = {c, '\0'}, row[8];
+        snprintf(row, sizeof(row), "'%c'", c);
+        size_t n = matches(pattern, PCRE2_CASELESS, s, len, got, NELEM(got));
+        for (size_t i = 0; i < n && i < NELEM(got); i++) {
+            bool ok = got[i] == (unsigned)c || got[i] == (unsigned)c - 32 ||
+                      (c == 'k' && got[i] == 0x212A) || (c == 's' && got[i] == 0x17F) ||
+                      (c == 'i' && (got[i] == 0x130 || got[i] == 0x131));
+            check(ok, row, "also matches U+%04X", got[i]);
+        }
+    }
+    /* The scripts taken as caseless: a caseless class of them matches the
+     * same code points as the case-sensitive one. */
+    static const char *const cls =
+        "[\\x{591}-\\x{5F4}\\x{600}-\\x{6FF}\\x{900}-\\x{97F}\\x{E01}-\\x{E5B}\\x{1100}-\\x{11FF}"
+        "\\x{3000}-\\x{303F}\\x{3041}-\\x{30FF}\\x{3131}-\\x{318E}\\x{3400}-\\x{4DBF}"
+        "\\x{4E00}-\\x{9FFF}\\x{AC00}-\\x{D7A3}\\x{F900}-\\x{FAFF}\\x{FF61}-\\x{FF9F}]";
+    /* What a Cyrillic or Greek letter matches caselessly stays where the
+     * search looks for "some Cyrillic / Greek character". */
+    static const struct {
+        const char *name, *cls;
+        unsigned lo[5], hi[5];
+    } scripts[] = {
+        {"cyrillic", "[\\x{400}-\\x{52F}]", {0x400, 0x1C80}, {0x52F, 0x1C88}},
+        {"greek",
+         "[\\x{370}-\\x{3FF}\\x{1F00}-\\x{1FFF}]",
+         {0x340, 0x1F00, 0xB5, 0x2126},
+         {0x3FF, 0x1FFF, 0xB5, 0x2126}},
+    };
+    unsigned *all = malloc(0x110000 * sizeof(*all));
+    for (size_t k = 0; k < NELEM(scripts); k++) {
+        size_t n = matches(scripts[k].cls, PCRE2_CASELESS, s, len, all, 0x110000);
+        for (size_t i = 0; i < n; i++) {
+            bool ok = false;
+            for (size_t r = 0; r < 5 && scripts[k].hi[r] != 0; r++)
+                ok |= all[i] >= scripts[k].lo[r] && all[i] <= scripts[k].hi[r];
+            check(ok, scripts[k].name, "also matches U+%04X", all[i]);
+        }
+    }
+    free(all);
+    size_t exact = matches(cls, 0, s, len, got, 0);
+    size_t caseless = matches(cls, PCRE2_CASELESS, s, len, got, 0);
+    check(exact == caseless, "caseless scripts", "%zu code points, %zu caselessly", exact,
+          caseless);
+    free(s);
+    rows_end();
+}
+
+/* ---- differential: every list of the shipped rules -------------------- */
+
+struct corpus {
+    char **t;
+    size_t n, cap;
+};
+
+static void corpus_add(struct corpus *c, const char *s, size_t len)
+{
+    if (len > 600)
+        len = 600;
+    while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+        len--; /* keep whole characters */
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        c->t = realloc(c->t, c->cap * sizeof(*c->t));
+    }
+    c->t[c->n] = malloc(len + 1);
+    memcpy(c->t[c->n], s, len);
+    c->t[c->n++][len] = '\0';
+}
+
+/* s with k, s, i written as the look-alikes PCRE2 takes for them, and
+ * everything ASCII in upper case. */
+static void add_variants(struct corpus *c, const char *s)
+{
+    size_t n = strlen(s);
+    char *v = malloc(n * 3 + 1), *u = malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        u[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch;
+        if (ch == 'k')
+            o += put_utf8(v + o, 0x212A);
+        else if (ch == 's')
+            o += put_utf8(v + o, 0x17F);
+        else if (ch == 'i')
+            o += put_utf8(v + o, i % 2 ? 0x130 : 0x131);
+        else
+            v[o++] = ch;
+    }
+    v[o] = '\0';
+    u[n] = '\0';
+    corpus_add(c, v, o);
+    corpus_add(c, u, n);
+    free(v);
+    free(u);
+}
+
+/* Every string of the cases, cut to 600 bytes. */
+static void strings_of(const cJSON *j, struct corpus *c)
+{
+    for (; j != NULL; j = j->next) {
+        if (cJSON_IsString(j) && j->valuestring[0] != '\0') {
+            corpus_add(c, j->valuestring, strlen(j->valuestring));
+            add_variants(c, c->t[c->n - 1]);
+        }
+        strings_of(j->child, c);
+    }
+}
+
+static void corpus_file(struct corpus *c, const char *path)
+{
+    char *all = slurp(path);
+    assert_non_null(all);
+    char *save = NULL;
+    for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        strings_of(j, c);
+        cJSON_Delete(j);
+    }
+    free(all);
+}
+
+static struct cairn_names *names_of(const char *const *v, size_t n)
+{
+    struct cairn_names *t = cairn_names_new();
+    for (size_t i = 0; i < n; i++)
+        cairn_names_add(t, v[i], (int)i + 1, false);
+    cairn_names_seal(t);
+    return t;
+}
+
+static size_t lists, finds, skipped_lists;
+static const struct corpus *texts;
+static struct cairn_match match;
+
+/* Every match of the list on every text, compiled as before (one
+ * alternation, no prefilter) and as now. */
+static void compare_list(const cJSON *arr, const char *path)
+{
+    struct cairn_pattern_env env = {true, true, true};
+    char why[512];
+    struct cairn_pattern *p[2];
+    for (int on = 0; on < 2; on++) {
+        cairn_pattern_use_literals(on == 1);
+        p[on] = cairn_pattern_compile_list(arr, &env, path, why, sizeof(why));
+    }
+    if (p[0] == NULL || p[1] == NULL) {
+        cairn_pattern_free(p[0]);
+        cairn_pattern_free(p[1]);
+        skipped_lists++; /* not a pattern list */
+        return;
+    }
+    lists++;
+    pcre2_match_data *md[2] = {pcre2_match_data_create(cairn_pattern_groups(p[0]), NULL),
+                               pcre2_match_data_create(cairn_pattern_groups(p[1]), NULL)};
+    for (size_t t = 0; t < texts->n; t++) {
+        const char *s = texts->t[t];
+        size_t len = strlen(s), at = 0;
+        for (int k = 0; k < 4 && at <= len; k++) {
+            bool found[2];
+            size_t a[2] = {0, 0}, b[2] = {0, 0};
+            for (int on = 0; on < 2; on++) {
+                match.md = md[on];
+                found[on] = cairn_pattern_find(p[on], s, len, at, &match);
+                if (found[on]) {
+                    a[on] = cairn_pattern_start(&match);
+                    b[on] = cairn_pattern_end(&match);
+                }
+            }
+            finds++;
+            if (!check(found[0] == found[1] && a[0] == a[1] && b[0] == b[1], path,
+                       "from %zu: without %d %zu-%zu, with %d %zu-%zu: \"%.80s\"", at, found[0],
+                       a[0], b[0], found[1], a[1], b[1], s) ||
+                !found[0])
+                break;
+            at = b[0] > a[0] ? b[0] : b[0] + 1;
+            while (at < len && ((unsigned char)s[at] & 0xC0) == 0x80)
+                at++;
+        }
+    }
+    pcre2_match_data_free(md[0]);
+    pcre2_match_data_free(md[1]);
+    cairn_pattern_free(p[0]);
+    cairn_pattern_free(p[1]);
+}
+
+static void each_list(const cJSON *j, const char *path)
+{
+    char where[256];
+    for (; j != NULL; j = j->next) {
+        snprintf(where, sizeof(where), "%s.%s", path, j->string ? j->string : "[]");
+        if (cJSON_IsArray(j) && j->child != NULL && cJSON_IsString(j->child)) {
+            compare_list(j, where);
+            continue;
+        }
+        each_list(j->child, where);
+    }
+}
+
+static void test_rule_lists_match_alike(void **state)
+{
+    (void)state;
+    struct corpus c = {0};
+    corpus_file(&c, "tests/annotator/prompts.jsonl");
+    corpus_file(&c, "tests/validate/cases.jsonl");
+    static const char *const extra[] = {
+        "Translate this into French, please.",
+        "Réécris ce code en Rust",
+        "Переведи этот текст на английский",
+        "把这段代码翻译成Python",
+        "in under 100 words",
+        "in under two hundred words",
+        "Answer in \xc4\xb0ngilizce",
+        "FIX THE BUG: it does not compile",
+        "",
+        "x",
+    };
+    for (size_t i = 0; i < NELEM(extra); i++) {
+        corpus_add(&c, extra[i], strlen(extra[i]));
+        add_variants(&c, extra[i]);
+    }
+    texts = &c;
+    static const char *const nums[] = {"two", "three", "hundred", "deux", "zwei", "三", "dos"};
+    static const char *const langs[] = {"English", "French", "anglais", "英语", "Python"};
+    static const char *const codes[] = {"python", "go", "rust", "c++", "javascript", "java"};
+    struct cairn_names *tn = names_of(nums, NELEM(nums)), *tl = names_of(langs, NELEM(langs)),
+                       *tc = names_of(codes, NELEM(codes));
+    struct cairn_lookup lookup = {tn, tl, tc};
+    match.mc = cairn_pattern_context(&lookup);
+    match.lookup = &lookup;
+    rows_begin();
+    static const char *const files[] = {"rules/annotator.json", "rules/lengths.json",
+                                        "rules/languages.json", "rules/validation.json"};
+    for (size_t f = 0; f < NELEM(files); f++) {
+        char *all = slurp(files[f]);
+        assert_non_null(all);
+        cJSON *root = cJSON_Parse(all);
+        each_list(root->child, files[f]);
+        cJSON_Delete(root);
+        free(all);
+    }
+    print_message("    %zu lists x %zu texts: %zu finds compared (%zu string lists not "
+                  "patterns)\n",
+                  lists, c.n, finds, skipped_lists);
+    assert_true(lists > 50);
+    rows_end();
+    pcre2_match_context_free(match.mc);
+    cairn_names_free(tn);
+    cairn_names_free(tl);
+    cairn_names_free(tc);
+    for (size_t i = 0; i < c.n; i++)
+        free(c.t[i]);
+    free(c.t);
+}
+
+/* ---- the annotator end to end ------------------------------------------ */
+
+static void markers_of(const struct cairn_annotator *a, const struct cairn_taxonomy *tx,
+                       const cJSON *messages, char *out, size_t outlen)
+{
+    struct cairn_markers m;
+    cairn_markers_init(&m, tx);
+    cairn_annotator_run(a, messages, &m);
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t t = 0; t < tx->ntags && o < outlen; t++) {
+        const char *v = cairn_markers_get(&m, tx->tags[t].key);
+        if (v != NULL)
+            o += (size_t)snprintf(out + o, outlen - o, "%s=%s ", tx->tags[t].key, v);
+    }
+}
+
+static void test_annotator_alike(void **state)
+{
+    (void)state;
+    struct cairn_taxonomy tx;
+    char err[1024];
+    assert_int_equal(cairn_taxonomy_load_dir(&tx, "rules", err, sizeof(err)), 0);
+    cairn_pattern_use_literals(false); /* the annotator as it was */
+    struct cairn_annotator *before = cairn_annotator_load(&tx, "rules", err, sizeof(err));
+    cairn_pattern_use_literals(true);
+    struct cairn_annotator *a = cairn_annotator_load(&tx, "rules", err, sizeof(err));
+    assert_non_null(a);
+    assert_non_null(before);
+    char *all = slurp("tests/annotator/prompts.jsonl");
+    char *save = NULL, with[1024], without[1024];
+    size_t n = 0;
+    rows_begin();
+    for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+        markers_of(before, &tx, msgs, without, sizeof(without));
+        markers_of(a, &tx, msgs, with, sizeof(with));
+        check(strcmp(with, without) == 0, cJSON_IsString(id) ? id->valuestring : "?",
+              "with: %s; without: %s", with, without);
+        n++;
+        cJSON_Delete(j);
+    }
+    assert_true(n > 400);
+    rows_end();
+    free(all);
+    cairn_annotator_free(a);
+    cairn_annotator_free(before);
+    cairn_taxonomy_free(&tx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_extraction_rows),      cmocka_unit_test(test_search),
+        cmocka_unit_test(test_pcre2_caseless_facts), cmocka_unit_test(test_rule_lists_match_alike),
+        cmocka_unit_test(test_annotator_alike),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
