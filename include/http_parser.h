@@ -35,6 +35,7 @@ enum cairn_http_body {
 /* A parsed request head. Every string points into `block`, which it owns. */
 struct cairn_http_head {
     char *block; /* owned: a private copy of the head bytes */
+    size_t block_len;
     const char *method;
     size_t method_len;
     const char *target; /* origin-form: starts with '/' */
@@ -73,7 +74,12 @@ void cairn_http_parser_init(struct cairn_http_parser *p, size_t max_head_bytes,
 ssize_t cairn_http_parse_head(struct cairn_http_parser *p, const char *buf, size_t len,
                               struct cairn_http_head *head, const char **errstr);
 
+/** Release a head; its bytes are wiped first (they may hold credentials). */
 void cairn_http_head_free(struct cairn_http_head *head);
+
+/** Wipe the value of every header called `name` (any case), e.g. a
+ *  credential once it has been checked: the header stays, its value is "". */
+void cairn_http_head_wipe(struct cairn_http_head *head, const char *name);
 
 /** Case-insensitive lookup of the first header called `name`, or NULL. */
 const struct cairn_http_header *cairn_http_head_find(const struct cairn_http_head *head,

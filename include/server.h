@@ -81,6 +81,15 @@ struct cairn_server *cairn_server_new(struct event_base *base, const struct cair
                                       const int *fds, size_t nfds, cairn_handler_fn handler,
                                       void *arg);
 
+/**
+ * Serve a client connection that is already open (one end of a socketpair
+ * in the fuzz harness, say), exactly as if a listener had accepted it: the
+ * server takes `fd` over, makes it non-blocking and closes it with the
+ * connection. @return 0, or -1 when refused like an accept past
+ * limits.max_connections or while draining (503 written, `fd` closed).
+ */
+int cairn_server_adopt(struct cairn_server *srv, int fd);
+
 /** Limits and timeouts from now on come from `cfg` (a reload); the
  *  listening addresses stay. `cfg` must outlive its use. */
 void cairn_server_set_config(struct cairn_server *srv, const struct cairn_config *cfg);

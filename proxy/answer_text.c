@@ -432,7 +432,7 @@ size_t cairn_answer_list_marker(const char *s, size_t len)
         if (len > n && memcmp(s, bullets[b], n) == 0 && (s[n] == ' ' || s[n] == '\t'))
             return skip_blanks(s, n, len);
     }
-    size_t i = s[0] == '(' ? 1 : 0, d = i;
+    size_t i = len > 0 && s[0] == '(' ? 1 : 0, d = i; /* "> " quotes an empty line */
     while (d < len && d - i < 3 && isdigit((unsigned char)s[d]))
         d++;
     bool letter = false;

@@ -49,9 +49,22 @@ void cairn_http_parser_init(struct cairn_http_parser *p, size_t max_head_bytes,
 
 void cairn_http_head_free(struct cairn_http_head *head)
 {
+    if (head->block != NULL)
+        explicit_bzero(head->block, head->block_len);
     free(head->block);
     free(head->headers);
     memset(head, 0, sizeof(*head));
+}
+
+void cairn_http_head_wipe(struct cairn_http_head *head, const char *name)
+{
+    for (size_t i = 0; i < head->nheaders; i++) {
+        struct cairn_http_header *h = &head->headers[i];
+        if (strcasecmp(h->name, name) == 0) {
+            explicit_bzero((char *)h->value, h->value_len);
+            h->value_len = 0;
+        }
+    }
 }
 
 const struct cairn_http_header *cairn_http_head_find(const struct cairn_http_head *head,
@@ -76,8 +89,15 @@ static ssize_t scan_head(struct cairn_http_parser *p, const char *buf, size_t le
             *errstr = "request header block too large";
             return -431;
         }
-        if (buf[i] != '\n')
+        if (buf[i] != '\n') {
+            /* RFC 9112 §2.2: a bare CR is invalid. Refuse it here rather
+             * than wait for an LF that a CR-only client never sends. */
+            if (i > 0 && buf[i - 1] == '\r') {
+                *errstr = "bare CR in request head";
+                return -400;
+            }
             continue;
+        }
         if (i == 0 || buf[i - 1] != '\r') {
             *errstr = "bare LF in request head";
             return -400;
@@ -311,6 +331,7 @@ static int parse_complete_head(struct cairn_http_head *head, const char *buf, si
 {
     memset(head, 0, sizeof(*head));
     head->block = cairn_strndup(buf, len);
+    head->block_len = len;
     head->headers = cairn_calloc(nlines, sizeof(*head->headers));
 
     char *line = head->block;

@@ -13,7 +13,9 @@
  * Lines are written whole, several per writev(2); descriptors are O_APPEND,
  * so lines from several processes never interleave. A write that fails for
  * any reason other than EINTR is counted and its lines are given up: the
- * thread never retries a failing disk, so it cannot spin on one.
+ * thread never retries a failing disk, so it cannot spin on one. The first
+ * failure of a log is reported once on the message log (stderr), not once
+ * per lost line; a write that succeeds again re-arms the report.
  */
 #include "log_writer.h"
 
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +56,7 @@ struct cairn_log_writer {
     size_t queued[CAIRN_LOG_KINDS];  /* bytes queued or being written */
     size_t bound[CAIRN_LOG_KINDS];   /* queued[] past which lines are dropped */
     struct cairn_log_counters count; /* what was lost */
+    bool failing[CAIRN_LOG_KINDS];   /* its last write failed (and was reported) */
 };
 
 /* Append e; wakes the thread when the list was empty (otherwise it is
@@ -69,8 +73,8 @@ static void append(struct cairn_log_writer *w, struct entry *e)
 }
 
 /* Write iov[0..n) whole to fd, resuming after EINTR and short writes.
- * @return 0, or -1 on any other failure (a write that makes no progress
- * counts as one rather than being tried forever). */
+ * @return 0, or the errno of any other failure (a write that makes no
+ * progress counts as one, EIO, rather than being tried forever). */
 static int write_all(int fd, struct iovec *iov, int n)
 {
     while (n > 0) {
@@ -78,7 +82,7 @@ static int write_all(int fd, struct iovec *iov, int n)
         if (done < 0 && errno == EINTR)
             continue;
         if (done <= 0)
-            return -1;
+            return done < 0 ? errno : EIO;
         for (; n > 0 && (size_t)done >= iov->iov_len; iov++, n--)
             done -= (ssize_t)iov->iov_len;
         if (n > 0) {
@@ -87,6 +91,39 @@ static int write_all(int fd, struct iovec *iov, int n)
         }
     }
     return 0;
+}
+
+/* A log's writes started failing: say so once on the message log (unless
+ * that is the log failing), as a message line of log.h's shape. Called on
+ * the thread with the lock held; the line is written in the next round. */
+static void report_failure(struct cairn_log_writer *w, enum cairn_log_kind kind, int err)
+{
+    int fd = w->fd[CAIRN_LOG_MESSAGE];
+    if (kind == CAIRN_LOG_MESSAGE || fd < 0)
+        return;
+    char when[32], why[128], line[512];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    int len = snprintf(line, sizeof(line),
+                       "{\"time\":\"%s\",\"level\":\"error\",\"msg\":\"cannot write the %s "
+                       "log: %s; its lines are lost until a write succeeds (counted in "
+                       "cairn_log_write_errors_total)\"}",
+                       when, cairn_log_kind_name(kind), strerror_r(err, why, sizeof(why)));
+    if (len <= 0 || (size_t)len >= sizeof(line))
+        return;
+    struct entry *e = cairn_malloc(sizeof(*e) + (size_t)len + 1);
+    memcpy(e->line, line, (size_t)len);
+    e->line[len] = '\n';
+    e->len = (size_t)len + 1;
+    e->fd = fd;
+    e->kind = CAIRN_LOG_MESSAGE;
+    e->close_fd = false;
+    w->queued[CAIRN_LOG_MESSAGE] += e->len;
+    append(w, e);
 }
 
 /* Write the entries from e on, then free them. Runs on the thread without
@@ -113,15 +150,19 @@ static void write_entries(struct cairn_log_writer *w, struct entry *e)
             bytes += e->len;
         }
         enum cairn_log_kind kind = first->kind;
-        bool failed = write_all(first->fd, iov, n) < 0;
+        int err = write_all(first->fd, iov, n);
         for (; first != e; first = next) {
             next = first->next;
             free(first);
         }
         pthread_mutex_lock(&w->lock);
         w->queued[kind] -= bytes;
-        if (failed)
+        if (err != 0) {
             w->count.write_errors[kind]++;
+            if (!w->failing[kind])
+                report_failure(w, kind, err);
+        }
+        w->failing[kind] = err != 0;
         pthread_mutex_unlock(&w->lock);
     }
 }

@@ -17,6 +17,7 @@
 #include "master.h"
 #include "keys.h"
 #include "report.h"
+#include "secret.h"
 #include "snapshot.h"
 #include "upstream.h"
 #include "validate_cli.h"
@@ -248,6 +249,13 @@ int main(int argc, char **argv)
     struct options opt = {.config_path = CAIRN_DEFAULT_CONFIG, .concurrency = 8};
     const struct command *cmd = &commands[0];
     int i = 1;
+
+    /* Code that ran before main read the environment with getenv, whose
+     * vector loads of "OPENAI_API_KEY=sk-..." can be left in the stack
+     * below this frame (secret.h); cairn_secret_env moves the key later. */
+    cairn_secret_wipe_stack();
+    /* Before any libevent allocation: client keys pass through its buffers. */
+    event_set_mem_functions(malloc, cairn_scrub_realloc, cairn_scrub_free);
 
     /* report takes file names and options of its own. */
     if (argc > 1 && strcmp(argv[1], "report") == 0)

@@ -14,6 +14,7 @@
  */
 #include "proxy.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,8 @@ struct proxy_call {
     size_t nchoices;                        /* the request's n */
     struct cairn_markers sent;              /* the markers appended to the prompt */
     struct cairn_markers model;             /* the markers the model wrote */
+    char tail[4];                           /* a stream's last bytes from the upstream */
+    size_t ntail;                           /* bytes in tail */
     struct cairn_sse_unwrap *unwrap;        /* owned: while a stream's start is read */
     struct evbuffer *scratch;               /* owned: unwrapped stream bytes */
     bool filter_models;                     /* a model list, cut to what the tenant may use */
@@ -108,10 +111,23 @@ static const char *const response_header_denylist[] = {
 };
 /* clang-format on */
 
+/* Header names compared as a CGI or WSGI server would see them: any case,
+ * and '_' read as '-' ("Transfer_Encoding" becomes HTTP_TRANSFER_ENCODING
+ * there), so that a name listed here cannot pass under a disguise. */
+static bool same_header_name(const char *listed, const char *name)
+{
+    for (; *listed != '\0' && *name != '\0'; listed++, name++) {
+        char a = (char)tolower((unsigned char)*listed), b = (char)tolower((unsigned char)*name);
+        if (a != b && !(a == '-' && b == '_'))
+            return false;
+    }
+    return *listed == *name;
+}
+
 static bool in_list(const char *const *list, const char *name)
 {
     for (size_t i = 0; list[i] != NULL; i++)
-        if (strcasecmp(list[i], name) == 0)
+        if (same_header_name(list[i], name))
             return true;
     return false;
 }
@@ -397,6 +413,42 @@ static int stream_out(struct proxy_call *call, const char *data, size_t len)
     return 0;
 }
 
+/* Keep the last bytes of the upstream's stream: where it ends tells a
+ * finished stream from one cut short (ends_between_events). */
+static void keep_tail(struct proxy_call *call, const char *data, size_t len)
+{
+    size_t cap = sizeof(call->tail);
+    if (len >= cap) {
+        memcpy(call->tail, data + len - cap, cap);
+        call->ntail = cap;
+        return;
+    }
+    size_t keep = call->ntail + len > cap ? cap - len : call->ntail;
+    memmove(call->tail, call->tail + call->ntail - keep, keep);
+    memcpy(call->tail + keep, data, len);
+    call->ntail = keep + len;
+}
+
+/* Whether the stream ends where an event does: it is empty, or its last
+ * line is empty (WHATWG SSE: lines end in CRLF, LF or CR, and an empty
+ * line ends an event). One that stops inside an event was cut short — an
+ * upstream that died, framed by closing its connection — and a client
+ * would drop that last event without a word: it must see a broken stream. */
+static bool ends_between_events(const struct proxy_call *call)
+{
+    const char *t = call->tail;
+    size_t n = call->ntail;
+    if (n >= 2 && t[n - 2] == '\r' && t[n - 1] == '\n')
+        n -= 2; /* the last line's end... */
+    else if (n >= 1 && (t[n - 1] == '\n' || t[n - 1] == '\r'))
+        n -= 1;
+    else
+        return call->ntail == 0;
+    return n == 0 || t[n - 1] == '\n' || t[n - 1] == '\r'; /* ...ends an empty line */
+}
+
+static const char *const STREAM_ENDS_INSIDE_EVENT = "the upstream's stream ended inside an event";
+
 static int on_data(void *ctx, const char *data, size_t len)
 {
     struct proxy_call *call = ctx;
@@ -409,6 +461,7 @@ static int on_data(void *ctx, const char *data, size_t len)
             call->failure = CAIRN_UPSTREAM_EPROTOCOL;
             return -1;
         }
+        keep_tail(call, data, len);
         return 0;
     }
     size_t max = (size_t)call->tenant->backend->cfg->max_response_bytes;
@@ -759,6 +812,8 @@ static void on_done(void *ctx, const char *errstr)
     struct cairn_request *req = call->req;
     call->transfer = NULL;
     if (call->streaming) {
+        if (errstr == NULL && !ends_between_events(call))
+            errstr = call->failure = STREAM_ENDS_INSIDE_EVENT;
         if (errstr == NULL) {
             end_stream(call);
         } else {
@@ -1204,6 +1259,10 @@ void cairn_proxy_handle(struct cairn_request *req, void *arg)
         struct proxy_call *call = admit(proxy, req);
         if (call != NULL)
             r->proxied(call);
+        /* The key has been checked (and hashed into an experiment unit, which
+         * do_chat does before it returns): the request keeps no copy of it
+         * for the rest of its life, a long stream's included. */
+        cairn_http_head_wipe(&req->head, "authorization");
         return;
     }
     cairn_response_error(req, 404, "not_found", "no such route: %.200s", req->path);

@@ -24,6 +24,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -48,6 +49,7 @@
 
 #define LINGER_MS       2000
 #define ACCEPT_RETRY_MS 500
+#define SPARE_REFUSALS  64 /* clients answered 503 per accept failure, at most */
 #define MAX_LISTENERS   CAIRN_MAX_LISTEN
 
 enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_LINGER };
@@ -79,6 +81,9 @@ struct cairn_server {
     struct evconnlistener *listeners[MAX_LISTENERS];
     size_t nlisteners;
     struct event *accept_retry; /* re-enables accepting after EMFILE */
+    int spare_fd;               /* held for refusing clients when out of them */
+    uint64_t refused_spare;     /* clients refused that way since the last message */
+    uint64_t spare_said_us;     /* when that was last said */
     struct event *drain_timer;
     struct cairn_conn *conns;
     size_t nconns;
@@ -455,7 +460,7 @@ static void read_head(struct cairn_conn *conn)
         if (conn->served)
             arm_timer(conn, conn->srv->cfg->timeouts.header_ms);
     }
-    const char *buf = (const char *)evbuffer_pullup(in, -1);
+    char *buf = (char *)evbuffer_pullup(in, -1);
     const char *why = NULL;
     ssize_t n = cairn_http_parse_head(&conn->parser, buf, len, &conn->req->head, &why);
     if (n == 0)
@@ -464,6 +469,9 @@ static void read_head(struct cairn_conn *conn)
         reject(conn, (int)-n, why);
         return;
     }
+    /* The head now lives in head.block; its bytes here may hold a key, and
+     * a drained chain keeps them until it is reused or freed. */
+    explicit_bzero(buf, (size_t)n);
     evbuffer_drain(in, (size_t)n);
     conn->req->bytes_in = (uint64_t)n;
     start_body(conn);
@@ -673,16 +681,14 @@ static void refuse_busy(evutil_socket_t fd)
     evutil_closesocket(fd);
 }
 
-static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-                      int socklen, void *arg)
+/* A new client connection on `fd` (non-blocking), from a listener or
+ * handed over whole (cairn_server_adopt). @return 0, or -1 when it was
+ * refused (answered 503 and closed). */
+static int conn_open(struct cairn_server *srv, evutil_socket_t fd)
 {
-    (void)lev;
-    (void)sa;
-    (void)socklen;
-    struct cairn_server *srv = arg;
     if (srv->nconns >= (size_t)srv->cfg->limits.max_connections || srv->draining) {
         refuse_busy(fd);
-        return;
+        return -1;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -716,6 +722,25 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     /* A new connection owes us its first request within the head deadline;
      * keepalive_ms is for idleness between requests. */
     arm_timer(conn, srv->cfg->timeouts.header_ms);
+    return 0;
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)lev;
+    (void)sa;
+    (void)socklen;
+    conn_open(arg, fd);
+}
+
+int cairn_server_adopt(struct cairn_server *srv, int fd)
+{
+    if (evutil_make_socket_nonblocking(fd) < 0) {
+        evutil_closesocket(fd);
+        return -1;
+    }
+    return conn_open(srv, fd);
 }
 
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
@@ -729,13 +754,60 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(srv->listeners[i]);
 }
 
-/* accept() failed: out of descriptors or memory. Stop accepting for a
- * moment rather than spin on a listener that stays readable. */
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: give up the spare one to take the waiting clients
+ * off the backlog one at a time and answer each 503 at once, rather than
+ * leave them hanging until a descriptor frees up. @return false when
+ * there is no spare (or it could not be had back): pause instead. */
+static bool refuse_with_spare(struct cairn_server *srv, struct evconnlistener *lev, int err)
+{
+    if (srv->spare_fd < 0)
+        return false;
+    size_t refused = 0;
+    bool stuck = false;
+    while (refused < SPARE_REFUSALS && srv->spare_fd >= 0) {
+        close(srv->spare_fd);
+        int fd = accept4(evconnlistener_get_fd(lev), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int accept_err = errno;
+        if (fd >= 0) {
+            refuse_busy(fd); /* closes it: the spare's slot is free again */
+            refused++;
+        }
+        srv->spare_fd = open_spare();
+        if (fd < 0) {
+            /* The backlog is empty, or accept fails even with a slot free
+             * (the system's table is full): then pause. */
+            stuck = accept_err != EAGAIN && accept_err != EWOULDBLOCK && accept_err != ECONNABORTED;
+            break;
+        }
+    }
+    srv->refused_spare += refused;
+    uint64_t now = cairn_now_us();
+    if (srv->refused_spare > 0 && now - srv->spare_said_us >= 1000000) {
+        cairn_log_msg("error", "accept failed: %s; %llu client(s) answered 503",
+                      evutil_socket_error_to_string(err), (unsigned long long)srv->refused_spare);
+        srv->refused_spare = 0;
+        srv->spare_said_us = now;
+    }
+    /* After a full batch more may wait: the listener, still readable,
+     * brings them here again. */
+    return !stuck && srv->spare_fd >= 0;
+}
+
+/* accept() failed: out of descriptors or memory. Out of descriptors, the
+ * waiting clients are refused with the spare one; otherwise (or without
+ * it) accepting stops for a moment rather than spin on a listener that
+ * stays readable. */
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
-    (void)lev;
     struct cairn_server *srv = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    if ((err == EMFILE || err == ENFILE) && refuse_with_spare(srv, lev, err))
+        return;
     cairn_log_msg("error", "accept failed: %s; pausing accepts for %d ms",
                   evutil_socket_error_to_string(err), ACCEPT_RETRY_MS);
     for (size_t i = 0; i < srv->nlisteners; i++)
@@ -754,6 +826,7 @@ struct cairn_server *cairn_server_new(struct event_base *base, const struct cair
     srv->handler = handler;
     srv->handler_arg = arg;
     srv->accept_retry = evtimer_new(base, on_accept_retry, srv);
+    srv->spare_fd = open_spare();
 
     unsigned char rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -762,8 +835,10 @@ struct cairn_server *cairn_server_new(struct event_base *base, const struct cair
         snprintf(srv->id_prefix + 2 * i, 3, "%02x", rnd[i]);
 
     for (size_t i = 0; i < nfds && i < MAX_LISTENERS; i++) {
+        /* Backlog 0: the socket already listens (listen.c chose its
+         * backlog); -1 would make libevent listen() again with 128. */
         struct evconnlistener *lev = evconnlistener_new(
-            base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+            base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fds[i]);
         if (lev == NULL) {
             fprintf(stderr, "cairn: out of memory for a listener\n");
             abort();
@@ -850,6 +925,8 @@ void cairn_server_free(struct cairn_server *srv)
     for (size_t i = 0; i < srv->nlisteners; i++)
         evconnlistener_free(srv->listeners[i]);
     event_free(srv->accept_retry);
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);
     free(srv);

@@ -23,6 +23,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "secret.h"
 
 const char *const CAIRN_UPSTREAM_ECONNECT = "upstream connection failed";
 const char *const CAIRN_UPSTREAM_ECONNECT_TIMEOUT = "upstream connect timed out";
@@ -37,8 +38,8 @@ const char *const CAIRN_UPSTREAM_EKEY_ECHO = "upstream answer contained the gate
 
 #define MAX_RESPONSE_HEADERS      100
 #define MAX_IDLE_EASY_HANDLES     64
-#define MAX_IDLE_CONNECTIONS      256 /* per worker, every upstream together */
-#define KEY_TAIL_MAX              256  /* longer keys are checked within each write only */
+#define MAX_IDLE_CONNECTIONS      64  /* per worker, every upstream together */
+#define KEY_TAIL_MAX              256 /* longer keys are checked within each write only */
 #define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
 
 struct cairn_upstream {
@@ -53,7 +54,7 @@ struct cairn_upstream {
 struct cairn_endpoint {
     struct cairn_upstream *up; /* NULL for an endpoint that is only checked */
     const struct cairn_upstream_config *cfg;
-    char *authorization; /* "Authorization: Bearer …" or NULL; never logged */
+    char *authorization; /* secret memory: "Authorization: Bearer …" or NULL; never logged */
     const char *key;     /* the key inside `authorization` */
     size_t keylen;
     CURL *idle[MAX_IDLE_EASY_HANDLES]; /* finished easy handles, for reuse */
@@ -64,6 +65,7 @@ struct cairn_transfer {
     struct cairn_endpoint *ep;
     CURL *easy;
     struct curl_slist *headers; /* owned: request headers */
+    struct curl_slist auth;     /* the endpoint's Authorization, linked last in `headers` */
     char *body;                 /* owned: POST body */
     struct event *deadline;     /* first byte, then idleness */
     const struct cairn_transfer_callbacks *cb;
@@ -196,7 +198,10 @@ struct cairn_upstream *cairn_upstream_new(struct event_base *base, char *err, si
 {
     static bool curl_ready;
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        /* curl's buffers hold the Authorization header it sends: they are
+         * wiped when curl frees them (secret.h). */
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, cairn_scrub_free, cairn_scrub_realloc,
+                                 strdup, calloc) != CURLE_OK) {
             snprintf(err, errlen, "libcurl initialisation failed");
             return NULL;
         }
@@ -218,7 +223,10 @@ struct cairn_upstream *cairn_upstream_new(struct event_base *base, char *err, si
     /* Idle upstream connections kept for reuse. libcurl's default, four
      * per transfer in progress, shrinks as transfers end, and closed
      * about one connection in twenty under a steady load: each costs a
-     * connect (and a TLS handshake) on the next request. */
+     * connect (and a TLS handshake) on the next request. A fixed 64 covers
+     * the concurrency one worker serves steadily; more would only keep,
+     * after a burst, connections holding libcurl's buffers (a burst of
+     * 500 left 256 open with a cap of 256: 1.2 MiB more per worker). */
     curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IDLE_CONNECTIONS);
     return up;
 }
@@ -238,7 +246,7 @@ struct cairn_endpoint *cairn_endpoint_new(struct cairn_upstream *up,
                                           const struct cairn_upstream_config *cfg, char *err,
                                           size_t errlen)
 {
-    const char *key = cfg->api_key_env != NULL ? getenv(cfg->api_key_env) : NULL;
+    const char *key = cfg->api_key_env != NULL ? cairn_secret_env(cfg->api_key_env) : NULL;
     if (key != NULL && strpbrk(key, "\r\n") != NULL) {
         snprintf(err, errlen, "upstreams.%s: the variable %s holds a line break", cfg->name,
                  cfg->api_key_env);
@@ -249,7 +257,7 @@ struct cairn_endpoint *cairn_endpoint_new(struct cairn_upstream *up,
     ep->cfg = cfg;
     if (key != NULL && key[0] != '\0') {
         size_t n = strlen(key) + sizeof("Authorization: Bearer ");
-        ep->authorization = cairn_malloc(n);
+        ep->authorization = cairn_secret_alloc(n);
         snprintf(ep->authorization, n, "Authorization: Bearer %s", key);
         ep->key = ep->authorization + strlen("Authorization: Bearer ");
         ep->keylen = strlen(ep->key);
@@ -263,10 +271,7 @@ void cairn_endpoint_free(struct cairn_endpoint *ep)
         return;
     while (ep->nidle > 0)
         curl_easy_cleanup(ep->idle[--ep->nidle]);
-    if (ep->authorization != NULL) {
-        explicit_bzero(ep->authorization, strlen(ep->authorization));
-        free(ep->authorization);
-    }
+    cairn_secret_free(ep->authorization);
     free(ep);
 }
 
@@ -507,8 +512,16 @@ struct cairn_transfer *cairn_transfer_start(struct cairn_endpoint *ep, const cha
     t->headers = curl_slist_append(t->headers, "Expect:");
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         t->headers = curl_slist_append(t->headers, headers[i]);
-    if (ep->authorization != NULL)
-        t->headers = curl_slist_append(t->headers, ep->authorization);
+    if (ep->authorization != NULL && t->headers != NULL) {
+        /* Linked, not appended: curl_slist_append would copy the key into
+         * the heap. transfer_free unlinks it before freeing the list. */
+        struct curl_slist *last = t->headers;
+        while (last->next != NULL)
+            last = last->next;
+        t->auth.data = ep->authorization;
+        t->auth.next = NULL;
+        last->next = &t->auth;
+    }
 
     CURL *e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
@@ -550,6 +563,9 @@ static void transfer_free(struct cairn_transfer *t)
         give_back_easy(t->ep, t->easy);
     else
         curl_easy_cleanup(t->easy);
+    for (struct curl_slist *h = t->headers; h != NULL; h = h->next)
+        if (h->next == &t->auth)
+            h->next = NULL;
     curl_slist_free_all(t->headers);
     event_free(t->deadline);
     clear_response_headers(t);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of a build: the cmocka unit binaries, the annotator's and
-# the validators' accuracy reports, then the integration suite against the
-# real binary. Prints one closing line "N passed, N failed"
-# and exits non-zero when anything failed.
+# Runs every test of a build: the cmocka unit binaries, the fuzz corpora
+# replayed, the annotator's and the validators' accuracy reports, then the
+# integration suite against the real binary. Prints one closing line
+# "N passed, N failed" and exits non-zero when anything failed.
 #   usage: tests/run-all.sh BUILD_DIR
 set -u
 build=${1:-build}
@@ -19,6 +19,23 @@ for t in "$build"/tests/test_*; do
     passed=$((passed + ${p:-0}))
     failed=$((failed + ${f:-0}))
     if [ "$rc" -ne 0 ] && [ -z "$f" ]; then failed=$((failed + 1)); fi
+done
+
+# The fuzz targets' committed corpora and regressions (tests/fuzz/), replayed
+# through the targets built with this build's compiler and sanitizers: one
+# pass per target; a failing one shows the end of its output.
+for r in "$build"/fuzz-replay/fuzz_*; do
+    [ -x "$r" ] || continue
+    t=${r##*/fuzz_}
+    out=$("$r" "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" 2>&1)
+    if [ $? -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "fuzz replay $t: $(printf '%s\n' "$out" | tail -n1)"
+    else
+        failed=$((failed + 1))
+        printf '%s\n' "$out" | tail -n 40
+        echo "fuzz replay $t: FAILED"
+    fi
 done
 
 # run_counted CMD...: runs a suite that ends with "N passed, M failed" and

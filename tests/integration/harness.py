@@ -15,9 +15,20 @@ Three pieces, all loopback-only and standard-library-only:
 
 Every test runs inside a Context (opened by run.py). Whatever a test starts
 through these helpers is registered there and torn down afterwards; the
-teardown also fails the test if a gateway did not exit 0 on SIGTERM, if a
-sanitizer reported anything, or if the canary API key leaked into stderr,
-the access log, or any byte a client received.
+teardown also fails the test if a gateway did not exit 0 on SIGTERM, or if
+a sanitizer or valgrind reported anything.
+
+Every secret a test configures is a canary (Context.add_secret): the
+upstream API keys (whatever variable api_key_env names) and the client keys
+(new_key / client_key). After the gateways have exited, the teardown fails
+the test if any canary is in cairn's stderr, in any file of the test's temp
+dir (logs, cores; not the configs the harness wrote), or in any byte a
+client received (heads included); and if a client key is in anything a
+fake upstream received.
+
+CAIRN_TEST_WRAPPER (e.g. "valgrind --tool=memcheck ...", set by run.py
+--valgrind) prefixes the gateway's command; its start and stop deadlines
+are then stretched by CAIRN_TEST_SLOWDOWN (default 10).
 """
 
 import hashlib
@@ -27,6 +38,7 @@ import re
 import select
 import shutil
 import secrets
+import shlex
 import signal
 import socket
 import socketserver
@@ -41,8 +53,15 @@ BUILD_DIR = "build"  # set by run.py --build
 CANARY = "sk-canary-7f3e9a1b"
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 IO_TIMEOUT = 5.0  # default for every socket operation
-STOP_TIMEOUT = 10.0  # SIGTERM -> exit
-LOG_TIMEOUT = 3.0  # a line cairn queued is in its log file well within this
+WRAPPER = shlex.split(os.environ.get("CAIRN_TEST_WRAPPER", ""))  # prefixes `cairn serve`
+SLOWDOWN = float(os.environ.get("CAIRN_TEST_SLOWDOWN", "10" if WRAPPER else "1"))
+STOP_TIMEOUT = 10.0 * SLOWDOWN  # SIGTERM -> exit
+LOG_TIMEOUT = 3.0 * SLOWDOWN  # a line cairn queued is in its log file well within this
+# valgrind's summary lines (each process prints its own) and any error it reports
+VALGRIND_BAD = (re.compile(r"ERROR SUMMARY: [1-9]"), re.compile(r"definitely lost: [1-9]"),
+                re.compile(r"==\d+== (Invalid|Conditional jump|Use of uninitialised|Syscall param|"
+                           r"Mismatched free|Source and destination overlap)"))
+ADMIN_PATHS = ("/metrics", "/admin/reload")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TLS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls")
 TLS_CA = os.path.join(TLS_DIR, "ca.pem")  # signs tls/server.pem (127.0.0.1)
@@ -78,6 +97,19 @@ class Context:
         self.standins = []
         self.seen = []  # every byte chunk a client received
         self.lock = threading.Lock()
+        self.secrets = {}  # canary -> (kind: "upstream key" | "client key", label)
+        self.harness_files = set()  # paths the harness wrote (configs): not scanned
+        self.upstream_may_see = {}  # client key -> why a test sends it upstream on purpose
+
+    def add_secret(self, value, kind, label=""):
+        """Make `value` a canary (see the module's docstring)."""
+        if value:
+            self.secrets.setdefault(value, (kind, label))
+
+    def allow_upstream_to_see(self, key, why):
+        """A test that puts client key `key` in a prompt on purpose: the
+        upstream receiving it is then not a leak (everything else still is)."""
+        self.upstream_may_see[key] = why
 
     def record_seen(self, data):
         with self.lock:
@@ -99,11 +131,58 @@ class Context:
         for up in self.upstreams:
             up.close()
             problems.extend("fake upstream handler raised %s" % e for e in up.errors)
-        seen = b"".join(self.seen)
-        if CANARY.encode() in seen:
-            problems.append("canary API key appeared in a response the client received")
+        problems.extend(self.leaks())
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return problems
+
+    def leaks(self):
+        """Where each canary appears that it must not (run once every
+        gateway has exited, so its logs and cores are complete)."""
+        needles = [v.encode() for v in self.secrets]
+        found = []  # (needle, where)
+        sources = [("a response a client received", b"".join(self.seen))]
+        for i, gw in enumerate(self.gateways):
+            with gw.stderr_lock:
+                sources.append(("cairn's stderr (gateway %d)" % (i + 1), b"".join(gw.stderr_chunks)))
+        for what, data in sources:
+            found += [(n, what) for n in needles if n in data]
+        for root, _, files in os.walk(self.tmpdir):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if path not in self.harness_files and not os.path.islink(path):
+                    what = "file %s" % os.path.relpath(path, self.tmpdir)
+                    found += [(n, what) for n in file_holds(path, needles)]
+        problems = []
+        for needle, what in found:
+            kind, label = self.secrets[needle.decode()]
+            problems.append("%s %s(%s...) appeared in %s"
+                            % (kind, label + " " if label else "", needle[:12].decode(), what))
+        for value, (kind, label) in self.secrets.items():
+            if kind != "client key" or value in self.upstream_may_see:
+                continue
+            for up in self.upstreams:
+                if any(value.encode() in r.raw_head + r.body for r in up.requests):
+                    problems.append("client key %s(%s...) was forwarded to a fake upstream"
+                                    % (label + " " if label else "", value[:12]))
+        return problems
+
+
+def file_holds(path, needles, chunk=16 << 20):
+    """The needles (bytes) found in a file, read in overlapping chunks (a
+    core is hundreds of megabytes)."""
+    found, keep, tail = set(), max((len(n) for n in needles), default=1) - 1, b""
+    try:
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(chunk)
+                if not block:
+                    break
+                data = tail + block
+                found.update(n for n in needles if n in data)
+                tail = data[-keep:] if keep else b""
+    except OSError:
+        pass
+    return [n for n in needles if n in found]
 
 
 CTX = None
@@ -152,6 +231,7 @@ def refused_url():
 
 def write_config(config, name="cairn.json"):
     path = ctx().path(name)
+    ctx().harness_files.add(path)
     with open(path, "w") as f:
         if isinstance(config, (bytes, str)):
             f.write(config if isinstance(config, str) else config.decode())
@@ -161,9 +241,12 @@ def write_config(config, name="cairn.json"):
 
 
 def gateway_env(api_key=CANARY, extra=None):
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env = {k: v for k, v in os.environ.items()
+           if k != "OPENAI_API_KEY" and not k.startswith("CAIRN_TEST_")}
     if api_key is not None:
         env["OPENAI_API_KEY"] = api_key
+        if CTX is not None:
+            CTX.add_secret(api_key, "upstream key", "OPENAI_API_KEY")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
     if extra:
         env.update(extra)
@@ -196,24 +279,50 @@ def gateway_config(upstream=None, base_url=None, **sections):
     return deep_merge(cfg, sections)
 
 
-def start_gateway(upstream=None, base_url=None, api_key=CANARY, env=None, args=(), **sections):
+def start_gateway(upstream=None, base_url=None, api_key=CANARY, env=None, args=(),
+                  core_dumps=False, **sections):
     """Start `cairn serve` for this test. Keyword sections (limits=...,
     timeouts=..., upstream=... is the fake upstream, so the upstream config
-    section is passed as upstream_cfg=...) are merged into the config."""
+    section is passed as upstream_cfg=...) are merged into the config.
+    core_dumps: run in the test's temp dir with RLIMIT_CORE unlimited, so a
+    process that dumps core leaves its core there (core_pattern "core")."""
     upstream_cfg = sections.pop("upstream_cfg", None)
     cfg = gateway_config(upstream, base_url, **sections)
     if upstream_cfg:
         cfg = deep_merge(cfg, {"upstreams": {"default": upstream_cfg}})
-    gw = Gateway(cfg, gateway_env(api_key, env), args)
+    gw = Gateway(cfg, gateway_env(api_key, env), args, core_dumps=core_dumps)
     gw.start()
     return gw
 
 
+def api_key_envs(config):
+    """Every api_key_env named anywhere in a config (upstreams, the
+    annotator's, a judge's, a shadow's)."""
+    found = []
+    if isinstance(config, dict):
+        for k, v in config.items():
+            if k == "api_key_env" and isinstance(v, str):
+                found.append(v)
+            else:
+                found += api_key_envs(v)
+    elif isinstance(config, list):
+        for v in config:
+            found += api_key_envs(v)
+    return found
+
+
+def set_core_limit():
+    """preexec_fn: core files of any size (cores are the subject of a test)."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
 class Gateway:
-    def __init__(self, config, env, args=()):
+    def __init__(self, config, env, args=(), core_dumps=False):
         self.config = config
         self.env = env
         self.args = list(args)
+        self.core_dumps = core_dumps
         self.proc = None
         self.port = None  # the first listening port
         self.ports = []  # every listening port, in the order reported
@@ -226,14 +335,24 @@ class Gateway:
         log = config.get("log", {}).get("access", "-") if isinstance(config, dict) else "-"
         self.log_path = None if log == "-" else log
         ctx().gateways.append(self)
+        # Every upstream key this gateway is given is a canary.
+        names = ["OPENAI_API_KEY"] + (api_key_envs(config) if isinstance(config, dict) else [])
+        for name in names:
+            ctx().add_secret(env.get(name), "upstream key", name)
 
     # -- lifecycle --
 
     def start(self, timeout=10.0):
         cfg_path = write_config(self.config)
-        cmd = [binary(), "serve", "-c", cfg_path] + self.args
-        self.proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = WRAPPER + [os.path.abspath(binary()), "serve", "-c", cfg_path] + self.args
+        timeout *= SLOWDOWN
+        env = self.env
+        if self.core_dumps:  # ASan would otherwise set RLIMIT_CORE to 0
+            env = dict(env, ASAN_OPTIONS=env.get("ASAN_OPTIONS", "") + ":disable_coredump=0")
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     cwd=ctx().tmpdir if self.core_dumps else None,
+                                     preexec_fn=set_core_limit if self.core_dumps else None)
         self.reader = threading.Thread(target=self._read_stderr, daemon=True)
         self.reader.start()
         if not self.listening.wait(timeout):
@@ -278,14 +397,15 @@ class Gateway:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
-    def wait_exit(self, timeout=STOP_TIMEOUT):
+    def wait_exit(self, timeout=None):
         """Wait for the process to exit; returns its code or None."""
+        timeout = STOP_TIMEOUT if timeout is None else timeout
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, timeout=STOP_TIMEOUT):
+    def stop(self, timeout=None):
         """SIGTERM and wait; returns the exit code (None if still running)."""
         self.signal(signal.SIGTERM)
         return self.wait_exit(timeout)
@@ -314,10 +434,16 @@ class Gateway:
                 problems.append("sanitizer report in stderr: %s"
                                 % err[max(0, i - 200):i + 1500].replace("\n", " | "))
                 break
-        if CANARY in err:
-            problems.append("canary API key appeared in cairn's stderr")
-        if self.log_path and CANARY in read_log(self.log_path):  # complete: cairn has exited
-            problems.append("canary API key appeared in the access log")
+        if WRAPPER:
+            for pattern in VALGRIND_BAD:
+                m = pattern.search(err)
+                if m:
+                    i = m.start()
+                    problems.append("%s report in stderr: %s" % (
+                        os.path.basename(WRAPPER[0]),
+                        err[max(0, i - 1500):i + 1500].replace("\n", " | ")))
+                    break
+        # Canaries in stderr and the logs: Context.leaks, once every gateway is down.
         return problems
 
     # -- observation --
@@ -334,6 +460,23 @@ class Gateway:
             with open("/proc/%d/status" % pid) as f:
                 total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
         return total
+
+    def mark_fds(self):
+        """Remember each worker's open descriptors (fd_counts), for
+        assert_recovered after a fault; returns them. Call it before the
+        fault, with no client connection open: a worker forked after the
+        master reported may still be starting, so a /healthz goes first
+        and the count is taken once it holds still."""
+        check(self.healthz().status == 200, "/healthz failed before the fault")
+        last = None
+        for _ in range(50):
+            now = fd_counts(self)
+            if now == last:
+                break
+            last = now
+            time.sleep(0.05)
+        self.fd_mark = now
+        return now
 
     def stop_flushed(self):
         """Stop the gateway (exit 0 expected) and collect the rest of its
@@ -370,9 +513,13 @@ class Gateway:
             timeout, "the access record of request %s" % rid)
 
     def nth_access_record(self, n, timeout=LOG_TIMEOUT):
-        """The n-th access record (from 1)."""
-        return self.wait_access(lambda recs: recs[n - 1] if len(recs) >= n else None,
-                                timeout, "access record #%d" % n)
+        """The n-th access record (from 1) of a public request: the admin
+        listener's (a test's own /metrics scrapes) go to the same log, at
+        times of their own, and are not counted."""
+        def nth(recs):
+            public = [r for r in recs if r.get("path") not in ADMIN_PATHS]
+            return public[n - 1] if len(public) >= n else None
+        return self.wait_access(nth, timeout, "access record #%d" % n)
 
     # -- clients --
 
@@ -394,18 +541,21 @@ class Gateway:
         return self.request("GET", "/healthz")
 
 
-class Standin:
-    """build/cairn-standin (the marker-aware stand-in backend) on an
-    ephemeral loopback port, with its command-line options; stopped with
-    the test."""
+class Backend:
+    """A backend program of the build (BUILD_DIR/program) on an ephemeral
+    loopback port: it says "NAME: listening on ADDR" on stderr when ready.
+    Stopped with the test."""
 
-    def __init__(self, *args):
+    def __init__(self, program, name, args=(), env=None):
+        path = os.path.join(BUILD_DIR, program)
+        check(os.access(path, os.X_OK), "%s is missing (make BUILD=%s %s)"
+              % (path, BUILD_DIR, path))
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD_DIR, "cairn-standin"), "--listen", "127.0.0.1:0"] + list(args),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [path, "--listen", "127.0.0.1:0"] + list(args), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         ctx().standins.append(self)
         line = self.proc.stderr.readline()
-        check(line.startswith("standin: listening on "), "stand-in did not start: %r" % line)
+        check(line.startswith("%s: listening on " % name), "%s did not start: %r" % (name, line))
         self.base_url = "http://%s/v1" % line.split()[-1]
 
     def stop(self):
@@ -418,6 +568,14 @@ class Standin:
             self.proc.wait()
 
 
+class Standin(Backend):
+    """build/cairn-standin, the marker-aware stand-in backend, with its
+    command-line options."""
+
+    def __init__(self, *args):
+        super().__init__("cairn-standin", "standin", args)
+
+
 def run_cairn(args, env=None, timeout=10.0):
     """Run the binary to completion (check, --version...); returns
     (exit code, stdout, stderr) as text."""
@@ -427,7 +585,9 @@ def run_cairn(args, env=None, timeout=10.0):
     err = p.stderr.decode("utf-8", "replace")
     for marker in SANITIZER_MARKERS:
         check(marker not in err, "sanitizer report: %s" % err[-2000:])
-    check(CANARY not in out + err, "canary API key printed by %s" % " ".join(args))
+    for value, (kind, label) in ctx().secrets.items():
+        check(value not in out + err, "%s %s(%s...) printed by cairn %s"
+              % (kind, label + " " if label else "", value[:12], " ".join(args)))
     return p.returncode, out, err
 
 
@@ -803,6 +963,96 @@ def assert_healthy(gw, upstream=None):
               "normal chat after a fault did not pass through: %r" % resp.body[:300])
 
 
+# --------------------------------------------------------------------------
+# Descriptor leaks
+# --------------------------------------------------------------------------
+
+
+def _tcp_sockets():
+    """inode -> (local port, remote port) of every TCP socket on the host
+    (one network namespace: the gateway's and ours)."""
+    table = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], int(fields[9])
+            table[inode] = (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16))
+    return table
+
+
+def _pooled_ports():
+    """(gateway-side port, upstream port) of every connection a fake
+    upstream of this test holds open between requests: what libcurl keeps
+    in its connection pool, which is not a leak."""
+    pooled = set()
+    for up in ctx().upstreams:
+        with up.lock:
+            socks = list(up.idle)
+        for s in socks:
+            try:
+                pooled.add((s.getpeername()[1], s.getsockname()[1]))
+            except OSError:
+                pass
+    return pooled
+
+
+def fd_counts(gw, timeout=5.0):
+    """{worker pid: open descriptors}, not counting upstream connections
+    idle in libcurl's pool (see _pooled_ports)."""
+    pids = wait_for(gw.worker_pids, timeout)
+    check(pids, "the gateway has no worker")
+    pooled, tcp = _pooled_ports(), _tcp_sockets()
+    counts = {}
+    for pid in pids:
+        n = 0
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue  # closed while we looked
+                m = re.fullmatch(r"socket:\[(\d+)\]", target)
+                if m and tcp.get(int(m.group(1))) in pooled:
+                    continue
+                n += 1
+        except FileNotFoundError:
+            raise TestFailure("worker %d is gone" % pid)
+        counts[pid] = n
+    return counts
+
+
+def assert_fds_back(gw, before, timeout=5.0):
+    """Each worker's descriptors (fd_counts) come back to at most what
+    they were in `before` within `timeout`: a fault leaked none."""
+    state = {}
+
+    def back():
+        state["now"] = fd_counts(gw)
+        return all(state["now"].get(pid, 0) <= n for pid, n in before.items()) and \
+            set(state["now"]) == set(before)
+    timeout *= globals().get("SLOWDOWN", 1.0)  # a wrapper (valgrind) stretches every wait
+    if not wait_for(back, timeout, interval=0.1):
+        raise TestFailure("worker descriptors did not come back within %.0fs: before %r, now %r"
+                          % (timeout, before, state["now"]))
+
+
+def assert_recovered(gw, upstream=None, before=None):
+    """After a fault: assert_healthy, then no descriptor leaked since
+    `before` (default: what gw.mark_fds() recorded). The test's client
+    connections are closed first: the gateway's side of each must go."""
+    for c in list(ctx().clients):
+        c.close()
+    assert_healthy(gw, upstream)
+    before = before if before is not None else getattr(gw, "fd_mark", None)
+    check(before is not None, "test bug: no descriptor baseline (gw.mark_fds())")
+    assert_fds_back(gw, before)
+
+
 def wait_for(pred, timeout, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -927,6 +1177,18 @@ class Metrics:
 
 def metrics(gw):
     return Metrics(scrape(gw))
+
+
+def wait_reloaded(gw, generation, timeout=5.0):
+    """Wait until configuration `generation` is the master's and every
+    worker has applied it (the master counts a reload before its workers
+    have read the new file)."""
+    def ok():
+        m = metrics(gw)
+        return m.get("cairn_config_generation") == generation and \
+            m.get("cairn_workers_stale") == 0
+    check(wait_for(ok, timeout, interval=0.05),
+          "configuration generation %d not applied by every worker" % generation)
 
 
 def wait_metric(gw, name, labels, expected, timeout=3.0):
@@ -1131,6 +1393,7 @@ class Upstream:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.socks = set()
+        self.idle = set()  # connections waiting for their next request
         self.errors = []
         up = self
 
@@ -1180,7 +1443,13 @@ class Upstream:
                         self.tls_failures += 1
                     return
             while not self.stopping.is_set():
-                req = self._read_request(sock, buf)
+                with self.lock:
+                    self.idle.add(sock)
+                try:
+                    req = self._read_request(sock, buf)
+                finally:
+                    with self.lock:
+                        self.idle.discard(sock)
                 if req is None:
                     return
                 with self.lock:
@@ -1285,9 +1554,19 @@ def start_upstream(handler=default_handler, tls=False):
 # --------------------------------------------------------------------------
 
 
-def new_key():
-    """A client key in the shape `cairn key` makes (sk-cairn- + base64url)."""
-    return "sk-cairn-" + secrets.token_urlsafe(32)
+def client_key(name=""):
+    """A client key in the shape `cairn key` makes (sk-cairn- + 43 base64url
+    characters, random, so unique enough to be a canary) and its digest for
+    a tenant's "keys"; the key is a canary of this test, named `name` in
+    reports."""
+    key = "sk-cairn-" + secrets.token_urlsafe(32)
+    ctx().add_secret(key, "client key", name)
+    return key, digest(key)
+
+
+def new_key(name=""):
+    """client_key's key alone (tenant() takes keys and digests them)."""
+    return client_key(name)[0]
 
 
 def digest(key):

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Run cairn's integration tests.
 
-    python3 tests/integration/run.py --build BUILD_DIR [-k SUBSTRING] [-v]
+    python3 tests/integration/run.py --build BUILD_DIR [-k SUBSTRING]... [-v] [--valgrind]
 
 Discovers the plain functions `test_*` in tests/integration/test_*.py (in
 file order), runs each in its own harness context (fresh gateway, fake
 upstream and temp dir, all torn down and checked afterwards), prints one
 line per test and ends with "N passed, M failed"; exits 1 if M > 0.
+-k may be repeated: a test runs if its name contains any of them.
+--valgrind runs every gateway under valgrind's memcheck (see VALGRIND);
+a memcheck error or a definite leak fails the test.
 """
 
 import argparse
@@ -21,12 +24,19 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+# Workers are forked, not exec'd: valgrind follows them without
+# --trace-children, and each prints its own summary.
+VALGRIND = ("valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite "
+            "--error-exitcode=99 --trace-children=no")
+if "--valgrind" in sys.argv:  # before harness reads its environment
+    os.environ.setdefault("CAIRN_TEST_WRAPPER", VALGRIND)
+
 import harness  # noqa: E402
 
 TEST_TIMEOUT = 30.0  # a hung test is failed and torn down after this
 
 
-def discover(pattern):
+def discover(patterns):
     tests = []
     for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
         modname = os.path.splitext(os.path.basename(path))[0]
@@ -37,7 +47,7 @@ def discover(pattern):
             if name.startswith("test_") and callable(fn) and \
                     getattr(fn, "__module__", None) == modname:
                 full = "%s::%s" % (modname, name)
-                if not pattern or pattern in full:
+                if not patterns or any(p in full for p in patterns):
                     tests.append((full, fn))
     return tests
 
@@ -77,7 +87,10 @@ def run_one(fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build", help="directory holding the cairn binary")
-    ap.add_argument("-k", dest="pattern", default="", help="run tests whose name contains this")
+    ap.add_argument("-k", dest="patterns", action="append", default=[],
+                    help="run tests whose name contains this (repeatable: any of them)")
+    ap.add_argument("--valgrind", action="store_true",
+                    help="run the gateways under valgrind memcheck")
     ap.add_argument("-v", dest="verbose", action="store_true", help="print stderr of failures")
     args = ap.parse_args()
 
@@ -89,7 +102,7 @@ def main():
 
     passed = failed = 0
     started = time.monotonic()
-    for name, fn in discover(args.pattern):
+    for name, fn in discover(args.patterns):
         t0 = time.monotonic()
         context = harness.begin_test(name)
         error = run_one(fn)

@@ -16,7 +16,8 @@ import time
 from harness import (CHAT_BODY, Metrics, admin_request, assert_error, assert_status, bearer,
                      build_request, chat_body, check, ctx, default_handler, delta_event,
                      log_records, metrics, new_key, read_log, sse_event, start_gateway,
-                     start_upstream, tenant, wait_for, wait_log, wait_metric, write_config)
+                     start_upstream, tenant, wait_for, wait_log, wait_metric, wait_reloaded,
+                     write_config)
 
 PROMTOOL = "/usr/bin/promtool"
 CHAT = "/v1/chat/completions"
@@ -345,7 +346,7 @@ def test_sighup_reloads_and_rejects_a_bad_file():
     gw.wait_access(lambda recs: len(chat_records(recs)) == 1, what="the first chat record")
     os.rename(gw.log_path, gw.log_path + ".1")
     gw.signal(signal.SIGHUP)
-    wait_metric(gw, "cairn_config_generation", {}, 2)
+    wait_reloaded(gw, 2)
     resp = gw.chat(CHAT_BODY, headers=bearer(ka))
     assert_status(resp, 200)
     check(resp.header("x-cairn-markers") == "domain=Medical", "marker after SIGHUP %r"
@@ -375,7 +376,8 @@ def test_sighup_reloads_and_rejects_a_bad_file():
              what="the rejected reload's message on stderr")
     rewrite(gw, good)
     gw.signal(signal.SIGHUP)
-    m = wait_metric(gw, "cairn_config_generation", {}, 3)
+    wait_reloaded(gw, 3)
+    m = metrics(gw)
     check(m.get("cairn_config_last_reload_ok") == 1, "last_reload_ok after a good SIGHUP")
 
 

@@ -506,6 +506,7 @@ def check_fail_open(ann_url, outcome, ann=None, annotator=None, max_seconds=3.0,
     cfg = {"fallback": "rules"}
     cfg.update(annotator or {})
     gw, up = model_gateway(ann_url, annotator=cfg)
+    gw.mark_fds()
     rules = rules_markers(messages)
     check(rules, "precondition: the rules find markers in %r" % messages)
     t0 = time.monotonic()
@@ -532,6 +533,9 @@ def check_fail_open(ann_url, outcome, ann=None, annotator=None, max_seconds=3.0,
     others = [(l, v) for l, v in m.series("cairn_annotations_total")
               if l.get("source") == "model" and l.get("outcome") != outcome and v]
     check(not others, "other model outcomes counted: %r" % others)
+    # Healthy afterwards (another request fails open the same way), and
+    # nothing of the failed call left open.
+    harness.assert_recovered(gw, up)
     return gw, took
 
 

@@ -6,7 +6,7 @@ import posixpath
 import urllib.parse
 
 from harness import (CANARY, CHAT_BODY, COMPLETION, REQUEST_ID_RE, assert_error,
-                     assert_status, build_request, chat_body, check, start_gateway,
+                     assert_status, build_request, chat_body, check, new_key, start_gateway,
                      start_upstream)
 
 
@@ -252,14 +252,18 @@ def test_numbers_are_forwarded_exactly_or_refused():
 
 # --- forwarding of headers -------------------------------------------------
 
-CLIENT_SECRET_HEADERS = {
-    "Authorization": "Bearer client-secret-auth",
-    "api-key": "client-secret-apikey",
-    "x-api-key": "client-secret-xapikey",
-    "OpenAI-Organization": "client-secret-org",
-    "OpenAI-Project": "client-secret-project",
-    "Proxy-Authorization": "Basic client-secret-proxy",
-}
+def client_secret_headers():
+    """Credentials a client may send; each value is a client-key canary of
+    the test (harness.client_key), so the teardown checks it reached no
+    upstream, log or answer."""
+    return {
+        "Authorization": "Bearer " + new_key("Authorization"),
+        "api-key": new_key("api-key"),
+        "x-api-key": new_key("x-api-key"),
+        "OpenAI-Organization": "org-" + new_key("OpenAI-Organization"),
+        "OpenAI-Project": "proj-" + new_key("OpenAI-Project"),
+        "Proxy-Authorization": "Basic " + new_key("Proxy-Authorization"),
+    }
 HOP_BY_HOP = {
     "Connection": "keep-alive, X-Hop-Custom",
     "X-Hop-Custom": "hop-value",
@@ -281,8 +285,7 @@ def test_upstream_gets_gateway_key():
 def test_no_authorization_without_key_env():
     up = start_upstream()
     gw = start_gateway(up, api_key=None)
-    assert_status(gw.chat(CHAT_BODY, headers={"Authorization": "Bearer client-secret-auth"}),
-                  200)
+    assert_status(gw.chat(CHAT_BODY, headers={"Authorization": "Bearer " + new_key()}), 200)
     req = up.only_request()
     check("authorization" not in req.header_names(),
           "upstream got Authorization %r with the key variable unset"
@@ -300,7 +303,7 @@ def test_key_comes_from_the_configured_variable():
 
 def test_client_credentials_and_hop_headers_not_forwarded():
     gw, up = gateway()
-    headers = dict(CLIENT_SECRET_HEADERS)
+    headers = client_secret_headers()
     headers.update(HOP_BY_HOP)
     c = gw.client()
     c.send(build_request("POST", "/v1/chat/completions", CHAT_BODY, headers=headers))
@@ -308,7 +311,7 @@ def test_client_credentials_and_hop_headers_not_forwarded():
     c.close()
     req = up.only_request()
     head = req.raw_head.decode("latin-1").lower()
-    check("client-secret" not in head, "a client credential reached the upstream:\n%s" % head)
+    check("sk-cairn-" not in head, "a client credential reached the upstream:\n%s" % head)
     check("hop-value" not in head, "a Connection-listed header was forwarded:\n%s" % head)
     for name in ("api-key", "x-api-key", "openai-organization", "openai-project",
                  "proxy-authorization", "keep-alive", "te", "trailer", "upgrade", "x-hop-custom"):

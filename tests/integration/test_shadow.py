@@ -178,11 +178,13 @@ def test_a_failing_judge_records_nothing():
         up, jd = start_upstream(backend("one", "two")), start_upstream(handler)
         gw = shadow_gateway(up, jd, judge={"upstream": "judge", "model": JUDGE_MODEL,
                                            "deadline_ms": 300})
+        gw.mark_fds()
         ask(gw)
         wait_metric(gw, "cairn_shadow_total", dict(LABELS, outcome="failed"), 1)
         check(not [r for r in experiment_records(gw, 1) if r["kind"] == "judgement"],
               "a judgement was recorded")
         check(metrics(gw).series("cairn_judgements_total") == [], "a judgement was counted")
+        harness.assert_recovered(gw, up)  # healthy, and no judge connection left open
         check(gw.stop() == 0, "the gateway did not stop cleanly")
 
 

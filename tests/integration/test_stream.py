@@ -7,9 +7,9 @@ import socket
 import threading
 import time
 
-from harness import (CANARY, COMPLETION, SSE_EVENTS, assert_error, assert_healthy, assert_status, build_request,
-                     chat_body, check, default_handler, delta_event, sse_event, start_gateway,
-                     start_upstream)
+from harness import (CANARY, COMPLETION, SSE_EVENTS, assert_error, assert_recovered, assert_status,
+                     build_request, chat_body, check, default_handler, delta_event, sse_event,
+                     start_gateway, start_upstream)
 
 STREAM_BODY = chat_body(stream=True)
 
@@ -66,6 +66,7 @@ def test_stream_is_passed_through_byte_exact():
         ex.end_chunks()
     up = start_upstream(split_stream)
     gw = start_gateway(up)
+    gw.mark_fds()
     c, resp = open_stream(gw)
     assert_sse_head(resp)
     c.read_body(resp, timeout=5)
@@ -73,7 +74,7 @@ def test_stream_is_passed_through_byte_exact():
     check(bytes(resp.body) == payload, "stream bytes differ:\n sent %r\n got  %r"
           % (payload, bytes(resp.body)))
     check(up.only_request().json() == STREAM_BODY, "upstream body differs")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_stream_from_close_delimited_upstream():
@@ -179,9 +180,11 @@ def test_stream_upstream_error_status_is_passed_as_json():
 def test_stream_no_first_byte_is_504():
     up = start_upstream(lambda ex: ex.wait(timeout=5.0))
     gw = start_gateway(up, upstream_cfg={"first_byte_timeout_ms": 500})
+    gw.mark_fds()
     assert_error(gw.chat(STREAM_BODY, timeout=8), 504)
     time.sleep(0.5)
     check(len(up.requests) == 1, "upstream saw the POST %d times" % len(up.requests))
+    assert_recovered(gw, up)
 
 
 # --- broken streams --------------------------------------------------------
@@ -196,12 +199,13 @@ def test_stream_upstream_closing_mid_stream_cuts_client():
         ex.close()
     up = start_upstream(close_early)
     gw = start_gateway(up)
+    gw.mark_fds()
     c, resp = open_stream(gw)
     assert_sse_head(resp)
     assert_broken(c, resp)
     check(bytes(resp.body) == SSE_EVENTS[0] + SSE_EVENTS[1],
           "events before the break differ: %r" % bytes(resp.body))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_stream_upstream_reset_mid_stream_cuts_client():
@@ -212,10 +216,11 @@ def test_stream_upstream_reset_mid_stream_cuts_client():
         ex.reset()
     up = start_upstream(reset)
     gw = start_gateway(up)
+    gw.mark_fds()
     c, resp = open_stream(gw)
     assert_sse_head(resp)
     assert_broken(c, resp)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_stream_upstream_stall_cuts_client_at_idle_timeout():
@@ -225,6 +230,7 @@ def test_stream_upstream_stall_cuts_client_at_idle_timeout():
         ex.wait(timeout=8.0)
     up = start_upstream(stall)
     gw = start_gateway(up, upstream_cfg={"idle_timeout_ms": 1000})
+    gw.mark_fds()
     c, resp = open_stream(gw)
     assert_sse_head(resp)
     c.read_body(resp, until=SSE_EVENTS[0], timeout=3.0)
@@ -232,7 +238,7 @@ def test_stream_upstream_stall_cuts_client_at_idle_timeout():
     assert_broken(c, resp, timeout=5.0)
     elapsed = time.monotonic() - t0
     check(0.4 <= elapsed <= 4.0, "idle timeout of 1s cut the stream after %.1fs" % elapsed)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_stream_echoing_the_key_across_chunks_is_cut():
@@ -250,11 +256,12 @@ def test_stream_echoing_the_key_across_chunks_is_cut():
         ex.end_chunks()
     up = start_upstream(echo)
     gw = start_gateway(up)
+    gw.mark_fds()
     c, resp = open_stream(gw)
     assert_sse_head(resp)
     assert_broken(c, resp)
     check(CANARY.encode() not in bytes(resp.body), "the key reached the client")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 # --- client disconnects ----------------------------------------------------
@@ -280,6 +287,7 @@ def client_disconnect(keep_sending):
     up = start_upstream()
     up.script(watch_for_abort(closed, keep_sending))
     gw = start_gateway(up)
+    gw.mark_fds()
     c, resp = open_stream(gw)
     assert_sse_head(resp)
     c.read_body(resp, until=SSE_EVENTS[0], timeout=3.0)
@@ -288,7 +296,7 @@ def client_disconnect(keep_sending):
     t0 = time.monotonic()
     check(closed.wait(3.0), "upstream transfer still open %.1fs after the client left"
           % (time.monotonic() - t0))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_client_disconnect_aborts_upstream_while_tokens_flow():
@@ -306,11 +314,12 @@ def test_client_reset_mid_stream():
     up = start_upstream()
     up.script(watch_for_abort(closed, keep_sending=True))
     gw = start_gateway(up)
+    gw.mark_fds()
     c, resp = open_stream(gw)
     c.read_body(resp, until=SSE_EVENTS[0], timeout=3.0)
     c.abort()
     check(closed.wait(3.0), "upstream transfer still open after the client reset")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 # --- back-pressure ---------------------------------------------------------
@@ -398,6 +407,7 @@ def test_stalled_client_is_cut_after_send_idle():
     up = start_upstream()
     up.script(pusher)
     gw = start_gateway(up, timeouts={"send_idle_ms": 1000})
+    gw.mark_fds()
     c, _ = open_stream(gw, rcvbuf=64 * 1024, read_head=False)
     t0 = time.monotonic()
     check(pusher.finished.wait(8.0), "upstream still connected %.0fs into a client stall "
@@ -411,7 +421,7 @@ def test_stalled_client_is_cut_after_send_idle():
     else:
         c.start_body(resp, "POST")
         assert_broken(c, resp, timeout=10.0)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_healthz_answers_while_a_stream_is_stalled():
@@ -419,12 +429,14 @@ def test_healthz_answers_while_a_stream_is_stalled():
     up = start_upstream()
     up.script(pusher)
     gw = start_gateway(up)
+    gw.mark_fds()
     c, _ = open_stream(gw, rcvbuf=64 * 1024, read_head=False)
     time.sleep(0.5)
     for _ in range(3):
         assert_status(gw.healthz(), 200)
     c.close()
     check(pusher.finished.wait(5.0), "upstream not released after the stalled client left")
+    assert_recovered(gw, up)
 
 
 def test_stream_chat_body_forwarded_with_stream_flag():

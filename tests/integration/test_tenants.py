@@ -99,7 +99,7 @@ def test_keys_are_judged_per_request_on_a_keep_alive_connection():
     c = gw.client()
     plan = [(ka, "gpt-test", 200, "alpha"), (kb, "gpt-test", 403, "beta"),
             (None, "gpt-test", 401, None), (kb, "gpt-b", 200, "beta"),
-            ("sk-cairn-unknown", "gpt-b", 401, None), (ka, "gpt-b", 403, "alpha")]
+            (new_key("unknown"), "gpt-b", 401, None), (ka, "gpt-b", 403, "alpha")]
     for key, model, status, name in plan:
         c.send(build_request("POST", "/v1/chat/completions", chat_body(model=model),
                              headers=bearer(key) if key else None))
@@ -546,6 +546,7 @@ def test_content_log_records_only_tenants_that_ask_with_keys_masked():
     gw = keys_gateway(up, {"logger": tenant(kl, log_content=True), "quiet": tenant(kq)},
                       markers={"fixed": {"domain": "Legal"}}, log={"content": path})
     secret_prompt = "my keys: %s and %s, remember them" % (kq, CANARY)
+    ctx().allow_upstream_to_see(kq, "typed into the prompt, which goes upstream as sent")
     r1 = gw.chat(chat_body(messages=[{"role": "user", "content": secret_prompt}]),
                  headers=bearer(kl))
     assert_status(r1, 200)

@@ -7,8 +7,9 @@ import socket
 import threading
 import time
 
-from harness import (CANARY, CHAT_BODY, COMPLETION, TLS_CA, assert_error, assert_healthy, assert_status,
-                     build_request, check, default_handler, start_gateway, start_upstream)
+from harness import (CANARY, CHAT_BODY, COMPLETION, TLS_CA, assert_error, assert_recovered,
+                     assert_status, build_request, check, default_handler, start_gateway,
+                     start_upstream)
 
 UPSTREAM_SECRET = "upstream-secret-detail-5be1"
 
@@ -28,6 +29,7 @@ def run_fault(handler, **config):
     up = start_upstream()
     up.script(handler)
     gw = start_gateway(up, **config)
+    gw.mark_fds()  # for assert_recovered
     return gw, up, gw.chat(CHAT_BODY, timeout=8)
 
 
@@ -42,7 +44,7 @@ def expect_passthrough(status, extra_headers=()):
     check(resp.json() == body, "body changed: %r" % resp.body[:300])
     check(resp.header("retry-after") == "7", "Retry-After %r" % resp.header("retry-after"))
     check(len(up.requests) == 1, "upstream saw %d requests (a retry?)" % len(up.requests))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_upstream_429_passes_through_with_retry_after():
@@ -72,7 +74,7 @@ def expect_replaced_auth_error(status):
     assert_error(resp, status)
     check(UPSTREAM_SECRET.encode() not in resp.body,
           "the upstream's %d body reached the client: %r" % (status, resp.body[:300]))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_upstream_401_body_is_replaced():
@@ -105,16 +107,18 @@ def test_models_is_passed_through_chunked():
 
 def test_upstream_refusing_connections_is_502():
     gw = start_gateway(None)  # base_url on a closed port
+    gw.mark_fds()
     assert_error(gw.chat(CHAT_BODY), 502)
     assert_error(gw.request("GET", "/v1/models"), 502)
-    assert_healthy(gw)
+    assert_recovered(gw)
 
 
 def test_unresolvable_upstream_host_is_502():
     gw = start_gateway(base_url="http://nonexistent.invalid/v1",
                        upstream_cfg={"connect_timeout_ms": 3000})
+    gw.mark_fds()
     assert_error(gw.chat(CHAT_BODY, timeout=8), 502)
-    assert_healthy(gw)
+    assert_recovered(gw)
 
 
 def test_upstream_connect_timeout():
@@ -127,12 +131,13 @@ def test_upstream_connect_timeout():
     try:
         gw = start_gateway(base_url="http://127.0.0.1:%d/v1" % addr[1],
                            upstream_cfg={"connect_timeout_ms": 500})
+        gw.mark_fds()
         t0 = time.monotonic()
         resp = gw.chat(CHAT_BODY, timeout=8)
         elapsed = time.monotonic() - t0
         assert_error(resp, (502, 504))
         check(elapsed < 4.0, "connect timeout of 0.5s answered after %.1fs" % elapsed)
-        assert_healthy(gw)
+        assert_recovered(gw)
     finally:
         for s in fillers:
             s.close()
@@ -144,7 +149,7 @@ def test_no_first_byte_is_504_and_not_resent():
     assert_error(resp, 504)
     time.sleep(1.0)  # a retry would show up now
     check(len(up.requests) == 1, "upstream saw the POST %d times" % len(up.requests))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_first_byte_timeout_fires_on_time():
@@ -159,13 +164,13 @@ def test_first_byte_timeout_fires_on_time():
 def test_upstream_closing_without_answer_is_502():
     gw, up, resp = run_fault(lambda ex: ex.close())
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_upstream_reset_is_502():
     gw, up, resp = run_fault(lambda ex: ex.reset())
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_post_on_reused_connection_is_not_resent():
@@ -218,13 +223,13 @@ def test_upstream_echoing_the_key_in_an_error_body_is_not_relayed():
                       "type": "invalid_request_error", "code": None}}
     gw, up, resp = run_fault(answer(400, body))
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_upstream_echoing_the_key_in_a_header_is_not_relayed():
     gw, up, resp = run_fault(answer(200, COMPLETION, [("X-Debug-Auth", "Bearer " + CANARY)]))
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_upstream_204_has_no_body_and_no_length():
@@ -232,7 +237,7 @@ def test_upstream_204_has_no_body_and_no_length():
     assert_status(resp, 204)
     check(resp.header("content-length") is None, "Content-Length on a 204 (RFC 9110 8.6)")
     check(not resp.body, "body on a 204: %r" % bytes(resp.body[:80]))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_malformed_upstream_headers_are_dropped():
@@ -242,7 +247,7 @@ def test_malformed_upstream_headers_are_dropped():
     assert_status(resp, 200)
     check(resp.header("bad name") is None, "a header name with a space was relayed")
     check(resp.header("x-ok") == "fine", "a valid upstream header was lost")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_gateway_errors_carry_no_upstream_headers():
@@ -253,7 +258,7 @@ def test_gateway_errors_carry_no_upstream_headers():
         [("X-Upstream-Hint", "leak")]))
     assert_error(resp, 502)
     check(resp.header("x-upstream-hint") is None, "upstream header on a gateway 502")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 # --- TLS ------------------------------------------------------------------
@@ -289,7 +294,7 @@ def test_truncated_json_answer_is_502():
     gw, up, resp = run_fault(truncated)
     assert_error(resp, 502)
     check(b"chatcmpl-test" not in resp.body, "truncated upstream bytes reached the client")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_truncated_chunked_answer_is_502():
@@ -300,13 +305,13 @@ def test_truncated_chunked_answer_is_502():
         ex.close()
     gw, up, resp = run_fault(truncated)
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_malformed_json_answer_is_502():
     gw, up, resp = run_fault(lambda ex: ex.respond(200, b'{"id": "chatcmpl-x", "choices": [}'))
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_garbage_status_line_is_502():
@@ -315,7 +320,7 @@ def test_garbage_status_line_is_502():
         ex.close()
     gw, up, resp = run_fault(garbage)
     assert_error(resp, 502)
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_answer_over_max_response_bytes_is_502():
@@ -323,7 +328,7 @@ def test_answer_over_max_response_bytes_is_502():
     gw, up, resp = run_fault(answer(200, big), upstream_cfg={"max_response_bytes": 65536})
     assert_error(resp, 502)
     check(b"ppppp" not in resp.body, "the oversized answer reached the client")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_upstream_stalling_mid_body_is_an_error():
@@ -334,7 +339,7 @@ def test_upstream_stalling_mid_body_is_an_error():
         ex.wait(timeout=5.0)
     gw, up, resp = run_fault(stall, upstream_cfg={"idle_timeout_ms": 500})
     assert_error(resp, (502, 504))
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)
 
 
 def test_slow_but_steady_answer_is_delivered():
@@ -400,9 +405,10 @@ def test_client_leaving_aborts_buffered_request():
     up = start_upstream()
     up.script(slow)
     gw = start_gateway(up)
+    gw.mark_fds()
     c = gw.client()
     c.send(build_request("POST", "/v1/chat/completions", CHAT_BODY))
     check(up.wait_requests(1, 3.0), "request did not reach the upstream")
     c.close()
     check(closed.wait(3.0), "upstream request still open after the client left")
-    assert_healthy(gw, up)
+    assert_recovered(gw, up)

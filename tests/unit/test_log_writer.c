@@ -325,6 +325,50 @@ static void test_failing_disk_counts_errors(void **state)
     cairn_log_writer_free(w);
 }
 
+/* Count the lines of `text` that hold `needle`. */
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A failing log is reported on the message log once, not once per lost
+ * line (a full disk must not flood stderr); a write that works re-arms the
+ * report, so the next failure is told again. */
+static void test_failing_disk_reported_once(void **state)
+{
+    (void)state;
+    alarm(10);
+    char path[256], msgs[256];
+    struct cairn_log_writer *w = writer_with(ROOMY);
+    cairn_log_writer_set_fd(w, CAIRN_LOG_MESSAGE,
+                            open_append(tmp_path(msgs, sizeof(msgs), "messages.log")));
+    int full = open("/dev/full", O_WRONLY | O_APPEND | O_CLOEXEC);
+    assert_true(full >= 0);
+    cairn_log_writer_set_fd(w, CAIRN_LOG_ACCESS, full);
+    for (unsigned i = 0; i < 20; i++) { /* several batches, each one failing */
+        push_lines(w, CAIRN_LOG_ACCESS, i * 100, i * 100 + 100);
+        usleep(3000);
+    }
+    cairn_log_writer_set_fd(w, CAIRN_LOG_ACCESS,
+                            open_append(tmp_path(path, sizeof(path), "healthy.log")));
+    push_lines(w, CAIRN_LOG_ACCESS, 0, 10);
+    assert_true(file_reaches(path, 0, 10));
+    full = open("/dev/full", O_WRONLY | O_APPEND | O_CLOEXEC);
+    assert_true(full >= 0);
+    cairn_log_writer_set_fd(w, CAIRN_LOG_ACCESS, full);
+    push_lines(w, CAIRN_LOG_ACCESS, 0, 100);
+    cairn_log_writer_free(w);
+    alarm(0);
+    char *text = file_text(msgs);
+    int reports = count_lines_with(text, "cannot write the access log: No space left on device");
+    if (reports != 2)
+        fail_msg("%d failure reports, want one per failing spell (2): %s", reports, text);
+    free(text);
+}
+
 /* logrotate: the file is renamed, the log reopened at its path; lines
  * pushed before the reopen are in the renamed file, later ones in the new
  * one, none lost, none split. */
@@ -449,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_full_queue_drops_and_counts),
         cmocka_unit_test(test_line_over_the_bound_taken_when_queue_is_empty),
         cmocka_unit_test(test_failing_disk_counts_errors),
+        cmocka_unit_test(test_failing_disk_reported_once),
         cmocka_unit_test(test_reopen_after_rename),
         cmocka_unit_test(test_log_open_reopen_close),
         cmocka_unit_test(test_log_refused_open_changes_nothing),
