@@ -20,6 +20,12 @@
  * say), so completing a request never frees anything there: it sets flags
  * and activates the connection's `resume` event, and the connection moves
  * on from the event loop, at a safe point.
+ *
+ * Output is written from that same event: whatever the handlers queued in
+ * one pass of the loop leaves in one writev(2), at once. Only bytes the
+ * socket does not take are left to the bufferevent, whose write event is
+ * armed for them and disarmed once they are out; arming it for every
+ * answer instead cost two epoll_ctl(2) calls per request.
  */
 #include "server.h"
 
@@ -260,6 +266,13 @@ static void write_head(struct cairn_request *req, int status, const char *conten
     req->bytes_out += evbuffer_get_length(out) - before;
 }
 
+/* Bytes were queued for the client: write them from the loop (on_resume),
+ * after whatever else this pass queues. */
+static void queued(struct cairn_conn *conn)
+{
+    event_active(conn->resume, EV_TIMEOUT, 0);
+}
+
 /* The handler is done with the request: let the connection move on once
  * the output is flushed (decided in on_resume / on_write, not here). */
 static void complete(struct cairn_request *req)
@@ -267,7 +280,7 @@ static void complete(struct cairn_request *req)
     req->completed = true;
     req->cancel = NULL;
     req->drained = NULL;
-    event_active(req->conn->resume, EV_TIMEOUT, 0);
+    queued(req->conn);
 }
 
 void cairn_response_add_header(struct cairn_request *req, const char *name, const char *value)
@@ -328,6 +341,7 @@ void cairn_response_start(struct cairn_request *req, int status, const char *con
     else
         req->conn->close_after = true; /* HTTP/1.0: the close ends the body */
     write_head(req, status, content_type, -1);
+    queued(req->conn);
 }
 
 bool cairn_response_write(struct cairn_request *req, const void *data, size_t len)
@@ -344,6 +358,7 @@ bool cairn_response_write(struct cairn_request *req, const void *data, size_t le
         if (req->chunked)
             evbuffer_add(out, "\r\n", 2);
         req->bytes_out += evbuffer_get_length(out) - before;
+        queued(conn);
     }
     if (evbuffer_get_length(out) < (size_t)conn->srv->cfg->limits.stream_buffer_bytes)
         return true;
@@ -441,6 +456,7 @@ static void start_body(struct cairn_conn *conn)
     if (req->head.expect_continue) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         bufferevent_write(conn->bev, cont, sizeof(cont) - 1);
+        queued(conn);
     }
     arm_body_timer(conn);
 }
@@ -576,17 +592,55 @@ static void request_done(struct cairn_conn *conn)
     conn_process_input(conn); /* a pipelined request may be waiting */
 }
 
-/* Deferred work: runs from the event loop after a handler completed a
- * request (or a stream was aborted). */
+/* Write the queued output now. What the socket does not take is left to
+ * the bufferevent: its write event, armed here, writes the rest as the
+ * client reads, and on_write disarms it once all is out. A write error is
+ * left for it too, to be met (and the connection closed) in on_event.
+ * A bufferevent keeps the front of its output frozen against anyone but
+ * itself draining it; it is thawed for this write, as the bufferevent
+ * does for its own. */
+static void flush(struct cairn_conn *conn)
+{
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(conn->bev) & EV_WRITE))
+        return;
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(conn->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(conn->bev, EV_WRITE);
+}
+
+/* Output went out (from flush or the bufferevent): a completed request
+ * whose bytes have all left ends; a producer waiting for the client's
+ * backlog to shrink to half of limits.stream_buffer_bytes is resumed. */
+static void output_moved(struct cairn_conn *conn)
+{
+    struct cairn_request *req = conn->req;
+    size_t left = evbuffer_get_length(bufferevent_get_output(conn->bev));
+    if (req == NULL)
+        return;
+    if (req->completed) {
+        if (left == 0)
+            request_done(conn);
+        return;
+    }
+    if (conn->want_drained && req->drained != NULL &&
+        left <= (size_t)conn->srv->cfg->limits.stream_buffer_bytes / 2) {
+        conn->want_drained = false;
+        req->drained(req->handler_ctx);
+    }
+}
+
+/* Deferred work: runs from the event loop after a handler queued output,
+ * completed a request, or a stream was aborted. */
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct cairn_conn *conn = arg;
-    if (conn->req == NULL || !conn->req->completed)
-        return;
-    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
-        request_done(conn);
+    flush(conn);
+    output_moved(conn);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -595,22 +649,12 @@ static void on_read(struct bufferevent *bev, void *arg)
     conn_process_input(arg);
 }
 
+/* The bufferevent wrote and its backlog is at most the low watermark. */
 static void on_write(struct bufferevent *bev, void *arg)
 {
-    struct cairn_conn *conn = arg;
-    struct evbuffer *out = bufferevent_get_output(bev);
-    struct cairn_request *req = conn->req;
-    if (req == NULL)
-        return;
-    if (req->completed) {
-        if (evbuffer_get_length(out) == 0)
-            request_done(conn);
-        return;
-    }
-    if (conn->want_drained && req->drained != NULL) {
-        conn->want_drained = false;
-        req->drained(req->handler_ctx);
-    }
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* all out: flush writes again */
+    output_moved(arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -717,7 +761,10 @@ static int conn_open(struct cairn_server *srv, evutil_socket_t fd)
     int64_t ms = srv->cfg->timeouts.send_idle_ms;
     struct timeval send_tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     bufferevent_set_timeouts(conn->bev, NULL, &send_tv);
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    /* Writing is enabled only while output waits for the socket (flush);
+     * a new bufferevent starts with it enabled. */
+    bufferevent_disable(conn->bev, EV_WRITE);
+    bufferevent_enable(conn->bev, EV_READ);
     conn->state = CONN_IDLE;
     /* A new connection owes us its first request within the head deadline;
      * keepalive_ms is for idleness between requests. */
