@@ -98,7 +98,8 @@ bool cairn_http_list_has_token(const char *value, const char *token);
 struct cairn_chunked {
     uint64_t max_body;    /* decoded bytes allowed in total: past it, 413 */
     size_t max_line;      /* size line or trailer line longer than this: 400 */
-    uint64_t total;       /* decoded bytes so far */
+    uint64_t total;       /* decoded bytes announced so far: counted at each size
+                             line, so a chunk past max_body is refused unread */
     uint64_t remaining;   /* data bytes left in the current chunk */
     size_t line_len;      /* bytes of the current size/trailer line */
     size_t trailer_lines; /* trailer lines read */

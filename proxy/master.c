@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <sched.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -111,6 +112,9 @@ static struct cairn_config *check_config(struct cairn_master *m, char *err, size
         return NULL;
     }
     cairn_snapshot_unref(snap);
+    /* The rules built for the check are gone; give their pages back, or
+     * the master would hold a worker's worth of heap for nothing. */
+    malloc_trim(0);
     return cfg;
 }
 

@@ -69,12 +69,17 @@ struct cairn_ngram {
     struct print prints[CAIRN_NGRAM_MAX_LANGS];
     int ids[CAIRN_NGRAM_MAX_LANGS];
     size_t nprints;
-    /* Sealed: an open-addressing table of every n-gram of every print,
-     * with its rank in each (-1: not in that print). */
-    struct gram *keys; /* owned */
-    int16_t *ranks;    /* owned: cap * nprints */
-    size_t cap;        /* power of two; 0 before seal */
+    /* Sealed: every distinct n-gram of every print, with its rank in
+     * each (-1: not in that print), found through an open-addressing
+     * table of their numbers. The prints' own arrays are then freed. */
+    struct gram *keys; /* owned: nkeys */
+    int16_t *ranks;    /* owned: nkeys * nprints */
+    size_t nkeys;
+    uint16_t *slots; /* owned: cap; 0 is empty, else 1 + the n-gram's number */
+    size_t cap;      /* power of two; 0 before seal */
 };
+
+_Static_assert(CAIRN_NGRAM_MAX_LANGS *NGRAM_TOP < UINT16_MAX, "n-gram numbers fit 16 bits");
 
 static uint32_t fnv(const char *s, size_t n)
 {
@@ -89,8 +94,11 @@ static uint32_t fnv(const char *s, size_t n)
 static size_t slot_of(const struct cairn_ngram *g, const char *s, size_t n)
 {
     size_t i = fnv(s, n) & (g->cap - 1);
-    while (g->keys[i].len != 0 && (g->keys[i].len != n || memcmp(g->keys[i].s, s, n) != 0))
-        i = (i + 1) & (g->cap - 1);
+    for (; g->slots[i] != 0; i = (i + 1) & (g->cap - 1)) {
+        const struct gram *k = &g->keys[g->slots[i] - 1];
+        if (k->len == n && memcmp(k->s, s, n) == 0)
+            break;
+    }
     return i;
 }
 
@@ -107,6 +115,7 @@ void cairn_ngram_free(struct cairn_ngram *g)
         free(g->prints[i].g);
     free(g->keys);
     free(g->ranks);
+    free(g->slots);
     free(g);
 }
 
@@ -153,25 +162,35 @@ void cairn_ngram_seal(struct cairn_ngram *g)
     size_t total = 0;
     for (size_t i = 0; i < g->nprints; i++)
         total += g->prints[i].n;
+    size_t per = g->nprints ? g->nprints : 1;
     g->cap = 16;
     while (g->cap < 2 * total)
         g->cap *= 2;
-    g->keys = cairn_calloc(g->cap, sizeof(*g->keys));
-    g->ranks = cairn_malloc(g->cap * (g->nprints ? g->nprints : 1) * sizeof(*g->ranks));
-    memset(g->ranks, 0xFF, g->cap * (g->nprints ? g->nprints : 1) * sizeof(*g->ranks));
+    g->slots = cairn_calloc(g->cap, sizeof(*g->slots));
+    g->keys = cairn_malloc((total ? total : 1) * sizeof(*g->keys));
+    g->ranks = cairn_malloc((total ? total : 1) * per * sizeof(*g->ranks));
+    memset(g->ranks, 0xFF, (total ? total : 1) * per * sizeof(*g->ranks));
+    g->nkeys = 0;
     for (size_t k = 0; k < g->nprints; k++) {
         for (size_t r = 0; r < g->prints[k].n; r++) {
             const struct gram *x = &g->prints[k].g[r];
             if (x->len == 0)
                 continue; /* an empty line holds a rank but matches nothing */
             size_t i = slot_of(g, x->s, x->len);
-            if (g->keys[i].len == 0)
-                g->keys[i] = *x;
+            if (g->slots[i] == 0) {
+                g->keys[g->nkeys] = *x;
+                g->slots[i] = (uint16_t)++g->nkeys;
+            }
             /* A repeated line: the library's sorted merge meets the
              * first (lowest rank) one. */
-            if (g->ranks[i * g->nprints + k] < 0)
-                g->ranks[i * g->nprints + k] = (int16_t)r;
+            int16_t *rank = &g->ranks[(size_t)(g->slots[i] - 1) * per + k];
+            if (*rank < 0)
+                *rank = (int16_t)r;
         }
+    }
+    for (size_t k = 0; k < g->nprints; k++) {
+        free(g->prints[k].g);
+        g->prints[k].g = NULL;
     }
 }
 
@@ -420,11 +439,11 @@ int cairn_ngram_classify(const struct cairn_ngram *g, const char *text, size_t l
     for (size_t r = top; r-- > 0;) {
         const struct entry *x = &t->e[heap_extract(&h)];
         size_t i = slot_of(g, x->s, x->len);
-        if (g->keys[i].len == 0) {
+        if (g->slots[i] == 0) {
             unknown += NGRAM_OUTPLACE;
             continue;
         }
-        const int16_t *ranks = &g->ranks[i * g->nprints];
+        const int16_t *ranks = &g->ranks[(size_t)(g->slots[i] - 1) * g->nprints];
         for (size_t k = 0; k < g->nprints; k++) {
             int32_t d = (int32_t)ranks[k] - (int32_t)r;
             dist[k] += ranks[k] < 0 ? NGRAM_OUTPLACE : d < 0 ? -d : d;
