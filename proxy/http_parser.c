@@ -76,6 +76,18 @@ const struct cairn_http_header *cairn_http_head_find(const struct cairn_http_hea
     return NULL;
 }
 
+/* Whether line[0, n) ends in " HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3). */
+static bool ends_in_version(const char *line, size_t n)
+{
+    static const char proto[] = " HTTP/";
+    size_t k = sizeof(proto) - 1;
+    if (n < k + 3)
+        return false;
+    const char *v = line + n - (k + 3);
+    return memcmp(v, proto, k) == 0 && isdigit((unsigned char)v[k]) && v[k + 1] == '.' &&
+           isdigit((unsigned char)v[k + 2]);
+}
+
 /*
  * Advance the scan over buf[p->scanned..len). @return the head length when
  * the empty line ending it has been seen, 0 when more bytes are needed, or
@@ -102,7 +114,8 @@ static ssize_t scan_head(struct cairn_http_parser *p, const char *buf, size_t le
             *errstr = "bare LF in request head";
             return -400;
         }
-        bool empty = (i - 1 == p->line_start);
+        size_t start = p->line_start; /* the line is buf[start, i - 1) */
+        bool empty = (i - 1 == start);
         p->line_start = i + 1;
         if (empty && p->lines == 0) {
             /* RFC 9112 §2.2: ignore empty lines before the request line. */
@@ -112,6 +125,13 @@ static ssize_t scan_head(struct cairn_http_parser *p, const char *buf, size_t le
         if (empty) {
             p->scanned = i + 1;
             return (ssize_t)(i + 1);
+        }
+        /* A request line that does not end in " HTTP/d.d" (HTTP/0.9, or
+         * not HTTP at all) is refused as soon as it ends: such a client
+         * never sends the blank line that would end a head. */
+        if (p->lines == 0 && !ends_in_version(buf + start, i - 1 - start)) {
+            *errstr = "malformed request line";
+            return -400;
         }
         if (++p->lines > p->max_head_lines + 1) { /* +1: the request line */
             *errstr = "too many header lines";

@@ -304,6 +304,10 @@ static const struct reject_case reject_cases[] = {
     REJ("line without colon", RL H11 "Xvalue\r\n\r\n", -400),
     REJ("double space in request line", "GET  / HTTP/1.1\r\n" H11 "\r\n", -400),
     REJ("missing version", "GET /\r\n" H11 "\r\n", -400),
+    /* Heads that never end: refused where the fault is, not at a deadline. */
+    REJ("HTTP/0.9 request line alone", "GET /v1/models\r\n", -400),
+    REJ("not HTTP, line ended", "SSH-2.0-OpenSSH_9.2\r\n", -400),
+    REJ("bare CR line ends, unterminated", "GET / HTTP/1.1\rHost: a\r", -400),
     REJ("empty version", "GET / \r\n" H11 "\r\n", -400),
     REJ("lowercase http/1.1", "GET / http/1.1\r\n" H11 "\r\n", -400),
     REJ("target without slash", "GET x HTTP/1.1\r\n" H11 "\r\n", -400),
