@@ -22,6 +22,10 @@ size_t cairn_utf8_sequence(const unsigned char *s, size_t n);
  *  sequence, or `len` when all of it is valid. */
 size_t cairn_utf8_valid(const char *text, size_t len);
 
+/** Code point `cp` (at most U+10FFFF) as UTF-8 in b[0..4).
+ *  @return its length, 1 to 4. */
+size_t cairn_utf8_encode(unsigned cp, char b[4]);
+
 /**
  * The code point at text[*i] (with *i < len), moving *i past it. A byte
  * that cannot start a sequence, or a sequence cut by `len`, moves one byte

@@ -24,6 +24,7 @@
 
 #include "alloc.h"
 #include "literals.h"
+#include "utf8.h"
 
 #define PATTERN_OPTIONS (PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_MULTILINE | PCRE2_DUPNAMES)
 
@@ -587,31 +588,6 @@ static unsigned decode(const unsigned char *s, size_t len, size_t *i)
     return cp;
 }
 
-/* Write code point cp as UTF-8 to b[0..4). @return its length. */
-static size_t encode(unsigned cp, char b[4])
-{
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    b[0] = (char)(0xF0 | (cp >> 18));
-    b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    b[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Simple case folding for the scripts whose names and number words have
  * case: ASCII, Latin-1, Latin Extended-A and Additional (Vietnamese),
  * Greek, Cyrillic; Turkish dotted capital I folds to i. */
@@ -646,7 +622,7 @@ static bool key_into(const char *s, size_t len, bool exact, char *out, size_t ou
             continue;
         }
         char b[4];
-        size_t n = encode(exact ? c : fold(c), b);
+        size_t n = cairn_utf8_encode(exact ? c : fold(c), b);
         if (o + n + 2 > outlen)
             return false;
         if (space)

@@ -22,6 +22,7 @@
 #include "literals.h"
 #include "markers.h"
 #include "pattern.h"
+#include "utf8.h"
 
 static void test_extraction_rows(void **state)
 {
@@ -122,30 +123,6 @@ static void test_search(void **state)
 
 /* ---- the PCRE2 facts ---------------------------------------------------- */
 
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Every code point from 1 up but the surrogates, each followed by a
  * newline so that a match is one code point. */
 static char *all_code_points(size_t *len)
@@ -155,7 +132,7 @@ static char *all_code_points(size_t *len)
     for (unsigned cp = 1; cp < 0x110000; cp++) {
         if (cp >= 0xD800 && cp <= 0xDFFF)
             continue;
-        o += put_utf8(s + o, cp);
+        o += cairn_utf8_encode(cp, s + o);
         s[o++] = '\n';
     }
     *len = o;
@@ -291,11 +268,11 @@ static void add_variants(struct corpus *c, const char *s)
         char ch = s[i];
         u[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch;
         if (ch == 'k')
-            o += put_utf8(v + o, 0x212A);
+            o += cairn_utf8_encode(0x212A, v + o);
         else if (ch == 's')
-            o += put_utf8(v + o, 0x17F);
+            o += cairn_utf8_encode(0x17F, v + o);
         else if (ch == 'i')
-            o += put_utf8(v + o, i % 2 ? 0x130 : 0x131);
+            o += cairn_utf8_encode(i % 2 ? 0x130 : 0x131, v + o);
         else
             v[o++] = ch;
     }
