@@ -24,10 +24,11 @@
  * and faster on the short texts that prompts are, and it is C: no C++
  * shim, no second runtime. Its fingerprints and its answers are kept, but
  * not its code: ngram.c gives the library's answers bit for bit at a
- * tenth of the cost (its fixed per-call work was most of a request's). The scripts that name their
- * language (Hangul, Kana, Han, Greek, Hebrew, Arabic, Devanagari) never reach it. Texts under
- * "min_letters" letters get no answer: a wrong marker is worse than none, and so is an answer
- * naming more than "max_candidates" languages.
+ * third to a sixth of the cost (the library's fixed per-call work was
+ * most of a request's). The scripts that name their language (Hangul,
+ * Kana, Han, Greek, Hebrew, Arabic, Devanagari) never reach it. Texts
+ * under "min_letters" letters get no answer: a wrong marker is worse than
+ * none, and so is an answer naming more than "max_candidates" languages.
  */
 #include "langid.h"
 
@@ -196,8 +197,8 @@ static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy 
 
 /* Read the textcat configuration (libexttextcat's format): its ids must be
  * taxonomy values, and each line's fingerprint is loaded for ngram.c. */
-static int check_textcat_conf(struct cairn_langid *l, const struct cairn_taxonomy *tx,
-                              const char *conf, const char *prefix, char *why, size_t whylen)
+static int load_textcat_conf(struct cairn_langid *l, const struct cairn_taxonomy *tx,
+                             const char *conf, const char *prefix, char *why, size_t whylen)
 {
     FILE *f = fopen(conf, "r");
     if (f == NULL) {
@@ -290,7 +291,7 @@ static int load_identify(struct cairn_langid *l, const struct cairn_taxonomy *tx
     snprintf(prefix, sizeof(prefix), "%s%s", fp->valuestring,
              fp->valuestring[fl - 1] == '/' ? "" : "/");
     l->ngram = cairn_ngram_new();
-    if (check_textcat_conf(l, tx, path, prefix, why, whylen) < 0)
+    if (load_textcat_conf(l, tx, path, prefix, why, whylen) < 0)
         return -1;
     cairn_ngram_seal(l->ngram);
     return 0;
