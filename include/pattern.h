@@ -1,8 +1,9 @@
 /*
  * pattern.h — the rule annotator's compiled patterns: lists of PCRE2
- * patterns from the rules files, compiled (and JIT-compiled) once at load
- * time into one regular expression per list, with placeholders that stand
- * for lists of names kept elsewhere in the data.
+ * patterns from the rules files, compiled once at load time into one
+ * regular expression per list (JIT-compiled piece by piece on first use),
+ * with placeholders that stand for lists of names kept elsewhere in the
+ * data.
  *
  * Placeholders, each at most once per pattern:
  *   {NUM}   a number: digits ("150", "1,000") or a number word ("two",
@@ -87,6 +88,12 @@ struct cairn_pattern *cairn_pattern_compile_one(const char *pattern,
                                                 const char *path, char *why, size_t whylen);
 
 void cairn_pattern_free(struct cairn_pattern *p);
+
+/** Give back the executable memory that freed lists' JIT code held: PCRE2
+ *  keeps it for the next compile otherwise. Whoever has just freed lists
+ *  (a checked configuration, a replaced snapshot) and wants the memory
+ *  back calls it; lists still in use are not affected. */
+void cairn_pattern_release_unused(void);
 
 /** Ovector pairs a match data needs for this list (NULL counts 1). */
 uint32_t cairn_pattern_groups(const struct cairn_pattern *p);

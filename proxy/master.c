@@ -34,6 +34,7 @@
 #include "alloc.h"
 #include "listen.h"
 #include "log.h"
+#include "pattern.h"
 #include "ratelimit.h"
 #include "server.h"
 #include "shm.h"
@@ -114,6 +115,7 @@ static struct cairn_config *check_config(struct cairn_master *m, char *err, size
     cairn_snapshot_unref(snap);
     /* The rules built for the check are gone; give their pages back, or
      * the master would hold a worker's worth of heap for nothing. */
+    cairn_pattern_release_unused();
     malloc_trim(0);
     return cfg;
 }
@@ -505,6 +507,10 @@ static int start(struct cairn_master *m, char *err, size_t errlen)
         return -1;
     for (size_t i = 0; i < m->nlisten; i++)
         m->ports[i] = cairn_listen_port(m->fds[i]);
+    /* What was set up since the check landed in the holes it left and
+     * made pages of them resident again; each worker gets a copy of every
+     * page the master holds at the fork, so trim once more. */
+    malloc_trim(0);
     for (unsigned i = 0; i < m->nworkers; i++) {
         m->workers[i] = (struct worker){.m = m, .index = i};
         m->workers[i].restart = evtimer_new(m->base, on_restart, &m->workers[i]);

@@ -262,7 +262,12 @@ static char *check_one(const char *pattern, const struct cairn_pattern_env *env,
 
 struct cairn_pattern {
     pcre2_code *re[PATTERN_MAX_PIECES]; /* owned */
-    int need[PATTERN_MAX_PIECES];       /* a byte every match contains, or -1 */
+    /* Machine code is made for a piece the first time a text gets past its
+     * gates (see cairn_pattern_find), not at load: JIT code is ten times
+     * the size of the compiled pattern, and the pieces of a script or of
+     * phrases the traffic never has would hold it for nothing. */
+    bool jit_tried[PATTERN_MAX_PIECES];
+    int need[PATTERN_MAX_PIECES]; /* a byte every match contains, or -1 */
     /* owned: one of these is in every match of the piece; NULL = unknown */
     struct cairn_literals *lits[PATTERN_MAX_PIECES];
     size_t n;
@@ -272,8 +277,6 @@ struct cairn_pattern {
 static void add_piece(struct cairn_pattern *p, pcre2_code *re)
 {
     uint32_t n = 0;
-    /* Without JIT the interpreter still matches correctly, only slower. */
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &n);
     if (n + 1 > p->groups)
         p->groups = n + 1;
@@ -505,6 +508,25 @@ out:
     return p;
 }
 
+/* JIT-compile piece i of `p` on its first use. The one change a match
+ * makes to a list: the lists belong to one process's snapshot and are
+ * matched from its event loop only. A few hundred microseconds at most,
+ * once per piece and process; without JIT (it failed, or PCRE2 has none)
+ * the interpreter matches the same, only slower. */
+static void jit_on_first_use(const struct cairn_pattern *p, size_t i)
+{
+    struct cairn_pattern *mut = (struct cairn_pattern *)p;
+    if (mut->jit_tried[i])
+        return;
+    mut->jit_tried[i] = true;
+    (void)pcre2_jit_compile(mut->re[i], PCRE2_JIT_COMPLETE);
+}
+
+void cairn_pattern_release_unused(void)
+{
+    pcre2_jit_free_unused_memory(NULL);
+}
+
 bool cairn_pattern_find(const struct cairn_pattern *p, const char *s, size_t len, size_t start,
                         struct cairn_match *m)
 {
@@ -519,6 +541,7 @@ bool cairn_pattern_find(const struct cairn_pattern *p, const char *s, size_t len
         /* A match lies in s[start..len), so it holds one of the literals. */
         if (p->lits[i] != NULL && !cairn_literals_any_in(p->lits[i], s + start, len - start))
             continue;
+        jit_on_first_use(p, i);
         if (pcre2_match(p->re[i], (PCRE2_SPTR)s, len, start, MATCH_OPTIONS, m->md, m->mc) < 0)
             continue;
         size_t at = pcre2_get_ovector_pointer(m->md)[0];
