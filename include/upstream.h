@@ -1,9 +1,10 @@
 /*
- * upstream.h — HTTP transfers to upstream APIs on libcurl's multi interface,
- * driven by the worker's libevent base (curl's hiperfifo pattern).
+ * upstream.h — HTTP transfers to upstream APIs, driven by the worker's
+ * libevent base: http:// ones over cairn's own HTTP/1.1 client, https://
+ * ones over libcurl's multi interface (upstream_transport.h).
  *
- * The only file that touches libcurl. Nothing here blocks: sockets and
- * timers are handed to libevent, results come back through callbacks.
+ * Nothing here blocks: sockets and timers are handed to libevent, results
+ * come back through callbacks.
  * A transfer reports its final response head once, then body bytes, then
  * exactly one `on_done`; after `on_done`, or after cairn_transfer_cancel(),
  * no callback runs again and the transfer is gone.
@@ -17,7 +18,7 @@
 #include "config.h"
 
 struct event_base;
-struct cairn_upstream; /* the worker's client: one multi handle on its loop */
+struct cairn_upstream; /* the worker's client, on its loop */
 struct cairn_endpoint; /* one configured upstream: URL, key, options */
 struct cairn_transfer;
 
@@ -50,7 +51,7 @@ struct cairn_transfer_callbacks {
     void (*on_done)(void *ctx, const char *errstr);
 };
 
-struct cairn_upstream *cairn_upstream_new(struct event_base *base, char *err, size_t errlen);
+struct cairn_upstream *cairn_upstream_new(struct event_base *base);
 /** After every endpoint of it is freed. */
 void cairn_upstream_free(struct cairn_upstream *up);
 

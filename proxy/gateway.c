@@ -20,6 +20,7 @@
 #include "annotation_cache.h"
 #include "listen.h"
 #include "log.h"
+#include "pattern.h"
 #include "proxy.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -31,6 +32,8 @@
 
 /* How often a worker brings its gauges up to date for the master. */
 #define REFRESH_MS 250
+/* A burst is over once no request has ended for this long (see on_quiet). */
+#define QUIET_MS 100
 
 struct cairn_gateway {
     cairn_config_loader load;
@@ -42,7 +45,10 @@ struct cairn_gateway {
     struct cairn_proxy proxy; /* holds the current snapshot and the public server */
     struct cairn_stats *stats;
     uint64_t generation;
-    uint64_t ended, ended_at_tick, ended_at_trim; /* requests: when to trim the heap */
+    uint64_t ended;          /* requests ended, ever */
+    uint64_t ended_at_check; /* ... when on_quiet last looked */
+    size_t conns_high;       /* most connections open since the last trim */
+    struct event *quiet;     /* armed while requests end or connections close */
 };
 
 /* The configuration the master checked last (shm.h), loaded; *version
@@ -101,29 +107,54 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     reload(arg, err, sizeof(err)); /* logs what went wrong */
 }
 
+/* A burst of requests leaves the heap grown and fragmented, and malloc
+ * keeps what is freed inside it. Once the burst is over (no request ended
+ * for QUIET_MS), the free pages go back to the system: idle connections
+ * then cost what they hold, not the burst's high water. Under steady load
+ * this only re-arms itself; after a burst it trims once. */
+static void on_quiet(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cairn_gateway *gw = arg;
+    if (gw->ended != gw->ended_at_check) {
+        gw->ended_at_check = gw->ended;
+        event_add(gw->quiet, &(struct timeval){0, QUIET_MS * 1000});
+        return;
+    }
+    cairn_pattern_release_unused(); /* a reload's old rules, once their requests ended */
+    malloc_trim(0);
+    gw->conns_high = cairn_server_connections(gw->proxy.server);
+}
+
+static void quiet_watch(struct cairn_gateway *gw)
+{
+    if (!event_pending(gw->quiet, EV_TIMEOUT, NULL)) {
+        gw->ended_at_check = gw->ended;
+        event_add(gw->quiet, &(struct timeval){0, QUIET_MS * 1000});
+    }
+}
+
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct cairn_gateway *gw = arg;
-    cairn_stats_refresh(gw->stats, cairn_server_connections(gw->proxy.server), gw->proxy.streams,
-                        gw->proxy.annotation_cache);
-    /* A burst of requests leaves the heap grown and fragmented, and malloc
-     * keeps what is freed inside it. Once a burst is over (requests ended
-     * since the last trim, none in the last interval), give the free pages
-     * back: idle connections then cost their own few KiB, not the burst's
-     * high water. Under steady load this never runs. */
-    if (gw->ended == gw->ended_at_tick && gw->ended != gw->ended_at_trim) {
-        malloc_trim(0);
-        gw->ended_at_trim = gw->ended;
-    }
-    gw->ended_at_tick = gw->ended;
+    size_t conns = cairn_server_connections(gw->proxy.server);
+    cairn_stats_refresh(gw->stats, conns, gw->proxy.streams, gw->proxy.annotation_cache);
+    /* Connections that closed since the last trim freed their memory
+     * into the heap too. */
+    if (conns > gw->conns_high)
+        gw->conns_high = conns;
+    else if (conns < gw->conns_high)
+        quiet_watch(gw);
 }
 
 static void on_request_end(const struct cairn_request *req, void *arg)
 {
     struct cairn_gateway *gw = arg;
     gw->ended++;
+    quiet_watch(gw);
     cairn_stats_request(gw->stats, req);
 }
 
@@ -167,9 +198,9 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
     }
     cairn_limiter_zone_attach(w->limiters, w->index);
     gw.stats = cairn_stats_new(w->arena);
-    gw.client = cairn_upstream_new(gw.base, err, sizeof(err));
+    gw.client = cairn_upstream_new(gw.base);
     unsigned long version = 0;
-    if (gw.client == NULL || load(&gw, &cfg, &version, err, sizeof(err)) < 0)
+    if (load(&gw, &cfg, &version, err, sizeof(err)) < 0)
         goto fail;
     gw.proxy.current = cairn_snapshot_new(&cfg, gw.client, NULL, gw.generation, err, sizeof(err));
     if (gw.proxy.current == NULL)
@@ -201,6 +232,7 @@ int cairn_gateway_run(cairn_config_loader loader, void *arg, const struct cairn_
     sigprocmask(SIG_UNBLOCK, &passed, NULL); /* blocked by the master since the fork */
     refresh = event_new(gw.base, -1, EV_PERSIST, on_refresh, &gw);
     event_add(refresh, &(struct timeval){0, REFRESH_MS * 1000});
+    gw.quiet = evtimer_new(gw.base, on_quiet, &gw);
 
     event_base_dispatch(gw.base);
     rc = 0;
@@ -213,7 +245,9 @@ out:
             event_free(signals[i]);
     if (refresh != NULL)
         event_free(refresh);
-    cairn_server_free(gw.proxy.server);   /* cancels what is still in flight */
+    cairn_server_free(gw.proxy.server); /* cancels what is still in flight */
+    if (gw.quiet != NULL)               /* after: the requests it cancels end */
+        event_free(gw.quiet);
     cairn_shadows_free(gw.proxy.shadows); /* and shadows: never waited for */
     cairn_snapshot_unref(gw.proxy.current);
     cairn_upstream_free(gw.client);

@@ -167,7 +167,7 @@ static int annotate_with_model(const struct options *opt, struct cairn_config *c
     cfg->policy.markers.annotate = CAIRN_ANNOTATE_MODEL;
     cfg->policy.annotator.fallback = CAIRN_FALLBACK_NONE;
     struct event_base *base = event_base_new();
-    struct cairn_upstream *client = base ? cairn_upstream_new(base, err, sizeof(err)) : NULL;
+    struct cairn_upstream *client = base ? cairn_upstream_new(base) : NULL;
     struct cairn_snapshot *snap =
         client ? cairn_snapshot_new(cfg, client, NULL, 1, err, sizeof(err)) : NULL;
     int rc = 1;
