@@ -50,7 +50,7 @@ static const char *const kind_names[CAIRN_LOG_KINDS] = {
 /* Started by the first cairn_log_open, in the process that serves;
  * NULL before it and after cairn_log_close. */
 static struct cairn_log_writer *writer;
-static bool content_on, experiment_on;
+static bool access_on, content_on, experiment_on;
 
 /* A log file cairn_log_open is opening. */
 struct opening {
@@ -91,10 +91,12 @@ static void undo_open(struct opening *logs, size_t n)
 int cairn_log_open(const char *access_path, const char *content_path, const char *experiment_path,
                    char *err, size_t errlen)
 {
-    if (access_path != NULL && strcmp(access_path, "-") == 0)
+    /* "-" is stderr, "off" nothing (nginx's access_log off) */
+    bool access_off = access_path != NULL && strcmp(access_path, "off") == 0;
+    if (access_path != NULL && (access_off || strcmp(access_path, "-") == 0))
         access_path = NULL;
     struct opening logs[] = {
-        [CAIRN_LOG_ACCESS] = {"access", access_path, 0640, STDERR_FILENO, false},
+        [CAIRN_LOG_ACCESS] = {"access", access_path, 0640, access_off ? -1 : STDERR_FILENO, false},
         [CAIRN_LOG_CONTENT] = {"content", content_path, 0600, -1, false},
         /* Experiment records carry prompts and answers where content is
          * logged: the file is then as private as the content log. */
@@ -117,6 +119,7 @@ int cairn_log_open(const char *access_path, const char *content_path, const char
      * are written. */
     for (size_t i = 0; i < nlogs; i++)
         cairn_log_writer_set_fd(writer, (enum cairn_log_kind)i, logs[i].fd);
+    access_on = logs[CAIRN_LOG_ACCESS].fd >= 0;
     content_on = logs[CAIRN_LOG_CONTENT].fd >= 0;
     experiment_on = logs[CAIRN_LOG_EXPERIMENT].fd >= 0;
     return 0;
@@ -126,7 +129,7 @@ void cairn_log_close(void)
 {
     cairn_log_writer_free(writer);
     writer = NULL;
-    content_on = experiment_on = false;
+    access_on = content_on = experiment_on = false;
 }
 
 bool cairn_log_content_enabled(void)
@@ -221,6 +224,8 @@ static void emit_record(enum cairn_log_kind kind, const char *fmt, ...)
 
 void cairn_log_access(const struct cairn_request *req)
 {
+    if (!access_on && writer != NULL)
+        return; /* "off" (without a writer, records go to stderr) */
     char when[32], path[sizeof(req->path) * 6 + 1];
     format_time(when, sizeof(when));
     json_escape(path, sizeof(path), req->path[0] != '\0' ? req->path : "-");

@@ -325,8 +325,8 @@ EOF
 }
 
 # start_cairn NAME MODE UPSTREAM_PORT: cairn in a mode, configuration
-# written here without "workers" (cairn runs at its default); its port in
-# $cairn_port
+# written here without "workers" (cairn runs at its default) and, like the
+# nginx targets, without an access log; its port in $cairn_port
 start_cairn() {
     local name=$1 mode=$2 up=$3 markers validation='"markers":[]' annotator='' uses=null
     cairn_port=$(free_port)
@@ -346,7 +346,7 @@ start_cairn() {
  "upstreams":{"default":{"base_url":"http://127.0.0.1:$up/v1"}$annotator},
  "annotation_cache":{"entries":0},
  "policy":{"markers":{$markers},"validation":{$validation},"annotator":{"upstream":$uses}},
- "log":{"access":"/dev/null"}}
+ "log":{"access":"off"}}
 EOF
     start "$name" "$build/cairn" serve -c "$tmp/$name.json"
     wait_listen "$started" "$cairn_port" "$name"

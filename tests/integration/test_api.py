@@ -2,12 +2,13 @@
 ids and the access log."""
 
 import json
+import os
 import posixpath
 import urllib.parse
 
 from harness import (CANARY, CHAT_BODY, COMPLETION, REQUEST_ID_RE, assert_error,
-                     assert_status, build_request, chat_body, check, new_key, start_gateway,
-                     start_upstream)
+                     assert_status, build_request, chat_body, check, metrics, new_key,
+                     start_gateway, start_upstream, wait_for)
 
 
 def gateway():
@@ -453,6 +454,22 @@ def test_stderr_access_log_has_no_prompt():
                                        if r.get("type") == "access") == [200, 415],
                    what="both access records on stderr with log.access \"-\"")
     check(MARKER not in gw.stderr_text(), "prompt text appeared on stderr")
+
+
+def test_access_log_off_writes_no_record_and_metrics_still_count():
+    """log.access "off" is nothing: no record on stderr, no file named
+    "off" where cairn runs; /metrics still counts every request."""
+    check(not os.path.exists("off"), "a file named off is in the way")
+    up = start_upstream()
+    gw = start_gateway(up, log={"access": "off"})
+    for _ in range(3):
+        assert_status(gw.chat(chat_body()), 200)
+    check(wait_for(lambda: sum(v for labels, v in metrics(gw).series("cairn_requests_total")
+                               if labels.get("status") == "200") == 3, 3.0),
+          "requests not counted with the access log off")
+    check(gw.stop() == 0, "cairn did not exit 0")
+    check('"type":"access"' not in gw.stderr_text(), "an access record with log.access \"off\"")
+    check(not os.path.exists("off"), "log.access \"off\" was opened as a file")
 
 
 def test_models_subpath_is_proxied():
