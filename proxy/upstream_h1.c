@@ -622,6 +622,19 @@ static int chunk_size(struct cairn_transfer *t, const char *line, size_t n)
     return TAKEN_ALL;
 }
 
+/* A line of a head, or of trailers: together they may take s->left
+ * bytes more. @return as take_line. */
+static int take_head_line(struct cairn_h1_state *s, const char *data, size_t len, size_t *at,
+                          const char **line, size_t *n)
+{
+    size_t start = *at;
+    int got = take_line(s, data, len, at, HEAD_MAX, line, n);
+    if (got < 0 || *at - start > s->left)
+        return -1;
+    s->left -= *at - start;
+    return got;
+}
+
 /*
  * Read the answer from data[0..len): *used says how far it got. Body bytes
  * go to upstream.c as they come, without a copy.
@@ -633,7 +646,7 @@ static int take(struct cairn_transfer *t, const char *data, size_t len, size_t *
     int rc = TAKEN_ALL;
     while (rc == TAKEN_ALL && s->phase != P_DONE && at < len) {
         const char *line;
-        size_t n, start = at;
+        size_t n;
         int got;
         switch (s->phase) {
         case P_LENGTH:
@@ -652,10 +665,9 @@ static int take(struct cairn_transfer *t, const char *data, size_t len, size_t *
                 s->phase = s->phase == P_LENGTH ? P_DONE : P_CHUNK_END;
             break;
         case P_HEAD:
-            got = take_line(s, data, len, &at, HEAD_MAX, &line, &n);
-            if (got < 0 || at - start > s->left)
+            got = take_head_line(s, data, len, &at, &line, &n);
+            if (got < 0)
                 return malformed(t);
-            s->left -= at - start;
             if (got == 0)
                 break;
             rc = !s->in_block ? status_line(t, line, n)
@@ -682,10 +694,9 @@ static int take(struct cairn_transfer *t, const char *data, size_t len, size_t *
             }
             break;
         case P_TRAILERS:
-            got = take_line(s, data, len, &at, HEAD_MAX, &line, &n);
-            if (got < 0 || at - start > s->left)
+            got = take_head_line(s, data, len, &at, &line, &n);
+            if (got < 0)
                 return malformed(t);
-            s->left -= at - start;
             if (got > 0) {
                 /* not kept, but checked for the key like the head */
                 if (n == 0)
