@@ -37,7 +37,7 @@ struct evdns_getaddrinfo_request;
 
 struct cairn_upstream {
     struct event_base *base;
-    struct cairn_curl_client *curl; /* https transfers */
+    struct cairn_curl_client *curl; /* https transfers; made with the first https endpoint */
     struct cairn_h1_client *h1;     /* http transfers */
 };
 
