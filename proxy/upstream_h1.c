@@ -168,8 +168,14 @@ void cairn_h1_client_free(struct cairn_h1_client *c)
         return;
     while (c->idle_head != NULL)
         conn_close(c->idle_head);
-    if (c->dns != NULL)
+    if (c->dns != NULL) {
+        /* libevent finishes a lookup that a transfer cancelled in a
+         * callback of the loop, and frees it there: let those run (every
+         * transfer is gone, nothing of this client is left on the loop),
+         * or a worker that stops during a lookup leaks it. */
+        event_base_loop(c->base, EVLOOP_NONBLOCK);
         evdns_base_free(c->dns, 0);
+    }
     free(c);
 }
 
