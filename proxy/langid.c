@@ -32,6 +32,7 @@
  */
 #include "langid.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ struct script_rule {
 struct cairn_langid {
     struct script_rule rules[LANGID_MAX_RULES];
     size_t nrules;
+    unsigned min_letter;       /* the smallest of any rule's letters: most text is below it */
     struct cairn_ngram *ngram; /* owned; NULL when no rule asks for n-grams */
     size_t min_letters, max_bytes, max_candidates;
     char ids[LANGID_MAX_IDS][CAIRN_MARKER_VALUE_MAX]; /* textcat ids = lang values */
@@ -174,7 +176,10 @@ static int load_script_rule(struct cairn_langid *l, const struct cairn_taxonomy 
                 snprintf(why, whylen, "%s.letters: at most %d letters", path, LANGID_MAX_LETTERS);
                 return -1;
             }
-            rule->letters[rule->nletters++] = cairn_utf8_next(letters->valuestring, n, &i);
+            unsigned cp = cairn_utf8_next(letters->valuestring, n, &i);
+            rule->letters[rule->nletters++] = cp;
+            if (cp < l->min_letter)
+                l->min_letter = cp;
         }
     }
     const cJSON *lang = cJSON_GetObjectItemCaseSensitive(r, "lang");
@@ -302,6 +307,7 @@ struct cairn_langid *cairn_langid_load(const struct cairn_taxonomy *tx, const cJ
                                        size_t errlen)
 {
     struct cairn_langid *l = cairn_calloc(1, sizeof(*l));
+    l->min_letter = UINT_MAX;
     char why[512], path[64];
     const cJSON *scripts = cJSON_GetObjectItemCaseSensitive(root, "scripts");
     bool library = false;
@@ -360,7 +366,7 @@ const char *cairn_langid_identify(const struct cairn_langid *l, const char *text
             continue;
         counts[sc]++;
         letters++;
-        for (size_t r = 0; r < l->nrules; r++)
+        for (size_t r = 0; cp >= l->min_letter && r < l->nrules; r++)
             for (size_t k = 0; k < l->rules[r].nletters; k++)
                 hits[r] += l->rules[r].letters[k] == cp;
     }

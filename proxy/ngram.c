@@ -53,52 +53,65 @@
 #define NGRAM_OUTPLACE 400 /* the distance of an n-gram a fingerprint lacks */
 #define NGRAM_BUCKETS  (1u << 13)
 #define NGRAM_MAX_CAND 5
+#define NGRAM_LANES    16 /* languages scored at once */
 
-struct gram {
-    char s[NGRAM_BYTES + 1];
-    uint8_t len;
+/* An n-gram as a key: its bytes, zero-padded. A text holds no NUL, so
+ * the padding tells the length, and two n-grams are equal when their
+ * three words are; most (ASCII) fit the first. */
+struct key {
+    uint64_t w[3];
 };
 
-/* One fingerprint file as read: its n-grams in rank order. */
+_Static_assert(NGRAM_BYTES <= sizeof(struct key), "an n-gram fits a key");
+
+static bool key_eq(const struct key *a, const struct key *b)
+{
+    return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2];
+}
+
+static uint32_t key_hash(const struct key *k)
+{
+    uint64_t h = k->w[0] * 0x9E3779B97F4A7C15u ^ k->w[1] * 0xC2B2AE3D27D4EB4Fu ^
+                 k->w[2] * 0x165667B19E3779F9u;
+    return (uint32_t)(h >> 32);
+}
+
+/* One fingerprint file as read: its n-grams in rank order (an all-zero
+ * key for a line that holds a rank but matches nothing). */
 struct print {
-    struct gram *g;
+    struct key *g;
     size_t n;
 };
+
+/* Sixteen languages' ranks of one n-gram, and the arithmetic on them. */
+typedef int16_t rank16 __attribute__((vector_size(32)));
+typedef int32_t dist16 __attribute__((vector_size(64)));
 
 struct cairn_ngram {
     struct print prints[CAIRN_NGRAM_MAX_LANGS];
     int ids[CAIRN_NGRAM_MAX_LANGS];
     size_t nprints;
-    /* Sealed: every distinct n-gram of every print, with its rank in
-     * each (-1: not in that print), found through an open-addressing
-     * table of their numbers. The prints' own arrays are then freed. */
-    struct gram *keys; /* owned: nkeys */
-    int16_t *ranks;    /* owned: nkeys * nprints */
-    size_t nkeys;
+    /* Sealed: every distinct n-gram of every print, found through an
+     * open-addressing table of their numbers, each with its rank in each
+     * print (-1: not in that print) in rows of `lanes` ranks, the prints
+     * padded to a multiple of NGRAM_LANES with "not in it". The prints'
+     * own arrays are then freed. */
+    struct key *keys; /* owned: nkeys */
+    int16_t *ranks;   /* owned: nkeys * lanes */
+    size_t nkeys, lanes;
     uint16_t *slots; /* owned: cap; 0 is empty, else 1 + the n-gram's number */
     size_t cap;      /* power of two; 0 before seal */
 };
 
 _Static_assert(CAIRN_NGRAM_MAX_LANGS *NGRAM_TOP < UINT16_MAX, "n-gram numbers fit 16 bits");
+_Static_assert(CAIRN_NGRAM_MAX_LANGS % NGRAM_LANES == 0, "lanes cover every print");
 
-static uint32_t fnv(const char *s, size_t n)
+/* The slot of k in the sealed table, or the empty slot it would take. */
+static size_t slot_of(const struct cairn_ngram *g, const struct key *k)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
-/* The slot of s[0..n) in the sealed table, or the empty slot it would
- * take. */
-static size_t slot_of(const struct cairn_ngram *g, const char *s, size_t n)
-{
-    size_t i = fnv(s, n) & (g->cap - 1);
-    for (; g->slots[i] != 0; i = (i + 1) & (g->cap - 1)) {
-        const struct gram *k = &g->keys[g->slots[i] - 1];
-        if (k->len == n && memcmp(k->s, s, n) == 0)
-            break;
-    }
+    size_t i = key_hash(k) & (g->cap - 1);
+    while (g->slots[i] != 0 && !key_eq(&g->keys[g->slots[i] - 1], k))
+        i = (i + 1) & (g->cap - 1);
     return i;
 }
 
@@ -148,9 +161,7 @@ int cairn_ngram_add(struct cairn_ngram *g, const char *path, int id, char *why, 
         size_t n = strlen(s);
         if (n > NGRAM_BYTES)
             continue;
-        memcpy(p->g[p->n].s, s, n + 1);
-        p->g[p->n].len = (uint8_t)n;
-        p->n++;
+        memcpy(&p->g[p->n++], s, n); /* zero-padded: calloc */
     }
     fclose(f);
     g->ids[g->nprints++] = id;
@@ -162,28 +173,31 @@ void cairn_ngram_seal(struct cairn_ngram *g)
     size_t total = 0;
     for (size_t i = 0; i < g->nprints; i++)
         total += g->prints[i].n;
-    size_t per = g->nprints ? g->nprints : 1;
+    g->lanes = (g->nprints + NGRAM_LANES - 1) / NGRAM_LANES * NGRAM_LANES;
+    if (g->lanes == 0)
+        g->lanes = NGRAM_LANES;
     g->cap = 16;
     while (g->cap < 2 * total)
         g->cap *= 2;
     g->slots = cairn_calloc(g->cap, sizeof(*g->slots));
     g->keys = cairn_malloc((total ? total : 1) * sizeof(*g->keys));
-    g->ranks = cairn_malloc((total ? total : 1) * per * sizeof(*g->ranks));
-    memset(g->ranks, 0xFF, (total ? total : 1) * per * sizeof(*g->ranks));
+    g->ranks = cairn_malloc((total ? total : 1) * g->lanes * sizeof(*g->ranks));
+    memset(g->ranks, 0xFF, (total ? total : 1) * g->lanes * sizeof(*g->ranks));
     g->nkeys = 0;
+    static const struct key none;
     for (size_t k = 0; k < g->nprints; k++) {
         for (size_t r = 0; r < g->prints[k].n; r++) {
-            const struct gram *x = &g->prints[k].g[r];
-            if (x->len == 0)
+            const struct key *x = &g->prints[k].g[r];
+            if (key_eq(x, &none))
                 continue; /* an empty line holds a rank but matches nothing */
-            size_t i = slot_of(g, x->s, x->len);
+            size_t i = slot_of(g, x);
             if (g->slots[i] == 0) {
                 g->keys[g->nkeys] = *x;
                 g->slots[i] = (uint16_t)++g->nkeys;
             }
             /* A repeated line: the library's sorted merge meets the
              * first (lowest rank) one. */
-            int16_t *rank = &g->ranks[(size_t)(g->slots[i] - 1) * per + k];
+            int16_t *rank = &g->ranks[(size_t)(g->slots[i] - 1) * g->lanes + k];
             if (*rank < 0)
                 *rank = (int16_t)r;
         }
@@ -262,78 +276,70 @@ static size_t char_len(const char *s)
     return n;
 }
 
-/* The library's bucket hash: signed chars, seeded with the length in
- * characters. */
-static uint32_t bucket_of(const char *s, size_t nbytes, int chars)
-{
-    uint32_t h = (uint32_t)chars * 13u;
-    for (size_t i = 0; i < nbytes; i++)
-        h = (h << 5) - h + (uint32_t)(int32_t)(signed char)s[i];
-    return h & (NGRAM_BUCKETS - 1);
-}
-
-struct entry {
-    char s[NGRAM_BYTES + 1];
-    uint8_t len;
-    uint32_t cnt;
-    int32_t next; /* in the bucket's chain, newest first */
-};
-
 /* The library's hash table, without its cost: a bucket's head is only
  * read once the bucket is marked used, so nothing is zeroed but the
  * bitmap (1 KB rather than 64 KB), and the walk in bucket order skips
  * empty words of the bitmap 64 buckets at a time. */
+struct entry {
+    struct key k;
+    uint32_t cnt;
+    int32_t next; /* in the bucket's chain, newest first */
+};
+
+#define SMALL_ENTRIES 1400 /* on the stack: enough for max_bytes 256 */
+
 struct counts {
     uint64_t used[NGRAM_BUCKETS / 64];
     int32_t heads[NGRAM_BUCKETS];
     struct entry *e;
-    size_t n, cap;
+    size_t n;
 };
 
-static void count(struct counts *t, const char *s, size_t nbytes, int chars)
+static void count(struct counts *t, const struct key *k, uint32_t b)
 {
-    uint32_t b = bucket_of(s, nbytes, chars);
     if (!(t->used[b / 64] & (UINT64_C(1) << (b % 64)))) {
         t->used[b / 64] |= UINT64_C(1) << (b % 64);
         t->heads[b] = -1;
     }
-    for (int32_t k = t->heads[b]; k >= 0; k = t->e[k].next)
-        if (t->e[k].len == nbytes && memcmp(t->e[k].s, s, nbytes) == 0) {
-            t->e[k].cnt++;
+    for (int32_t i = t->heads[b]; i >= 0; i = t->e[i].next)
+        if (key_eq(&t->e[i].k, k)) {
+            t->e[i].cnt++;
             return;
         }
-    if (t->n == t->cap) {
-        t->cap = t->cap * 2 + 64;
-        t->e = cairn_realloc(t->e, t->cap * sizeof(*t->e));
-    }
     struct entry *x = &t->e[t->n];
-    memcpy(x->s, s, nbytes);
-    x->s[nbytes] = '\0';
-    x->len = (uint8_t)nbytes;
+    x->k = *k;
     x->cnt = 1;
     x->next = t->heads[b];
     t->heads[b] = (int32_t)t->n++;
 }
 
-/* Every n-gram of the prepared text p, counted. */
+/* Every n-gram of the prepared text p, counted: from each character on,
+ * the n-grams of 1 to 5 characters, built a character at a time. The
+ * library's bucket hash of an n-gram of `chars` characters and bytes
+ * b[0..m) is chars*13*31^m + sum b[j]*31^(m-1-j) (signed bytes, 32-bit),
+ * so its second term and the power grow with the n-gram. */
 static void count_all(struct counts *t, const char *p)
 {
-    char n[NGRAM_BYTES + 1];
     size_t at = 0;
     for (;;) {
+        /* The key is built in registers: bytes stored one by one and read
+         * back as words would stall every store-to-load forwarding. */
+        struct key n = {{0, 0, 0}};
+        uint32_t poly = 0, pow = 1;
+        size_t m = 0;
         const char *q = p + at;
-        size_t d = char_len(q), m = d;
-        memcpy(n, q, d);
-        q += d;
-        count(t, n, m, 1);
-        if (*q == '\0')
-            return;
-        for (int i = 2; i <= NGRAM_CHARS; i++) {
-            d = char_len(q);
-            memcpy(n + m, q, d);
-            m += d;
-            count(t, n, m, i);
-            if (*q == '_')
+        for (int chars = 1; chars <= NGRAM_CHARS; chars++) {
+            size_t d = char_len(q);
+            for (size_t j = 0; j < d; j++, m++) {
+                unsigned char c = (unsigned char)q[j];
+                n.w[m / 8] |= (uint64_t)c << (m % 8 * 8);
+                poly = poly * 31u + (uint32_t)(int32_t)(signed char)c;
+                pow *= 31u;
+            }
+            count(t, &n, ((uint32_t)chars * 13u * pow + poly) & (NGRAM_BUCKETS - 1));
+            /* After the first character, an extension ends with a "_";
+             * the whole count ends where an extension meets the end. */
+            if (chars > 1 && *q == '_')
                 break;
             q += d;
             if (*q == '\0')
@@ -343,18 +349,20 @@ static void count_all(struct counts *t, const char *p)
     }
 }
 
-/* The library's min-heap on counts, on entry numbers. */
-struct heap {
-    int32_t v[NGRAM_TOP];
-    size_t size;
-    const struct entry *e;
+/* The library's min-heap on counts. */
+struct slot {
+    uint32_t cnt;
+    int32_t e; /* entry number */
 };
 
-#define CNT(h, k) ((h)->e[(h)->v[k]].cnt)
+struct heap {
+    struct slot v[NGRAM_TOP];
+    size_t size;
+};
 
 static void swap(struct heap *h, size_t a, size_t b)
 {
-    int32_t t = h->v[a];
+    struct slot t = h->v[a];
     h->v[a] = h->v[b];
     h->v[b] = t;
 }
@@ -363,7 +371,7 @@ static void sift_up(struct heap *h, size_t child)
 {
     while (child > 0) {
         size_t parent = (child - 1) >> 1;
-        if (!(CNT(h, parent) > CNT(h, child)))
+        if (!(h->v[parent].cnt > h->v[child].cnt))
             return;
         swap(h, parent, child);
         child = parent;
@@ -374,9 +382,9 @@ static void sift_down(struct heap *h, size_t size, size_t parent)
 {
     size_t child = parent * 2 + 1;
     while (child < size) {
-        if (child + 1 < size && CNT(h, child) > CNT(h, child + 1))
+        if (child + 1 < size && h->v[child].cnt > h->v[child + 1].cnt)
             child++;
-        if (!(CNT(h, parent) > CNT(h, child)))
+        if (!(h->v[parent].cnt > h->v[child].cnt))
             return;
         swap(h, parent, child);
         parent = child;
@@ -384,27 +392,42 @@ static void sift_down(struct heap *h, size_t size, size_t parent)
     }
 }
 
-static void heap_insert(struct heap *h, int32_t k)
+static void heap_insert(struct heap *h, const struct entry *e, int32_t k)
 {
+    struct slot s = {e[k].cnt, k};
     if (h->size < NGRAM_TOP) {
-        h->v[h->size] = k;
+        h->v[h->size] = s;
         sift_up(h, h->size);
         h->size++;
         return;
     }
-    if (h->e[k].cnt < CNT(h, 0))
+    if (s.cnt < h->v[0].cnt)
         return;
-    h->v[0] = k;
+    h->v[0] = s;
     sift_down(h, h->size, 0);
 }
 
 static int32_t heap_extract(struct heap *h)
 {
-    int32_t top = h->v[0];
+    int32_t top = h->v[0].e;
     h->v[0] = h->v[h->size - 1];
     sift_down(h, h->size, 0); /* as the library: before the size shrinks */
     h->size--;
     return top;
+}
+
+/* Add the out-of-place distance of the text's n-gram of rank r to sixteen
+ * languages' sums at once: |rank - r|, or 400 where the language lacks
+ * it. */
+static void add_distance16(dist16 *sum, const int16_t *ranks, int32_t r)
+{
+    rank16 raw;
+    memcpy(&raw, ranks, sizeof(raw));
+    dist16 rank = __builtin_convertvector(raw, dist16);
+    dist16 d = rank - r;
+    dist16 sign = d >> 31;
+    dist16 lacks = rank >> 31; /* -1 where the rank is -1 */
+    *sum += (((d ^ sign) - sign) & ~lacks) | (NGRAM_OUTPLACE & lacks);
 }
 
 int cairn_ngram_classify(const struct cairn_ngram *g, const char *text, size_t len, size_t limit,
@@ -416,43 +439,43 @@ int cairn_ngram_classify(const struct cairn_ngram *g, const char *text, size_t l
     char *buf = limit + 3 <= sizeof(small) ? small : cairn_malloc(limit + 3);
     prepare(text, len, limit, buf);
 
-    struct counts *t = cairn_malloc(sizeof(*t));
-    memset(t->used, 0, sizeof(t->used));
-    t->n = 0;
-    t->cap = 5 * (limit + 2) + 8;
-    t->e = cairn_malloc(t->cap * sizeof(*t->e));
-    count_all(t, buf);
+    /* At most 5 n-grams start at each of the limit + 2 kept bytes. */
+    struct counts t;
+    struct entry small_e[SMALL_ENTRIES];
+    size_t most = 5 * (limit + 2) + 8;
+    memset(t.used, 0, sizeof(t.used));
+    t.n = 0;
+    t.e = most <= SMALL_ENTRIES ? small_e : cairn_malloc(most * sizeof(*t.e));
+    count_all(&t, buf);
 
-    struct heap h = {.size = 0, .e = t->e};
+    struct heap h = {.size = 0};
     for (size_t w = 0; w < NGRAM_BUCKETS / 64; w++)
-        for (uint64_t bits = t->used[w]; bits != 0; bits &= bits - 1) {
+        for (uint64_t bits = t.used[w]; bits != 0; bits &= bits - 1) {
             size_t b = w * 64 + (size_t)__builtin_ctzll(bits);
-            for (int32_t k = t->heads[b]; k >= 0; k = t->e[k].next)
-                heap_insert(&h, k);
+            for (int32_t k = t.heads[b]; k >= 0; k = t.e[k].next)
+                heap_insert(&h, t.e, k);
         }
 
     /* An n-gram no fingerprint has (most of a text's) costs every
      * language the same: counted once, added at the end. */
-    int32_t dist[CAIRN_NGRAM_MAX_LANGS] = {0};
+    dist16 acc[CAIRN_NGRAM_MAX_LANGS / NGRAM_LANES] = {0};
+    size_t groups = g->lanes / NGRAM_LANES;
     int32_t unknown = 0;
-    size_t top = h.size;
-    for (size_t r = top; r-- > 0;) {
-        const struct entry *x = &t->e[heap_extract(&h)];
-        size_t i = slot_of(g, x->s, x->len);
+    for (size_t r = h.size; r-- > 0;) {
+        size_t i = slot_of(g, &t.e[heap_extract(&h)].k);
         if (g->slots[i] == 0) {
             unknown += NGRAM_OUTPLACE;
             continue;
         }
-        const int16_t *ranks = &g->ranks[(size_t)(g->slots[i] - 1) * g->nprints];
-        for (size_t k = 0; k < g->nprints; k++) {
-            int32_t d = (int32_t)ranks[k] - (int32_t)r;
-            dist[k] += ranks[k] < 0 ? NGRAM_OUTPLACE : d < 0 ? -d : d;
-        }
+        const int16_t *ranks = &g->ranks[(size_t)(g->slots[i] - 1) * g->lanes];
+        for (size_t x = 0; x < groups; x++)
+            add_distance16(&acc[x], ranks + x * NGRAM_LANES, (int32_t)r);
     }
+    int32_t dist[CAIRN_NGRAM_MAX_LANGS];
     for (size_t k = 0; k < g->nprints; k++)
-        dist[k] += unknown;
-    free(t->e);
-    free(t);
+        dist[k] = acc[k / NGRAM_LANES][k % NGRAM_LANES] + unknown;
+    if (t.e != small_e)
+        free(t.e);
     if (buf != small)
         free(buf);
 
