@@ -11,6 +11,8 @@
 void *cairn_malloc(size_t n);
 void *cairn_calloc(size_t count, size_t size);
 void *cairn_realloc(void *p, size_t n);
+/** n bytes aligned to `align` (a power of two that divides n); free() frees. */
+void *cairn_aligned_alloc(size_t align, size_t n);
 char *cairn_strdup(const char *s);
 char *cairn_strndup(const char *s, size_t n);
 

@@ -37,6 +37,14 @@ void *cairn_realloc(void *p, size_t n)
     return q;
 }
 
+void *cairn_aligned_alloc(size_t align, size_t n)
+{
+    void *p = aligned_alloc(align, n ? n : align);
+    if (p == NULL)
+        out_of_memory(n);
+    return p;
+}
+
 char *cairn_strndup(const char *s, size_t n)
 {
     char *p = cairn_malloc(n + 1);

@@ -92,13 +92,13 @@ struct cairn_ngram {
     int ids[CAIRN_NGRAM_MAX_LANGS];
     size_t nprints;
     /* Sealed: every distinct n-gram of every print, found through an
-     * open-addressing table of their numbers, each with its rank in each
-     * print (-1: not in that print) in rows of `lanes` ranks, the prints
-     * padded to a multiple of NGRAM_LANES with "not in it". The prints'
-     * own arrays are then freed. */
-    struct key *keys; /* owned: nkeys */
-    int16_t *ranks;   /* owned: nkeys * lanes */
-    size_t nkeys, lanes;
+     * open-addressing table of their numbers, each in a row of its own
+     * that holds its key and then its rank in each print (-1: not in that
+     * print), the prints padded to a multiple of NGRAM_LANES with "not in
+     * it"; a row is whole cache lines, so that a lookup on a cold cache
+     * costs the slot and one line. The prints' own arrays are then freed. */
+    unsigned char *rows; /* owned: nkeys rows of `row` bytes, 64-aligned */
+    size_t nkeys, lanes, row;
     uint16_t *slots; /* owned: cap; 0 is empty, else 1 + the n-gram's number */
     size_t cap;      /* power of two; 0 before seal */
 };
@@ -106,11 +106,21 @@ struct cairn_ngram {
 _Static_assert(CAIRN_NGRAM_MAX_LANGS *NGRAM_TOP < UINT16_MAX, "n-gram numbers fit 16 bits");
 _Static_assert(CAIRN_NGRAM_MAX_LANGS % NGRAM_LANES == 0, "lanes cover every print");
 
+static struct key *row_key(const struct cairn_ngram *g, size_t n)
+{
+    return (struct key *)(g->rows + n * g->row);
+}
+
+static int16_t *row_ranks(const struct cairn_ngram *g, size_t n)
+{
+    return (int16_t *)(g->rows + n * g->row + sizeof(struct key));
+}
+
 /* The slot of k in the sealed table, or the empty slot it would take. */
 static size_t slot_of(const struct cairn_ngram *g, const struct key *k)
 {
     size_t i = key_hash(k) & (g->cap - 1);
-    while (g->slots[i] != 0 && !key_eq(&g->keys[g->slots[i] - 1], k))
+    while (g->slots[i] != 0 && !key_eq(row_key(g, g->slots[i] - 1u), k))
         i = (i + 1) & (g->cap - 1);
     return i;
 }
@@ -126,8 +136,7 @@ void cairn_ngram_free(struct cairn_ngram *g)
         return;
     for (size_t i = 0; i < g->nprints; i++)
         free(g->prints[i].g);
-    free(g->keys);
-    free(g->ranks);
+    free(g->rows);
     free(g->slots);
     free(g);
 }
@@ -180,9 +189,9 @@ void cairn_ngram_seal(struct cairn_ngram *g)
     while (g->cap < 2 * total)
         g->cap *= 2;
     g->slots = cairn_calloc(g->cap, sizeof(*g->slots));
-    g->keys = cairn_malloc((total ? total : 1) * sizeof(*g->keys));
-    g->ranks = cairn_malloc((total ? total : 1) * g->lanes * sizeof(*g->ranks));
-    memset(g->ranks, 0xFF, (total ? total : 1) * g->lanes * sizeof(*g->ranks));
+    g->row = (sizeof(struct key) + g->lanes * sizeof(int16_t) + 63) / 64 * 64;
+    g->rows = cairn_aligned_alloc(64, (total ? total : 1) * g->row);
+    memset(g->rows, 0xFF, (total ? total : 1) * g->row);
     g->nkeys = 0;
     static const struct key none;
     for (size_t k = 0; k < g->nprints; k++) {
@@ -192,12 +201,12 @@ void cairn_ngram_seal(struct cairn_ngram *g)
                 continue; /* an empty line holds a rank but matches nothing */
             size_t i = slot_of(g, x);
             if (g->slots[i] == 0) {
-                g->keys[g->nkeys] = *x;
+                *row_key(g, g->nkeys) = *x;
                 g->slots[i] = (uint16_t)++g->nkeys;
             }
             /* A repeated line: the library's sorted merge meets the
              * first (lowest rank) one. */
-            int16_t *rank = &g->ranks[(size_t)(g->slots[i] - 1) * g->lanes + k];
+            int16_t *rank = &row_ranks(g, g->slots[i] - 1u)[k];
             if (*rank < 0)
                 *rank = (int16_t)r;
         }
@@ -467,7 +476,7 @@ int cairn_ngram_classify(const struct cairn_ngram *g, const char *text, size_t l
             unknown += NGRAM_OUTPLACE;
             continue;
         }
-        const int16_t *ranks = &g->ranks[(size_t)(g->slots[i] - 1) * g->lanes];
+        const int16_t *ranks = row_ranks(g, g->slots[i] - 1u);
         for (size_t x = 0; x < groups; x++)
             add_distance16(&acc[x], ranks + x * NGRAM_LANES, (int32_t)r);
     }
