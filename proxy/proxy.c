@@ -874,23 +874,30 @@ static void forward(struct proxy_call *call, const char *path, char *body, size_
     struct cairn_request *req = call->req;
     const struct cairn_http_head *head = &req->head;
     const char *lines[MAX_FORWARDED_HEADERS + 3];
-    char *owned[MAX_FORWARDED_HEADERS + 3];
-    size_t n = 0;
+    const struct cairn_http_header *pass[MAX_FORWARDED_HEADERS];
+    size_t n = 0, bytes = 0;
 
     for (size_t i = 0; i < head->nheaders && n < MAX_FORWARDED_HEADERS; i++) {
         const struct cairn_http_header *h = &head->headers[i];
         if (in_list(request_header_denylist, h->name) || h->value_len == 0 ||
             named_by_connection(head, h->name))
             continue;
-        size_t sz = h->name_len + h->value_len + 3;
-        owned[n] = cairn_malloc(sz);
-        snprintf(owned[n], sz, "%s: %s", h->name, h->value);
-        lines[n] = owned[n];
-        n++;
+        pass[n++] = h;
+        bytes += h->name_len + h->value_len + 3;
     }
-    size_t nowned = n;
-    char idline[CAIRN_REQUEST_ID_MAX + 16];
-    snprintf(idline, sizeof(idline), "X-Request-Id: %s", req->id);
+    /* "Name: value" lines, all in one block. */
+    char *block = cairn_malloc(bytes + 1), *at = block;
+    for (size_t i = 0; i < n; i++) {
+        lines[i] = at;
+        memcpy(at, pass[i]->name, pass[i]->name_len);
+        at += pass[i]->name_len;
+        *at++ = ':';
+        *at++ = ' ';
+        memcpy(at, pass[i]->value, pass[i]->value_len + 1); /* with its NUL */
+        at += pass[i]->value_len + 1;
+    }
+    char idline[CAIRN_REQUEST_ID_MAX + 16] = "X-Request-Id: ";
+    memcpy(idline + 14, req->id, strnlen(req->id, CAIRN_REQUEST_ID_MAX) + 1);
     lines[n++] = idline;
     if (body != NULL)
         lines[n++] = "Content-Type: application/json";
@@ -901,8 +908,7 @@ static void forward(struct proxy_call *call, const char *path, char *body, size_
     req->handler_ctx = call;
     call->transfer = cairn_transfer_start(call->tenant->backend->endpoint, path, lines, body, len,
                                           &transfer_callbacks, call);
-    for (size_t i = 0; i < nowned; i++)
-        free(owned[i]);
+    free(block);
 }
 
 /* "/v1/chat/completions" → "/chat/completions" (+ "?query"): the base URL
