@@ -42,13 +42,22 @@ size_t cairn_literals_count(const struct cairn_literals *l);
  *  scripts only, 3 both. */
 int cairn_literals_family(const struct cairn_literals *l);
 
-/** Index the literals by first byte for cairn_literals_any_in; call once
- *  the set is complete (an unsealed set is searched the slow way). */
+/** Prepare the set for cairn_literals_any_in; call once it is complete
+ *  (an unsealed set is taken to be in every text). */
 void cairn_literals_seal(struct cairn_literals *l);
 
-/** Whether s[0..len) contains one of the literals, caselessly as PCRE2
- *  compares ASCII letters. */
-bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t len);
+/** Whether s[start..len) contains one of the literals, caselessly as PCRE2
+ *  compares ASCII letters. The text is read once into an index kept for
+ *  the next calls on the same content (the last few texts are kept, and
+ *  found again by their bytes, never by the pointer alone), so that the
+ *  many sets checked against one text cost a look-up per literal, not a
+ *  pass over the text each. Not thread-safe: a process's rules are matched
+ *  from its event loop only. */
+bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t len, size_t start);
+
+/** Drop the texts kept indexed (their copies are wiped) and give their
+ *  memory back: a worker calls it once traffic pauses. */
+void cairn_literals_forget(void);
 
 /** "a|b|c" (lower case, sorted as extracted), for tests; "" for NULL. */
 void cairn_literals_print(const struct cairn_literals *l, char *out, size_t outlen);

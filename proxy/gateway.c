@@ -19,6 +19,7 @@
 
 #include "annotation_cache.h"
 #include "listen.h"
+#include "literals.h"
 #include "log.h"
 #include "pattern.h"
 #include "proxy.h"
@@ -123,6 +124,7 @@ static void on_quiet(evutil_socket_t fd, short what, void *arg)
         return;
     }
     cairn_pattern_release_unused(); /* a reload's old rules, once their requests ended */
+    cairn_literals_forget();        /* the texts the last requests' rules read */
     malloc_trim(0);
     gw->conns_high = cairn_server_connections(gw->proxy.server);
 }

@@ -33,11 +33,10 @@
 struct cairn_literals {
     char **s; /* owned, lower case */
     size_t n;
-    /* Sealed: literal numbers by first byte, bucket b in by[at[b]..at[b+1]) */
-    uint16_t *by; /* owned */
-    uint16_t at[257];
-    bool start[256];                   /* text bytes a literal may start at */
-    bool any_wide, any_cyr, any_greek; /* ANY_WIDE, ANY_CYR, ANY_GREEK are there */
+    /* Sealed: how each literal is looked up (see search), those by pair
+     * first: probe[0..npairs) */
+    struct probe *probe; /* owned */
+    size_t npairs;
     bool sealed;
 };
 
@@ -58,7 +57,7 @@ void cairn_literals_free(struct cairn_literals *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->s[i]);
     free(l->s);
-    free(l->by);
+    free(l->probe);
     free(l);
 }
 
@@ -521,44 +520,19 @@ struct cairn_literals *cairn_literals_of(const char *pattern)
     return l;
 }
 
-void cairn_literals_seal(struct cairn_literals *l)
-{
-    if (l == NULL || l->n > UINT16_MAX)
-        return;
-    free(l->by);
-    l->by = cairn_malloc((l->n ? l->n : 1) * sizeof(*l->by));
-    size_t o = 0;
-    for (unsigned b = 0; b < 256; b++) {
-        l->at[b] = (uint16_t)o;
-        for (size_t k = 0; k < l->n; k++)
-            if ((unsigned char)l->s[k][0] == b)
-                l->by[o++] = (uint16_t)k;
-    }
-    l->at[256] = (uint16_t)o;
-    memset(l->start, 0, sizeof(l->start));
-    for (size_t k = 0; k < l->n; k++) {
-        unsigned char c = (unsigned char)l->s[k][0];
-        if (strcmp(l->s[k], ANY_WIDE) == 0) {
-            l->any_wide = true;
-            memset(l->start + 0x80, 1, 0x80);
-        } else if (strcmp(l->s[k], ANY_CYR) == 0) {
-            l->any_cyr = true;
-            memset(l->start + 0xD0, 1, 5);
-            l->start[0xE1] = true;
-        } else if (strcmp(l->s[k], ANY_GREEK) == 0) {
-            l->any_greek = true;
-            memset(l->start + 0xCD, 1, 3);
-            l->start[0xC2] = l->start[0xE1] = l->start[0xE2] = true;
-        }
-        l->start[c] = true;
-        if (c >= 'a' && c <= 'z')
-            l->start[c - 32] = true;
-        l->start[0xE2] |= c == 'k';
-        l->start[0xC5] |= c == 's';
-        l->start[0xC4] |= c == 'i';
-    }
-    l->sealed = true;
-}
+/* ---- search ------------------------------------------------------------
+ *
+ * Dozens of lists run over one text per request, each in a few pieces with
+ * their own literals: looking for each piece's literals along the text
+ * would read the text once per piece. Instead the text is read once into
+ * an index (struct text_index) that lists, for every key, the positions
+ * where it occurs, and a piece's check is one look-up per literal, most
+ * of them ending at an empty key. A literal's key is its first two bytes
+ * (hashed), or its one byte, or its marker; in the text, a position's keys
+ * are made of the first bytes of the character there and of the next one,
+ * folded as match_at() compares them. The index only proposes positions:
+ * match_at() (or the marker's own test) decides, bounded by the end the
+ * caller gave, so the answer is the one a scan of every byte would give. */
 
 /* Does literal `lit` (lower case) start at u[i], caselessly? The three
  * non-ASCII characters that match an ASCII letter are taken for it. */
@@ -599,55 +573,328 @@ static bool greek_at(const unsigned char *u, size_t len, size_t i)
            (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x84 && u[i + 2] == 0xA6);
 }
 
-/* Does the one-byte marker literal m stand for what starts at u[i]? */
-static bool marker_at(unsigned char m, const unsigned char *u, size_t len, size_t i)
+/* The first byte a literal has where the character at u[i] matches it,
+ * and in `*width` how many bytes that character takes: an ASCII letter in
+ * lower case, the Kelvin sign, the long s and the Turkish i as the letters
+ * match_at() takes them for, any other byte as itself. The one case where
+ * match_at() would also take u[i] as itself, a literal byte 0xC4, 0xC5 or
+ * 0xE2, cannot arise: non-ASCII literals are characters of the caseless
+ * scripts (non_ascii()), none of which is written with those bytes. */
+static unsigned folded_at(const unsigned char *u, size_t len, size_t i, size_t *width)
 {
-    return u[i] >= 0x80 && (m == 0x80                          ? true
-                            : m == (unsigned char)ANY_CYR[0]   ? cyrillic_at(u, len, i)
-                            : m == (unsigned char)ANY_GREEK[0] ? greek_at(u, len, i)
-                                                               : false);
-}
-
-/* The literals' first byte that text byte c may stand for. */
-static unsigned first_of(unsigned char c, unsigned char next)
-{
+    unsigned char c = u[i];
+    *width = 1;
     if (c >= 'A' && c <= 'Z')
         return c + 32u;
-    if (c == 0xE2 && next == 0x84)
+    if (c == 0xE2 && i + 3 <= len && u[i + 1] == 0x84 && u[i + 2] == 0xAA) {
+        *width = 3;
         return 'k';
-    if (c == 0xC5 && next == 0xBF)
+    }
+    if (c == 0xC5 && i + 2 <= len && u[i + 1] == 0xBF) {
+        *width = 2;
         return 's';
-    if (c == 0xC4 && (next == 0xB0 || next == 0xB1))
+    }
+    if (c == 0xC4 && i + 2 <= len && (u[i + 1] == 0xB0 || u[i + 1] == 0xB1)) {
+        *width = 2;
         return 'i';
+    }
     return c;
 }
 
-bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t len)
+/* The keys of the index: a folded ASCII byte (where one-byte literals are
+ * looked up), the three markers, then the pairs, hashed into 2^bits
+ * buckets (a bucket's positions may hold other pairs: match_at() sorts
+ * them out). */
+#define KEY_WIDE    0x80 /* every byte from 0x80 up */
+#define KEY_CYR     0x81 /* where cyrillic_at() holds */
+#define KEY_GREEK   0x82 /* where greek_at() holds */
+#define KEY_PAIR(h) (0x83u + (h))
+
+/* A pair's hash; its top `bits` bits are its bucket. */
+static uint32_t pair_hash(unsigned pair)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    if (!l->sealed) {
-        for (size_t i = 0; i < len; i++)
-            for (size_t k = 0; k < l->n; k++)
-                if ((l->s[k][1] == '\0' && (unsigned char)l->s[k][0] >= 0x80)
-                        ? marker_at((unsigned char)l->s[k][0], u, len, i)
-                        : match_at((const unsigned char *)l->s[k], u, len, i))
-                    return true;
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (!l->start[u[i]])
+    return (uint32_t)pair * 2654435761u;
+}
+
+/* How a literal is looked up: by the hashes of its first two bytes and
+ * of its first three (the first two again for a two-byte literal), or by
+ * its key. */
+struct probe {
+    uint32_t hash_or_key, seen_hash;
+    const unsigned char *s; /* the literal (owned by the set) */
+};
+
+void cairn_literals_seal(struct cairn_literals *l)
+{
+    if (l == NULL)
+        return;
+    free(l->probe);
+    l->probe = cairn_malloc((l->n ? l->n : 1) * sizeof(*l->probe));
+    size_t pairs = 0, other = l->n;
+    for (size_t k = 0; k < l->n; k++) {
+        const unsigned char *u = (const unsigned char *)l->s[k];
+        if (u[1] != '\0') {
+            unsigned pair = (unsigned)u[0] << 8 | u[1];
+            l->probe[pairs++] = (struct probe){
+                pair_hash(pair), pair_hash(u[2] != '\0' ? pair << 8 | u[2] : pair), u};
             continue;
-        if (u[i] >= 0x80 && (l->any_wide || (l->any_cyr && cyrillic_at(u, len, i)) ||
-                             (l->any_greek && greek_at(u, len, i))))
+        }
+        uint32_t key = strcmp(l->s[k], ANY_WIDE) == 0    ? KEY_WIDE
+                       : strcmp(l->s[k], ANY_CYR) == 0   ? KEY_CYR
+                       : strcmp(l->s[k], ANY_GREEK) == 0 ? KEY_GREEK
+                                                         : u[0];
+        l->probe[--other] = (struct probe){key, 0, u};
+    }
+    l->npairs = pairs;
+    l->sealed = true;
+}
+
+/* One text (or a window of one) read for literal look-ups. */
+struct text_index {
+    /* Which text it was built from: base[from..from + n), copied to
+     * text[] so that a later call can be told to be on the same content
+     * (a pointer alone may have been freed and reused since). */
+    const char *base;
+    size_t from, n;
+    unsigned char *text; /* owned */
+    /* The pairs' hashes, cut to `bits` bits, are buckets of positions; the
+     * hashes of pairs and of triples (the first three bytes), cut to
+     * `seen_bits` (more), are bits of seen[]: whether one with that hash
+     * is in the text at all. Most literals' first three bytes are not,
+     * which that one bit tells. */
+    unsigned bits, seen_bits;
+    uint64_t *seen; /* owned */
+    /* Positions in text[], grouped by key and rising within one: key k
+     * holds at[first[k]..first[k + 1]). */
+    uint32_t *at;    /* owned */
+    uint32_t *first; /* owned */
+    size_t text_cap, at_cap, first_cap, seen_cap;
+    unsigned long used; /* when it was last looked up, for replacing the oldest */
+};
+
+/* Texts kept indexed: a request's rules alternate between a few texts
+ * (the prompt, its system part, the answer, a code block). */
+#define INDEX_KEPT 4
+/* Bytes indexed at once: a longer text is looked up in windows that
+ * overlap by more than a match of the longest literal can take (three
+ * bytes a character: the Kelvin sign), so that each match lies whole in
+ * one window and the memory an index holds stays bounded. */
+#define INDEX_WINDOW  (64u << 10)
+#define INDEX_OVERLAP (4 * LIT_MAX_LEN)
+
+static struct text_index kept[INDEX_KEPT];
+static unsigned long index_clock;
+
+static void mark_seen(const struct text_index *ix, uint64_t *seen, uint32_t hash)
+{
+    uint32_t bit = hash >> (32 - ix->seen_bits);
+    seen[bit >> 6] |= (uint64_t)1 << (bit & 63);
+}
+
+/* The keys of position i of u[0..n): at most four; and the hashes of its
+ * pair and triple, where it has them, marked in seen[] unless NULL. */
+static size_t keys_at(const struct text_index *ix, const unsigned char *u, size_t n, size_t i,
+                      uint32_t key[4], uint64_t *seen)
+{
+    size_t k = 0, w = 1, w2 = 1, w3;
+    unsigned c = u[i], pair, third = 0;
+    if (c < 0x80 && i + 2 < n && u[i + 1] < 0x80 && u[i + 2] < 0x80) {
+        /* ASCII, as most of most texts: no folded_at() */
+        unsigned d = u[i + 1], e = u[i + 2];
+        c |= (c - 'A' < 26u) << 5;
+        key[k++] = c;
+        pair = c << 8 | d | (d - 'A' < 26u) << 5;
+        third = e | (e - 'A' < 26u) << 5;
+    } else {
+        if (c >= 0x80) {
+            key[k++] = KEY_WIDE;
+            if (cyrillic_at(u, n, i))
+                key[k++] = KEY_CYR;
+            if (greek_at(u, n, i))
+                key[k++] = KEY_GREEK;
+            if (c < 0xC0)
+                return k; /* inside a character: no literal starts there */
+        }
+        c = folded_at(u, n, i, &w);
+        if (c < 0x80)
+            key[k++] = c;
+        if (i + w >= n)
+            return k;
+        pair = c << 8 | folded_at(u, n, i + w, &w2);
+        if (i + w + w2 < n)
+            third = folded_at(u, n, i + w + w2, &w3);
+    }
+    uint32_t h = pair_hash(pair);
+    key[k++] = KEY_PAIR(h >> (32 - ix->bits));
+    if (seen != NULL) {
+        mark_seen(ix, seen, h);
+        if (third != 0)
+            mark_seen(ix, seen, pair_hash(pair << 8 | third));
+    }
+    return k;
+}
+
+static void *grow(void *p, size_t *cap, size_t want, size_t size)
+{
+    if (want <= *cap)
+        return p;
+    *cap = want;
+    return cairn_realloc(p, want * size);
+}
+
+/* Index s[from..from + n) into ix: a counting sort of the positions by
+ * key, filled from the last position down so that each key's positions
+ * come out rising. Two buckets a byte keep most short; 64 bits of seen[]
+ * a byte, most of them clear. */
+static void index_build(struct text_index *ix, const char *s, size_t from, size_t n)
+{
+    ix->text = grow(ix->text, &ix->text_cap, n, 1);
+    memcpy(ix->text, s + from, n);
+    ix->base = s;
+    ix->from = from;
+    ix->n = n;
+    ix->bits = 6;
+    while (ix->bits < 16 && (1u << ix->bits) < 2 * n)
+        ix->bits++;
+    ix->seen_bits = ix->bits + 5;
+    size_t keys = KEY_PAIR(1u << ix->bits), words = (size_t)1 << (ix->seen_bits - 6);
+    ix->first = grow(ix->first, &ix->first_cap, keys + 1, sizeof(*ix->first));
+    memset(ix->first, 0, (keys + 1) * sizeof(*ix->first));
+    ix->seen = grow(ix->seen, &ix->seen_cap, words, sizeof(*ix->seen));
+    memset(ix->seen, 0, words * sizeof(*ix->seen));
+    uint32_t key[4];
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = keys_at(ix, ix->text, n, i, key, ix->seen); k-- > 0;)
+            ix->first[key[k]]++;
+    uint32_t total = 0;
+    for (size_t k = 0; k < keys; k++)
+        ix->first[k] = total += ix->first[k]; /* now where each key ends */
+    ix->first[keys] = total;
+    ix->at = grow(ix->at, &ix->at_cap, total ? total : 1, sizeof(*ix->at));
+    for (size_t i = n; i-- > 0;)
+        for (size_t k = keys_at(ix, ix->text, n, i, key, NULL); k-- > 0;)
+            ix->at[--ix->first[key[k]]] = (uint32_t)i;
+}
+
+/* Does kept[k] hold s[start..len)? Then *off is where s[start] is in its
+ * text[]: built from the same pointer over a wider span, or from a copy
+ * of the same bytes; either way the bytes decide. */
+static bool index_holds(const struct text_index *ix, const char *s, size_t start, size_t len,
+                        size_t *off)
+{
+    if (ix->base == s && ix->from <= start && len <= ix->from + ix->n)
+        *off = start - ix->from;
+    else if (ix->n == len - start)
+        *off = 0;
+    else
+        return false;
+    return memcmp(ix->text + *off, s + start, len - start) == 0;
+}
+
+/* The index of s[start..len), and in *off where s[start] is in its
+ * text[]: the one used last if it holds it (the common case: one list's
+ * pieces after another on one text), another kept one, else the one used
+ * least lately, rebuilt. */
+static const struct text_index *index_of(const char *s, size_t start, size_t len, size_t *off)
+{
+    static struct text_index *last = &kept[0];
+    if (index_holds(last, s, start, len, off)) {
+        last->used = ++index_clock;
+        return last;
+    }
+    struct text_index *old = &kept[0];
+    for (size_t k = 0; k < INDEX_KEPT; k++) {
+        if (kept[k].used < old->used)
+            old = &kept[k];
+        if (&kept[k] != last && index_holds(&kept[k], s, start, len, off)) {
+            last = &kept[k];
+            last->used = ++index_clock;
+            return last;
+        }
+    }
+    index_build(old, s, start, len - start);
+    old->used = ++index_clock;
+    *off = 0;
+    last = old;
+    return old;
+}
+
+void cairn_literals_forget(void)
+{
+    for (size_t k = 0; k < INDEX_KEPT; k++) {
+        struct text_index *ix = &kept[k];
+        if (ix->text != NULL)
+            explicit_bzero(ix->text, ix->text_cap); /* a prompt or an answer */
+        free(ix->text);
+        free(ix->seen);
+        free(ix->at);
+        free(ix->first);
+        *ix = (struct text_index){.used = 0};
+    }
+}
+
+/* Where key's positions from `from` on start in at[]. */
+static size_t first_from(const struct text_index *ix, uint32_t key, size_t from)
+{
+    size_t lo = ix->first[key], hi = ix->first[key + 1];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->at[mid] < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Does the probe's literal (or marker) start at one of key's positions in
+ * text[from..to)? Cyrillic and Greek are tested again against `to`, which
+ * may cut a character the index saw whole. */
+static bool probe_in(const struct probe *p, uint32_t key, const struct text_index *ix, size_t from,
+                     size_t to)
+{
+    const unsigned char *u = ix->text;
+    for (size_t x = first_from(ix, key, from); x < ix->first[key + 1] && ix->at[x] < to; x++) {
+        size_t i = ix->at[x];
+        if (key == KEY_WIDE    ? true
+            : key == KEY_CYR   ? cyrillic_at(u, to, i)
+            : key == KEY_GREEK ? greek_at(u, to, i)
+                               : match_at(p->s, u, to, i))
             return true;
-        unsigned b = first_of(u[i], i + 1 < len ? u[i + 1] : 0);
-        for (size_t x = l->at[b]; x < l->at[b + 1]; x++)
-            if (match_at((const unsigned char *)l->s[l->by[x]], u, len, i))
-                return true;
-        if (b != u[i]) /* an upper-case letter or a special: also as itself */
-            for (size_t x = l->at[u[i]]; x < l->at[u[i] + 1]; x++)
-                if (match_at((const unsigned char *)l->s[l->by[x]], u, len, i))
-                    return true;
+    }
+    return false;
+}
+
+/* Does one of the literals occur in text[from..to) of the index? */
+static bool any_in_index(const struct cairn_literals *l, const struct text_index *ix, size_t from,
+                         size_t to)
+{
+    unsigned seen_shift = 32 - ix->seen_bits, bucket_shift = 32 - ix->bits;
+    for (size_t k = 0; k < l->npairs; k++) {
+        uint32_t bit = l->probe[k].seen_hash >> seen_shift;
+        if ((ix->seen[bit >> 6] >> (bit & 63) & 1) &&
+            probe_in(&l->probe[k], KEY_PAIR(l->probe[k].hash_or_key >> bucket_shift), ix, from, to))
+            return true;
+    }
+    for (size_t k = l->npairs; k < l->n; k++) {
+        uint32_t key = l->probe[k].hash_or_key;
+        if (ix->first[key] != ix->first[key + 1] && probe_in(&l->probe[k], key, ix, from, to))
+            return true;
+    }
+    return false;
+}
+
+bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t len, size_t start)
+{
+    if (!l->sealed)
+        return true; /* not looked for: the piece runs */
+    for (size_t at = start; at < len; at += INDEX_WINDOW - INDEX_OVERLAP) {
+        size_t end = len - at > INDEX_WINDOW ? at + INDEX_WINDOW : len, off;
+        const struct text_index *ix = index_of(s, at, end, &off);
+        if (any_in_index(l, ix, off, off + (end - at)))
+            return true;
+        if (end == len)
+            break;
     }
     return false;
 }

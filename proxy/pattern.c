@@ -539,7 +539,7 @@ bool cairn_pattern_find(const struct cairn_pattern *p, const char *s, size_t len
         if (p->need[i] >= 0 && memchr(s + start, p->need[i], len - start) == NULL)
             continue;
         /* A match lies in s[start..len), so it holds one of the literals. */
-        if (p->lits[i] != NULL && !cairn_literals_any_in(p->lits[i], s + start, len - start))
+        if (p->lits[i] != NULL && !cairn_literals_any_in(p->lits[i], s, len, start))
             continue;
         jit_on_first_use(p, i);
         if (pcre2_match(p->re[i], (PCRE2_SPTR)s, len, start, MATCH_OPTIONS, m->md, m->mc) < 0)

@@ -90,34 +90,242 @@ static void test_search(void **state)
     struct cairn_literals *l = cairn_literals_of("(?:risk|this)");
     assert_non_null(l);
     cairn_literals_seal(l);
-    assert_true(cairn_literals_any_in(l, LIT("a RISK")));
-    assert_true(cairn_literals_any_in(l, LIT("ri\xc5\xbf\xe2\x84\xaa"))); /* riſK */
-    assert_true(cairn_literals_any_in(l, LIT("TH\xc4\xb0S")));            /* THİS */
-    assert_false(cairn_literals_any_in(l, LIT("thus rick")));
-    assert_false(cairn_literals_any_in(l, LIT("ris")));
-    assert_false(cairn_literals_any_in(l, LIT("ri\xc5\xbf"))); /* riſ */
+    assert_true(cairn_literals_any_in(l, LIT("a RISK"), 0));
+    assert_true(cairn_literals_any_in(l, LIT("ri\xc5\xbf\xe2\x84\xaa"), 0)); /* riſK */
+    assert_true(cairn_literals_any_in(l, LIT("TH\xc4\xb0S"), 0));            /* THİS */
+    assert_false(cairn_literals_any_in(l, LIT("thus rick"), 0));
+    assert_false(cairn_literals_any_in(l, LIT("ris"), 0));
+    assert_false(cairn_literals_any_in(l, LIT("ri\xc5\xbf"), 0)); /* riſ */
     cairn_literals_free(l);
     /* A Cyrillic word needs some Cyrillic character (Cyrillic
      * Extended-C included), a Greek one some Greek character, another
      * cased non-ASCII one any non-ASCII character. */
     l = cairn_literals_of("переведи");
     cairn_literals_seal(l);
-    assert_true(cairn_literals_any_in(l, LIT("\xd0\x9f\xd0\xb5"))); /* Пе */
-    assert_true(cairn_literals_any_in(l, LIT("x\xe1\xb2\x80")));    /* U+1C80 */
-    assert_false(cairn_literals_any_in(l, LIT("caf\xc3\xa9")));     /* café */
-    assert_false(cairn_literals_any_in(l, LIT("perevedi")));
+    assert_true(cairn_literals_any_in(l, LIT("\xd0\x9f\xd0\xb5"), 0)); /* Пе */
+    assert_true(cairn_literals_any_in(l, LIT("x\xe1\xb2\x80"), 0));    /* U+1C80 */
+    assert_false(cairn_literals_any_in(l, LIT("caf\xc3\xa9"), 0));     /* café */
+    assert_false(cairn_literals_any_in(l, LIT("perevedi"), 0));
     cairn_literals_free(l);
     l = cairn_literals_of("μετάφρασε");
     cairn_literals_seal(l);
-    assert_true(cairn_literals_any_in(l, LIT("\xce\xbc")));     /* μ */
-    assert_true(cairn_literals_any_in(l, LIT("1 \xc2\xb5m")));  /* micro sign */
-    assert_true(cairn_literals_any_in(l, LIT("\xe2\x84\xa6"))); /* ohm sign */
-    assert_false(cairn_literals_any_in(l, LIT("\xd0\x9f caf\xc3\xa9")));
+    assert_true(cairn_literals_any_in(l, LIT("\xce\xbc"), 0));     /* μ */
+    assert_true(cairn_literals_any_in(l, LIT("1 \xc2\xb5m"), 0));  /* micro sign */
+    assert_true(cairn_literals_any_in(l, LIT("\xe2\x84\xa6"), 0)); /* ohm sign */
+    assert_false(cairn_literals_any_in(l, LIT("\xd0\x9f caf\xc3\xa9"), 0));
     cairn_literals_free(l);
     l = cairn_literals_of("(?:É|é)");
     cairn_literals_seal(l);
-    assert_true(cairn_literals_any_in(l, LIT("\xe2\x80\x94"))); /* an em dash will do */
-    assert_false(cairn_literals_any_in(l, LIT("E e")));
+    assert_true(cairn_literals_any_in(l, LIT("\xe2\x80\x94"), 0)); /* an em dash will do */
+    assert_false(cairn_literals_any_in(l, LIT("E e"), 0));
+    cairn_literals_free(l);
+}
+
+/* ---- the search against a scan of every byte ------------------------- */
+
+/* What cairn_literals_any_in must answer, the slow way: does a literal
+ * (lower case; "<non-ascii>", "<cyrillic>", "<greek>" for the markers)
+ * start at some byte of s[start..len)? The rules of literals.h, written
+ * out again. */
+static bool ref_at(const char *lit, const unsigned char *u, size_t len, size_t i)
+{
+    if (strcmp(lit, "<non-ascii>") == 0)
+        return u[i] >= 0x80;
+    if (strcmp(lit, "<cyrillic>") == 0)
+        return (u[i] >= 0xD0 && u[i] <= 0xD4) ||
+               (u[i] == 0xE1 && i + 2 < len && u[i + 1] == 0xB2 && u[i + 2] <= 0x88);
+    if (strcmp(lit, "<greek>") == 0)
+        return (u[i] >= 0xCD && u[i] <= 0xCF) ||
+               (u[i] == 0xC2 && i + 1 < len && u[i + 1] == 0xB5) ||
+               (u[i] == 0xE1 && i + 1 < len && u[i + 1] >= 0xBC && u[i + 1] <= 0xBF) ||
+               (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x84 && u[i + 2] == 0xA6);
+    for (const unsigned char *l = (const unsigned char *)lit; *l != '\0'; l++) {
+        if (i < len && (u[i] >= 'A' && u[i] <= 'Z' ? u[i] + 32 : u[i]) == *l)
+            i++;
+        else if (*l == 'k' && i + 3 <= len && !memcmp(u + i, "\xe2\x84\xaa", 3))
+            i += 3;
+        else if (*l == 's' && i + 2 <= len && !memcmp(u + i, "\xc5\xbf", 2))
+            i += 2;
+        else if (*l == 'i' && i + 2 <= len && u[i] == 0xC4 &&
+                 (u[i + 1] == 0xB0 || u[i + 1] == 0xB1))
+            i += 2;
+        else
+            return false;
+    }
+    return true;
+}
+
+static bool ref_any_in(const char *printed, const char *s, size_t len, size_t start)
+{
+    char buf[1024], *save = NULL;
+    snprintf(buf, sizeof(buf), "%s", printed);
+    for (char *lit = strtok_r(buf, "|", &save); lit; lit = strtok_r(NULL, "|", &save))
+        for (size_t i = start; i < len; i++)
+            if (ref_at(lit, (const unsigned char *)s, len, i))
+                return true;
+    return false;
+}
+
+/* Random texts of the characters that matter (ASCII in both cases, the
+ * look-alikes of k, s and i, Cyrillic, Greek and its look-alikes, CJK,
+ * accented Latin), searched from every start and cut at every end, against
+ * the scan of every byte. */
+static void test_search_matches_scan(void **state)
+{
+    (void)state;
+    static const char *const patterns[] = {
+        "(?:risk|this|is)", "(?:word|words?)\\b", "(?:k|s|i)",         "sky|blue|x",
+        "переведи|rewrite", "μετάφρασε",          "(?:É|é)|ink",       "翻译成|字以内|kiss",
+        "(?:ab|b|sis|kk)",  "\\(note\\)|a\\.b",   "in\\s+{NUM}\\s*wo", "(?:[a-z]k|s{2}|i)",
+    };
+    static const char *const pieces[] = {
+        "a",
+        "b",
+        "k",
+        "K",
+        "s",
+        "S",
+        "i",
+        "I",
+        "r",
+        "w",
+        "o",
+        "d",
+        " ",
+        ".",
+        "(",
+        ")",
+        "\xe2\x84\xaa" /* K */,
+        "\xc5\xbf" /* ſ */,
+        "\xc4\xb0" /* İ */,
+        "\xc4\xb1" /* ı */,
+        "\xd0\x9f" /* П */,
+        "\xe1\xb2\x80" /* U+1C80 */,
+        "\xce\xbc" /* μ */,
+        "\xc2\xb5" /* µ */,
+        "\xe2\x84\xa6" /* Ω */,
+        "\xe1\xbc\x80" /* ἀ */,
+        "\xe5\xad\x97" /* 字 */,
+        "\xe7\xbf\xbb\xe8\xaf\x91\xe6\x88\x90" /* 翻译成 */,
+        "\xc3\xa9" /* é */,
+        "\xe2\x80\x94" /* — */,
+        "risk",
+        "THIS",
+        "word",
+        "Sky",
+        "BLUE",
+        "nk",
+        "ss",
+        "sis",
+    };
+    srand(7);
+    char printed[1024], text[256];
+    size_t n = 0, answers = 0;
+    rows_begin();
+    for (size_t p = 0; p < NELEM(patterns); p++) {
+        struct cairn_literals *l = cairn_literals_of(patterns[p]);
+        assert_non_null(l);
+        cairn_literals_seal(l);
+        cairn_literals_print(l, printed, sizeof(printed));
+        for (int round = 0; round < 150; round++) {
+            size_t len = 0;
+            for (int k = rand() % 12; k > 0; k--) {
+                const char *piece = pieces[rand() % NELEM(pieces)];
+                memcpy(text + len, piece, strlen(piece));
+                len += strlen(piece);
+            }
+            for (size_t start = 0; start <= len; start++) {
+                for (size_t end = start; end <= len; end++) {
+                    bool want = ref_any_in(printed, text, end, start);
+                    bool got = cairn_literals_any_in(l, text, end, start);
+                    answers++;
+                    if (!check(got == want, patterns[p], "[%s] in \"%.*s\" [%zu..%zu): %d, want %d",
+                               printed, (int)len, text, start, end, got, want))
+                        break;
+                }
+            }
+            n++;
+        }
+        cairn_literals_free(l);
+    }
+    print_message("    %zu texts, %zu answers compared\n", n, answers);
+    rows_end();
+}
+
+/* The index is kept for the next calls: one made for a text must never
+ * answer for another text at the same address, nor for its old content. */
+static void test_search_same_pointer_new_content(void **state)
+{
+    (void)state;
+    struct cairn_literals *l = cairn_literals_of("(?:risk|this)");
+    cairn_literals_seal(l);
+    char buf[64];
+    snprintf(buf, sizeof(buf), "a risk here");
+    assert_true(cairn_literals_any_in(l, buf, strlen(buf), 0));
+    assert_true(cairn_literals_any_in(l, buf, strlen(buf), 2));
+    assert_false(cairn_literals_any_in(l, buf, strlen(buf), 3)); /* past its start */
+    assert_false(cairn_literals_any_in(l, buf, 5, 0));           /* cut before its end */
+    memcpy(buf + 2, "rusk", 4);                                  /* same length, same place */
+    assert_false(cairn_literals_any_in(l, buf, strlen(buf), 0));
+    memcpy(buf + 2, "RI\xc5\xbf\xe2\x84\xaa", 7); /* RIſK, longer */
+    buf[9] = '\0';
+    assert_true(cairn_literals_any_in(l, buf, strlen(buf), 0));
+    /* The same bytes at another address are the same text. */
+    char copy[64];
+    memcpy(copy, buf, sizeof(copy));
+    assert_true(cairn_literals_any_in(l, copy, strlen(copy), 0));
+    copy[2] = 'x';
+    assert_false(cairn_literals_any_in(l, copy, strlen(copy), 0));
+    assert_true(cairn_literals_any_in(l, buf, strlen(buf), 0));
+    /* Many texts in turn: more than are kept indexed. */
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < 9; k++) {
+            char t[32];
+            snprintf(t, sizeof(t), "%*sTHIS %d", k, "", k);
+            check(cairn_literals_any_in(l, t, strlen(t), 0), "turns", "text %d", k);
+            check(!cairn_literals_any_in(l, t, strlen(t), (size_t)k + 1), "turns", "text %d", k);
+        }
+    /* Forgotten texts are read again, the same. */
+    cairn_literals_forget();
+    assert_true(cairn_literals_any_in(l, buf, strlen(buf), 0));
+    cairn_literals_forget();
+    assert_false(cairn_literals_any_in(l, copy, strlen(copy), 0));
+    cairn_literals_free(l);
+}
+
+/* A long text is indexed in overlapping windows: a literal, written with
+ * the three-byte Kelvin sign, is found wherever it lies across their
+ * edges, and only from where it starts. */
+static void test_search_long_text(void **state)
+{
+    (void)state;
+    /* The longest literal kept: 48 letters, 144 bytes as Kelvin signs. */
+    enum { LETTERS = 48 };
+    char pattern[LETTERS + 1];
+    memset(pattern, 'k', LETTERS);
+    pattern[LETTERS] = '\0';
+    struct cairn_literals *l = cairn_literals_of(pattern);
+    cairn_literals_seal(l);
+    char printed[128];
+    cairn_literals_print(l, printed, sizeof(printed));
+    assert_string_equal(printed, pattern);
+    size_t len = 300 << 10, lit = 3 * LETTERS;
+    char *text = malloc(len);
+    rows_begin();
+    for (size_t at = (64 << 10) - 400; at < (64 << 10) + 100; at += 13) {
+        memset(text, 'x', len);
+        for (size_t k = 0; k < LETTERS; k++)
+            memcpy(text + at + 3 * k, "\xe2\x84\xaa", 3);
+        char row[32];
+        snprintf(row, sizeof(row), "at %zu", at);
+        check(cairn_literals_any_in(l, text, len, 0), row, "not found");
+        check(cairn_literals_any_in(l, text, len, at), row, "not found from its start");
+        check(!cairn_literals_any_in(l, text, len, at + 3), row, "found past its start");
+        check(cairn_literals_any_in(l, text, at + lit, 0), row, "not found up to its end");
+        check(!cairn_literals_any_in(l, text, at + lit - 1, 0), row, "found cut short");
+    }
+    rows_end();
+    free(text);
     cairn_literals_free(l);
 }
 
@@ -497,8 +705,13 @@ static void test_annotator_alike(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_extraction_rows),      cmocka_unit_test(test_search),
-        cmocka_unit_test(test_pcre2_caseless_facts), cmocka_unit_test(test_rule_lists_match_alike),
+        cmocka_unit_test(test_extraction_rows),
+        cmocka_unit_test(test_search),
+        cmocka_unit_test(test_search_matches_scan),
+        cmocka_unit_test(test_search_same_pointer_new_content),
+        cmocka_unit_test(test_search_long_text),
+        cmocka_unit_test(test_pcre2_caseless_facts),
+        cmocka_unit_test(test_rule_lists_match_alike),
         cmocka_unit_test(test_annotator_alike),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
