@@ -57,6 +57,9 @@ int cairn_log_open(const char *access_path, const char *content_path, const char
  * straight to stderr and the other logs are off. */
 void cairn_log_close(void);
 
+/** Whether access records are written (anything a record alone carries
+ *  need not be worked out otherwise). */
+bool cairn_log_access_enabled(void);
 bool cairn_log_content_enabled(void);
 bool cairn_log_experiment_enabled(void);
 

@@ -132,6 +132,11 @@ void cairn_log_close(void)
     access_on = content_on = experiment_on = false;
 }
 
+bool cairn_log_access_enabled(void)
+{
+    return access_on || writer == NULL; /* without a writer, records go to stderr */
+}
+
 bool cairn_log_content_enabled(void)
 {
     return content_on;
@@ -224,8 +229,8 @@ static void emit_record(enum cairn_log_kind kind, const char *fmt, ...)
 
 void cairn_log_access(const struct cairn_request *req)
 {
-    if (!access_on && writer != NULL)
-        return; /* "off" (without a writer, records go to stderr) */
+    if (!cairn_log_access_enabled())
+        return; /* "off" */
     char when[32], path[sizeof(req->path) * 6 + 1];
     format_time(when, sizeof(when));
     json_escape(path, sizeof(path), req->path[0] != '\0' ? req->path : "-");

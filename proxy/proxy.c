@@ -185,7 +185,7 @@ static char *members_text(cJSON *root)
  * model's outcome and the validation. */
 static void log_markers(struct proxy_call *call)
 {
-    if (call->sent.tx == NULL)
+    if (call->sent.tx == NULL || !cairn_log_access_enabled())
         return;
     cJSON *root = cJSON_CreateObject();
     if (call->tenant->arm != NULL) {
