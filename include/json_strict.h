@@ -19,7 +19,7 @@
  * trailing bytes, invalid UTF-8, raw control characters in strings, an
  * escaped NUL (\u0000), nesting deeper than `max_depth`, keys repeated in
  * an object (also when they differ only in case), and numbers that a
- * double cannot carry exactly (non-finite, integers past 2^53).
+ * double cannot carry exactly (non-finite, integers of magnitude 2^53 or more).
  * @return the tree (free with cJSON_Delete), or NULL with `err` filled.
  */
 cJSON *cairn_json_parse_strict(const char *buf, size_t len, int max_depth, char *err,

@@ -362,8 +362,9 @@ static int parse_number(struct parser *p, cJSON *item)
     item->valuedouble = d;
     item->valueint = saturate_int(d);
     p->p = q;
-    /* 1e400 would print as null, 2^64 would lose digits. */
-    if (!isfinite(d) || (fabs(d) > EXACT_INTEGER_LIMIT && d == floor(d)))
+    /* 1e400 would print as null, 2^64 would lose digits, and an integer
+     * at 2^53 may be one past it rounded (I-JSON's range ends below). */
+    if (!isfinite(d) || (fabs(d) >= EXACT_INTEGER_LIMIT && d == floor(d)))
         return fail_value(p, item, "number out of range");
     return 0;
 }

@@ -196,7 +196,10 @@ static const char *ref_check_tree(const cJSON *node, const cJSON **bad)
     if (cJSON_IsNumber(node)) {
         double d = node->valuedouble;
         *bad = node;
-        if (!isfinite(d) || (fabs(d) > 9007199254740992.0 && d == floor(d)))
+        /* FIX 3: an integer that reached 2^53 may have been rounded to
+         * it (9007199254740993 reads as ...992): I-JSON's range is what a
+         * double carries exactly. */
+        if (!isfinite(d) || (fabs(d) >= 9007199254740992.0 && d == floor(d)))
             return "number out of range";
         return NULL;
     }
@@ -466,6 +469,11 @@ static const struct json_case json_rejects[] = {
     JS("1e400", "{\"a\":[1e400]}", "a[0]: number out of range"),
     JS("-1e400", "-1e400", "the top level: number out of range"),
     JS("2^53 + 2", "[9007199254740994]", "[0]: number out of range"),
+    JS("2^53 + 1, which a double reads as 2^53", "[9007199254740993]", "[0]: number out of range"),
+    JS("2^53", "{\"n\":9007199254740992}", "n: number out of range"),
+    JS("-2^53", "-9007199254740992", "the top level: number out of range"),
+    JS("2^53 - 0.5, which a double reads as 2^53", "[9007199254740991.5]",
+       "[0]: number out of range"),
     J("2^64", "18446744073709551616"),
     J("1e300 (an integer past 2^53)", "1e300"),
     J("BOM on a short input", "\xEF\xBB\xBF"
@@ -480,7 +488,7 @@ static const struct json_case json_accepts[] = {
     J("keys differing past ASCII case", "{\"\xC3\xA9\":1,\"\xC3\x89\":2}"),
     J("scalars", "[true,false,null,0,-1.5e3,\"\"]"),
     J("numbers", "[0,-0,1,-1,0.5,-0.0,1E5,1e+5,1e-5,123456789012345,1234567890123456,"
-                 "9007199254740992,-9007199254740992,9007199254740991.5,4.9e-324,1e-400,"
+                 "9007199254740991,-9007199254740991,9007199254740990.5,4.9e-324,1e-400,"
                  "2147483647,2147483648,-2147483648,-2147483649,1.5e-300,"
                  "0.1000000000000000055511151231257827021181583404541015625,"
                  "100000000000000000000000000000000000000000000000000000000000000000e-60]"),
