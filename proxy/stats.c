@@ -171,9 +171,9 @@ static const char *route_label(const char *path)
 
 void cairn_stats_request(struct cairn_stats *st, const struct cairn_request *req)
 {
-    char status[8];
-    snprintf(status, sizeof(status), "%03d",
-             req->status >= 100 && req->status <= 999 ? req->status : 0);
+    int code = req->status >= 100 && req->status <= 999 ? req->status : 0;
+    const char status[4] = {(char)('0' + code / 100), (char)('0' + code / 10 % 10),
+                            (char)('0' + code % 10), '\0'};
     const char *route = route_label(req->path);
     cairn_metric_add(st->requests, (const char *[]){req->tenant, route, status, req->arm}, 1);
     const char *const by_route[] = {req->tenant, route};
