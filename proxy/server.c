@@ -2,7 +2,8 @@
  * server.c — listeners, client connections and response framing
  * (see server.h).
  *
- * A connection is a bufferevent plus a small state machine:
+ * A connection is a socket with a read event, a write event, an input and
+ * an output buffer, and a small state machine:
  *
  *   IDLE ──first byte──▶ HEAD ──head parsed──▶ BODY ──body read──▶ HANDLING
  *    ▲                                                                │
@@ -14,7 +15,15 @@
  * byte and never extended, so a byte every second cannot hold a connection
  * open), body idleness, and the lingering close. While a handler works, the
  * server imposes no read deadline (a quiet stream is not an idle client);
- * the bufferevent write timeout catches a client that stops reading.
+ * the write event's timeout catches a client that stops reading.
+ *
+ * Reading is the connection's own rather than a bufferevent's: libevent's
+ * evbuffer_read asks the kernel how much is waiting (ioctl FIONREAD) before
+ * every read, one system call per request more than needed. Here one
+ * recv(2) per readable event takes what fits, straight into the input's
+ * free space. The read event stays armed across requests; it is taken off
+ * only while a head's worth of input waits unread (the bound on pipelined
+ * bytes while a request is handled) or after a request was rejected.
  *
  * Handlers finish requests from arbitrary call stacks (an upstream callback,
  * say), so completing a request never frees anything there: it sets flags
@@ -23,9 +32,9 @@
  *
  * Output is written from that same event: whatever the handlers queued in
  * one pass of the loop leaves in one writev(2), at once. Only bytes the
- * socket does not take are left to the bufferevent, whose write event is
- * armed for them and disarmed once they are out; arming it for every
- * answer instead cost two epoll_ctl(2) calls per request.
+ * socket does not take are left to the write event, armed for them and
+ * disarmed once they are out; arming it for every answer instead cost two
+ * epoll_ctl(2) calls per request.
  */
 #include "server.h"
 
@@ -45,7 +54,6 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -57,12 +65,18 @@
 #define ACCEPT_RETRY_MS 500
 #define SPARE_REFUSALS  64 /* clients answered 503 per accept failure, at most */
 #define MAX_LISTENERS   CAIRN_MAX_LISTEN
+#define READ_MAX        16384 /* bytes taken from a client per read, at most */
+#define WRITE_MAX       16384 /* bytes given to a slow client per write event, at most */
 
 enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_LINGER };
 
 struct cairn_conn {
     struct cairn_server *srv;
-    struct bufferevent *bev;        /* owned; closes the socket when freed */
+    evutil_socket_t fd;             /* owned: the client's socket */
+    struct event *readable;         /* owned: persistent; added while `reading` */
+    struct event *writable;         /* owned: persistent; added while `writing` */
+    struct evbuffer *in;            /* owned: bytes read, not yet parsed */
+    struct evbuffer *out;           /* owned: bytes queued, not yet written */
     struct event *timer;            /* owned: the deadline of `state` */
     struct event *resume;           /* owned: deferred "move on" at a safe point */
     struct cairn_conn *prev, *next; /* the server's list of connections */
@@ -75,6 +89,9 @@ struct cairn_conn {
     bool served;               /* a request was answered on this connection */
     bool close_after;          /* close once the current response is flushed */
     bool want_drained;         /* a handler waits for the backlog to shrink */
+    bool reading;              /* `readable` is added */
+    bool read_stopped;         /* a rejected request: read no more until it is answered */
+    bool writing;              /* `writable` is added: output waits for the socket */
 };
 
 struct cairn_server {
@@ -237,7 +254,7 @@ static void write_head(struct cairn_request *req, int status, const char *conten
                        long long content_length)
 {
     struct cairn_conn *conn = req->conn;
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    struct evbuffer *out = conn->out;
     char date[40];
     format_date(date, sizeof(date));
 
@@ -297,7 +314,7 @@ void cairn_response_send(struct cairn_request *req, int status, const char *cont
         return;
     write_head(req, status, content_type, (long long)len);
     if (status != 204 && status != 304) {
-        evbuffer_add(bufferevent_get_output(req->conn->bev), body, len);
+        evbuffer_add(req->conn->out, body, len);
         req->bytes_out += len;
     }
     complete(req);
@@ -347,7 +364,7 @@ void cairn_response_start(struct cairn_request *req, int status, const char *con
 bool cairn_response_write(struct cairn_request *req, const void *data, size_t len)
 {
     struct cairn_conn *conn = req->conn;
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    struct evbuffer *out = conn->out;
     if (req->completed || !req->started)
         return false;
     if (len > 0) {
@@ -371,7 +388,7 @@ void cairn_response_end(struct cairn_request *req)
     if (req->completed || !req->started)
         return;
     if (req->chunked) {
-        evbuffer_add(bufferevent_get_output(req->conn->bev), "0\r\n\r\n", 5);
+        evbuffer_add(req->conn->out, "0\r\n\r\n", 5);
         req->bytes_out += 5;
     }
     complete(req);
@@ -389,6 +406,31 @@ void cairn_response_abort(struct cairn_request *req)
 
 /* --- connection life ----------------------------------------------------- */
 
+/* How many more bytes the input may take: up to a head's worth waiting
+ * unparsed (the bound on pipelined bytes while a request is handled; a
+ * head larger than limits.header_bytes is a 431). */
+static size_t read_room(const struct cairn_conn *conn)
+{
+    size_t cap = (size_t)conn->srv->cfg->limits.header_bytes + 1;
+    size_t len = evbuffer_get_length(conn->in);
+    return len < cap ? cap - len : 0;
+}
+
+/* Read while the connection may take more: not after a rejected request,
+ * and not while the input is full. Called whenever the input shrinks or
+ * the state moves. */
+static void update_reading(struct cairn_conn *conn)
+{
+    bool want = !conn->read_stopped && read_room(conn) > 0;
+    if (want == conn->reading)
+        return;
+    if (want)
+        event_add(conn->readable, NULL);
+    else
+        event_del(conn->readable);
+    conn->reading = want;
+}
+
 /* Answer an error found while reading the request, then close. */
 static void reject(struct cairn_conn *conn, int status, const char *why)
 {
@@ -397,7 +439,8 @@ static void reject(struct cairn_conn *conn, int status, const char *why)
     conn->close_after = true;
     conn->state = CONN_HANDLING;
     event_del(conn->timer);
-    bufferevent_disable(conn->bev, EV_READ);
+    conn->read_stopped = true;
+    update_reading(conn);
     const char *code = status == 408   ? "request_timeout"
                        : status == 413 ? "body_too_large"
                        : status == 431 ? "headers_too_large"
@@ -455,7 +498,7 @@ static void start_body(struct cairn_conn *conn)
     conn->body_deadline_us = cairn_now_us() + (uint64_t)cfg->timeouts.body_ms * 1000u;
     if (req->head.expect_continue) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        bufferevent_write(conn->bev, cont, sizeof(cont) - 1);
+        evbuffer_add(conn->out, cont, sizeof(cont) - 1);
         queued(conn);
     }
     arm_body_timer(conn);
@@ -463,7 +506,7 @@ static void start_body(struct cairn_conn *conn)
 
 static void read_head(struct cairn_conn *conn)
 {
-    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    struct evbuffer *in = conn->in;
     size_t len = evbuffer_get_length(in);
     if (len == 0)
         return;
@@ -495,7 +538,7 @@ static void read_head(struct cairn_conn *conn)
 
 static void read_body(struct cairn_conn *conn)
 {
-    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    struct evbuffer *in = conn->in;
     struct cairn_request *req = conn->req;
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
@@ -548,12 +591,10 @@ static void conn_process_input(struct cairn_conn *conn)
             read_body(conn);
         break;
     case CONN_BODY: read_body(conn); break;
-    case CONN_HANDLING: break; /* pipelined bytes wait; the read watermark bounds them */
-    case CONN_LINGER:
-        evbuffer_drain(bufferevent_get_input(conn->bev),
-                       evbuffer_get_length(bufferevent_get_input(conn->bev)));
-        break;
+    case CONN_HANDLING: break; /* pipelined bytes wait; update_reading bounds them */
+    case CONN_LINGER: evbuffer_drain(conn->in, evbuffer_get_length(conn->in)); break;
     }
+    update_reading(conn);
 }
 
 /* The current request is answered and its bytes have left: log it, then
@@ -579,45 +620,48 @@ static void request_done(struct cairn_conn *conn)
          * a moment so unread request bytes do not turn into an RST that
          * destroys the response before the client read it. */
         conn->state = CONN_LINGER;
-        shutdown(bufferevent_getfd(conn->bev), SHUT_WR);
-        evbuffer_drain(bufferevent_get_input(conn->bev),
-                       evbuffer_get_length(bufferevent_get_input(conn->bev)));
-        bufferevent_enable(conn->bev, EV_READ);
+        shutdown(conn->fd, SHUT_WR);
+        conn->read_stopped = false;
         arm_timer(conn, LINGER_MS);
+        conn_process_input(conn); /* discards the input, reads again */
         return;
     }
     conn->state = CONN_IDLE;
     arm_timer(conn, conn->srv->cfg->timeouts.keepalive_ms);
-    bufferevent_enable(conn->bev, EV_READ);
     conn_process_input(conn); /* a pipelined request may be waiting */
 }
 
-/* Write the queued output now. What the socket does not take is left to
- * the bufferevent: its write event, armed here, writes the rest as the
- * client reads, and on_write disarms it once all is out. A write error is
- * left for it too, to be met (and the connection closed) in on_event.
- * A bufferevent keeps the front of its output frozen against anyone but
- * itself draining it; it is thawed for this write, as the bufferevent
- * does for its own. */
-static void flush(struct cairn_conn *conn)
+static bool retriable(int err)
 {
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
-    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(conn->bev) & EV_WRITE))
-        return;
-    evbuffer_unfreeze(out, 1);
-    evbuffer_write(out, bufferevent_getfd(conn->bev));
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(conn->bev, EV_WRITE);
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
-/* Output went out (from flush or the bufferevent): a completed request
- * whose bytes have all left ends; a producer waiting for the client's
- * backlog to shrink to half of limits.stream_buffer_bytes is resumed. */
+/* Write the queued output now. What the socket does not take is left to
+ * the write event, armed here with the send timeout: on_writable writes
+ * the rest as the client reads, and takes the event off once all is out.
+ * @return 0, or -1 when the write failed: the client is gone. */
+static int flush(struct cairn_conn *conn)
+{
+    if (evbuffer_get_length(conn->out) == 0 || conn->writing)
+        return 0;
+    if (evbuffer_write(conn->out, conn->fd) < 0 && !retriable(errno))
+        return -1;
+    if (evbuffer_get_length(conn->out) > 0) {
+        int64_t ms = conn->srv->cfg->timeouts.send_idle_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+        event_add(conn->writable, &tv);
+        conn->writing = true;
+    }
+    return 0;
+}
+
+/* Output went out (from flush or on_writable): a completed request whose
+ * bytes have all left ends; a producer waiting for the client's backlog
+ * to shrink to half of limits.stream_buffer_bytes is resumed. */
 static void output_moved(struct cairn_conn *conn)
 {
     struct cairn_request *req = conn->req;
-    size_t left = evbuffer_get_length(bufferevent_get_output(conn->bev));
+    size_t left = evbuffer_get_length(conn->out);
     if (req == NULL)
         return;
     if (req->completed) {
@@ -632,6 +676,15 @@ static void output_moved(struct cairn_conn *conn)
     }
 }
 
+/* EOF, a read or write error, or the send timeout: the client is gone
+ * either way. */
+static void client_gone(struct cairn_conn *conn)
+{
+    if (conn->req != NULL && conn->state == CONN_HANDLING && !conn->req->completed)
+        conn->req->status = 499; /* nginx's "client closed request" */
+    conn_close(conn);
+}
+
 /* Deferred work: runs from the event loop after a handler queued output,
  * completed a request, or a stream was aborted. */
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -639,32 +692,63 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct cairn_conn *conn = arg;
-    flush(conn);
+    if (flush(conn) < 0) {
+        client_gone(conn);
+        return;
+    }
     output_moved(conn);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* The client sent bytes (or closed). One recv(2) takes at most what
+ * update_reading allows, straight into the input's free space. */
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
-    conn_process_input(arg);
-}
-
-/* The bufferevent wrote and its backlog is at most the low watermark. */
-static void on_write(struct bufferevent *bev, void *arg)
-{
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_disable(bev, EV_WRITE); /* all out: flush writes again */
-    output_moved(arg);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
-    (void)what; /* EOF, error or send timeout: the client is gone either way */
+    (void)what;
     struct cairn_conn *conn = arg;
-    if (conn->req != NULL && conn->state == CONN_HANDLING && !conn->req->completed)
-        conn->req->status = 499; /* nginx's "client closed request" */
-    conn_close(conn);
+    size_t room = read_room(conn);
+    if (room == 0) { /* limits.header_bytes shrank in a reload */
+        update_reading(conn);
+        return;
+    }
+    size_t want = room < READ_MAX ? room : READ_MAX;
+    struct evbuffer_iovec space;
+    if (evbuffer_reserve_space(conn->in, (ev_ssize_t)want, &space, 1) != 1) {
+        fprintf(stderr, "cairn: out of memory reading a request\n");
+        abort();
+    }
+    ssize_t n = recv(fd, space.iov_base, want, 0);
+    if (n < 0 && retriable(errno))
+        return;
+    if (n <= 0) {
+        client_gone(conn);
+        return;
+    }
+    space.iov_len = (size_t)n;
+    evbuffer_commit_space(conn->in, &space, 1);
+    conn_process_input(conn);
+}
+
+/* The socket takes output again, or it did not for timeouts.send_idle_ms
+ * (the timeout of a persistent event restarts each time it fires).
+ * A backlog goes out WRITE_MAX bytes at a time, as a bufferevent's does:
+ * a socket stays writable until its send buffer is two-thirds full, so
+ * small writes keep it there and it is writable again after the client
+ * read a little; filling the buffer whole would leave it unwritable until
+ * the client read a third of it, a second or more of a slow reader's
+ * progress that the send timeout would not see. */
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    struct cairn_conn *conn = arg;
+    if ((what & EV_TIMEOUT) ||
+        (evbuffer_write_atmost(conn->out, fd, WRITE_MAX) < 0 && !retriable(errno))) {
+        client_gone(conn);
+        return;
+    }
+    if (evbuffer_get_length(conn->out) == 0) {
+        event_del(conn->writable); /* all out: flush writes again */
+        conn->writing = false;
+    }
+    output_moved(conn);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -691,7 +775,11 @@ static void conn_close(struct cairn_conn *conn)
         request_ended(srv, req);
     }
     request_free(req);
-    bufferevent_free(conn->bev);
+    event_free(conn->readable);
+    event_free(conn->writable);
+    evbuffer_free(conn->in);
+    evbuffer_free(conn->out);
+    evutil_closesocket(conn->fd);
     event_free(conn->timer);
     event_free(conn->resume);
     if (conn->prev != NULL)
@@ -739,10 +827,15 @@ static int conn_open(struct cairn_server *srv, evutil_socket_t fd)
 
     struct cairn_conn *conn = cairn_calloc(1, sizeof(*conn));
     conn->srv = srv;
-    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->fd = fd;
+    conn->readable = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_readable, conn);
+    conn->writable = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, on_writable, conn);
+    conn->in = evbuffer_new();
+    conn->out = evbuffer_new();
     conn->timer = evtimer_new(srv->base, on_timer, conn);
     conn->resume = event_new(srv->base, -1, 0, on_resume, conn);
-    if (conn->bev == NULL || conn->timer == NULL || conn->resume == NULL) {
+    if (conn->readable == NULL || conn->writable == NULL || conn->in == NULL || conn->out == NULL ||
+        conn->timer == NULL || conn->resume == NULL) {
         fprintf(stderr, "cairn: out of memory accepting a connection\n");
         abort();
     }
@@ -752,19 +845,9 @@ static int conn_open(struct cairn_server *srv, evutil_socket_t fd)
     srv->conns = conn;
     srv->nconns++;
 
-    bufferevent_setcb(conn->bev, on_read, on_write, on_event, conn);
-    /* Reading stops once this much is buffered: bounds pipelined input
-     * while a request is handled (a head larger than this is a 431). */
-    bufferevent_setwatermark(conn->bev, EV_READ, 0, (size_t)srv->cfg->limits.header_bytes + 1);
-    bufferevent_setwatermark(conn->bev, EV_WRITE, (size_t)srv->cfg->limits.stream_buffer_bytes / 2,
-                             0);
-    int64_t ms = srv->cfg->timeouts.send_idle_ms;
-    struct timeval send_tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    bufferevent_set_timeouts(conn->bev, NULL, &send_tv);
-    /* Writing is enabled only while output waits for the socket (flush);
-     * a new bufferevent starts with it enabled. */
-    bufferevent_disable(conn->bev, EV_WRITE);
-    bufferevent_enable(conn->bev, EV_READ);
+    /* Reading starts now; writing waits for output the socket does not
+     * take at once (flush). */
+    update_reading(conn);
     conn->state = CONN_IDLE;
     /* A new connection owes us its first request within the head deadline;
      * keepalive_ms is for idleness between requests. */

@@ -13,6 +13,7 @@
  */
 #include "upstream.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,10 @@ const char *const CAIRN_UPSTREAM_EABORTED = "upstream transfer aborted";
 const char *const CAIRN_UPSTREAM_EKEY_ECHO = "upstream answer contained the gateway's API key";
 
 #define MAX_RESPONSE_HEADERS 100
+/* A header store's first size (below): room for most answers, and under
+ * 1 KiB, which glibc serves from its per-thread cache. */
+#define FIRST_HEADER_SLOTS 16
+#define FIRST_HEADER_TEXT  512
 
 /* --- the client and its endpoints ----------------------------------------- */
 
@@ -127,10 +132,69 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     cairn_transfer_finish(t, t->error);
 }
 
+/*
+ * An answer's response headers live in one block, `t->rhdrs` pointing at
+ * its slots: the slots, then the names and values they point to. It starts
+ * small and is replaced by one twice as large when either part is full,
+ * within MAX_RESPONSE_HEADERS and CAIRN_UPSTREAM_MAX_HEADER_BYTES. One
+ * allocation per answer, none per line, and none large: 1.6 KB of slots
+ * allocated for every answer made glibc consolidate its fast bins each
+ * time (a request of 1 KiB or more does), a few percent of a worker.
+ */
+struct header_store {
+    size_t slots; /* capacity of hdr[] */
+    size_t text;  /* capacity of the text after hdr[slots] */
+    size_t used;  /* text bytes taken */
+    struct cairn_upstream_header hdr[];
+};
+
+static struct header_store *store_of(const struct cairn_transfer *t)
+{
+    if (t->rhdrs == NULL)
+        return NULL;
+    return (struct header_store *)((char *)t->rhdrs - offsetof(struct header_store, hdr));
+}
+
+static char *store_text(struct header_store *s)
+{
+    return (char *)(s->hdr + s->slots);
+}
+
+/* A store with room for one more header of `need` text bytes. */
+static struct header_store *store_room(struct cairn_transfer *t, size_t need)
+{
+    struct header_store *old = store_of(t);
+    size_t slots = old != NULL ? old->slots : FIRST_HEADER_SLOTS;
+    size_t text = old != NULL ? old->text : FIRST_HEADER_TEXT;
+    size_t used = old != NULL ? old->used : 0;
+    if (old != NULL && t->nrhdrs < slots && used + need <= text)
+        return old;
+    while (t->nrhdrs >= slots)
+        slots *= 2;
+    while (used + need > text)
+        text *= 2;
+    struct header_store *s = cairn_malloc(sizeof(*s) + slots * sizeof(s->hdr[0]) + text);
+    s->slots = slots;
+    s->text = text;
+    s->used = used;
+    if (old != NULL) { /* move the text, then point the slots into its copy */
+        char *from = store_text(old), *to = store_text(s);
+        memcpy(to, from, used);
+        for (size_t i = 0; i < t->nrhdrs; i++) {
+            s->hdr[i].name = to + (old->hdr[i].name - from);
+            s->hdr[i].value = to + (old->hdr[i].value - from);
+        }
+        free(old);
+    }
+    t->rhdrs = s->hdr;
+    return s;
+}
+
 static void clear_response_headers(struct cairn_transfer *t)
 {
-    for (size_t i = 0; i < t->nrhdrs; i++)
-        free((char *)t->rhdrs[i].name); /* name and value share one block */
+    struct header_store *s = store_of(t);
+    if (s != NULL)
+        s->used = 0;
     t->nrhdrs = 0;
 }
 
@@ -141,8 +205,7 @@ static void transfer_free(struct cairn_transfer *t)
     else
         cairn_h1_stop(t);
     event_free(t->deadline);
-    clear_response_headers(t);
-    free(t->rhdrs);
+    free(store_of(t));
     free(t->body);
     free(t);
 }
@@ -289,8 +352,6 @@ int cairn_transfer_head_line(struct cairn_transfer *t, const char *data, size_t 
         t->error = CAIRN_UPSTREAM_EPROTOCOL;
         return -1;
     }
-    if (t->rhdrs == NULL)
-        t->rhdrs = cairn_calloc(MAX_RESPONSE_HEADERS, sizeof(*t->rhdrs));
     size_t nlen = (size_t)(colon - data);
     const char *v = colon + 1;
     while (v < data + len && (*v == ' ' || *v == '\t'))
@@ -298,13 +359,16 @@ int cairn_transfer_head_line(struct cairn_transfer *t, const char *data, size_t 
     const char *vend = data + len;
     while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
         vend--;
-    char *block = cairn_malloc(nlen + (size_t)(vend - v) + 2);
-    memcpy(block, data, nlen);
-    block[nlen] = '\0';
-    memcpy(block + nlen + 1, v, (size_t)(vend - v));
-    block[nlen + 1 + (vend - v)] = '\0';
-    t->rhdrs[t->nrhdrs].name = block;
-    t->rhdrs[t->nrhdrs].value = block + nlen + 1;
+    size_t vlen = (size_t)(vend - v);
+    struct header_store *s = store_room(t, nlen + vlen + 2);
+    char *name = store_text(s) + s->used;
+    memcpy(name, data, nlen);
+    name[nlen] = '\0';
+    memcpy(name + nlen + 1, v, vlen);
+    name[nlen + 1 + vlen] = '\0';
+    s->used += nlen + vlen + 2;
+    s->hdr[t->nrhdrs].name = name;
+    s->hdr[t->nrhdrs].value = name + nlen + 1;
     t->nrhdrs++;
     return 0;
 }

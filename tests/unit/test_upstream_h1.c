@@ -1179,6 +1179,60 @@ static int group_setup(void **state)
     return setenv(KEY_ENV, KEY, 1);
 }
 
+/* Many headers, long ones, and an interim answer's before them: the
+ * answer's header store grows and keeps every line as it came. */
+static void test_many_headers_grow(void **state)
+{
+    (void)state;
+    rows_begin();
+    for (int m = WHOLE; m <= SLOW; m++) {
+        for (int variant = 0; variant < 3; variant++) {
+            if (m == SLOW && variant != 2)
+                continue;
+            char row[256];
+            snprintf(row, sizeof(row), "many headers v%d, %s", variant, mode_names[m]);
+            struct sbuf ans = {0}, want = {0};
+            int n = variant == 0 ? 99 : variant == 1 ? 20 : 40;
+            int vlen = variant == 0 ? 500 : variant == 1 ? 3000 : 7;
+            if (variant == 2)
+                sb_puts(&ans, "HTTP/1.1 100 Continue\r\nX-I: 1\r\nX-J: 2\r\n\r\n");
+            sb_puts(&ans, "HTTP/1.1 200 OK\r\n");
+            for (int i = 0; i < n; i++) {
+                char line[64];
+                snprintf(line, sizeof(line), "X-H%d: v%d-", i, i);
+                sb_puts(&ans, line);
+                sb_repeat(&ans, "a", (size_t)vlen);
+                sb_puts(&ans, "\r\n");
+                snprintf(line, sizeof(line), "X-H%d: v%d-", i, i);
+                sb_puts(&want, line);
+                sb_repeat(&want, "a", (size_t)vlen);
+                sb_puts(&want, "\n");
+            }
+            sb_puts(&ans, "Content-Length: 2\r\n\r\nok");
+            sb_puts(&want, "Content-Length: 2\n");
+            struct fx fx;
+            fx_open(&fx, &DEFAULT_OPTS);
+            struct owner o;
+            owner_init(&o, NULL);
+            start(&fx, &o, "/chat/completions", NULL, "{}");
+            struct peer *p = wait_request(&fx, NULL);
+            if (m == SLOW)
+                peer_write_slowly(&fx, p, ans.p, ans.len);
+            else
+                peer_write(&fx, p, ans.p, ans.len);
+            RUN_UNTIL(&fx, o.dones > 0);
+            check_end(row, &o, NULL, 200, "ok");
+            check(strcmp(o.hdrs.p, want.p) == 0, row, "headers differ (%zu vs %zu)",
+                  strlen(o.hdrs.p), strlen(want.p));
+            free(ans.p);
+            free(want.p);
+            owner_free(&o);
+            fx_close(&fx, row);
+        }
+    }
+    rows_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1192,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_key_echo_split_across_writes),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_many_headers_grow),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
