@@ -58,6 +58,7 @@
 #include <event2/listener.h>
 
 #include "alloc.h"
+#include "decimal.h"
 #include "listen.h"
 #include "log.h"
 
@@ -199,8 +200,14 @@ static struct cairn_request *request_new(struct cairn_conn *conn)
     req->server = conn->srv;
     req->resp_headers = evbuffer_new();
     req->start_us = cairn_now_us();
-    snprintf(req->id, sizeof(req->id), "%s%08llx", conn->srv->id_prefix,
-             (unsigned long long)(++conn->srv->id_counter & 0xffffffffu));
+    /* The process's random prefix, then a counter in 8 hex digits. */
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(conn->srv->id_prefix);
+    uint32_t count = (uint32_t)++conn->srv->id_counter;
+    memcpy(req->id, conn->srv->id_prefix, n);
+    for (int i = 7; i >= 0; i--, count >>= 4)
+        req->id[n + (size_t)i] = hex[count & 0xF];
+    req->id[n + 8] = '\0';
     return req;
 }
 
@@ -235,7 +242,8 @@ static void request_free(struct cairn_request *req)
 
 /* --- writing responses --------------------------------------------------- */
 
-static void format_date(char *buf, size_t len)
+/* The Date header's value (RFC 9110 §5.6.7), made once a second. */
+static const char *http_date(void)
 {
     static time_t cached_sec;
     static char cached[40];
@@ -246,7 +254,19 @@ static void format_date(char *buf, size_t len)
         strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         cached_sec = now;
     }
-    snprintf(buf, len, "%s", cached);
+    return cached;
+}
+
+static void add_text(struct evbuffer *out, const char *s)
+{
+    evbuffer_add(out, s, strlen(s));
+}
+
+static void add_decimal(struct evbuffer *out, uint64_t v)
+{
+    char buf[CAIRN_DECIMAL_MAX];
+    const char *d = cairn_decimal(buf, v);
+    evbuffer_add(out, d, (size_t)(buf + CAIRN_DECIMAL_MAX - d));
 }
 
 /* Queue the status line and headers; `content_length` < 0 means none. */
@@ -255,8 +275,6 @@ static void write_head(struct cairn_request *req, int status, const char *conten
 {
     struct cairn_conn *conn = req->conn;
     struct evbuffer *out = conn->out;
-    char date[40];
-    format_date(date, sizeof(date));
 
     if (!req->head.keep_alive || conn->srv->draining)
         conn->close_after = true;
@@ -265,14 +283,28 @@ static void write_head(struct cairn_request *req, int status, const char *conten
     req->first_byte_us = cairn_now_us() - req->start_us;
 
     size_t before = evbuffer_get_length(out);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status,
-                        reason_phrase(status), date, req->id);
-    if (content_type != NULL && cairn_http_field_valid("Content-Type", content_type))
-        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    /* Piece by piece: a formatted print would cost more than all the rest
+     * of the request's writing. */
+    evbuffer_add(out, "HTTP/1.1 ", 9);
+    add_decimal(out, (uint64_t)(status > 0 ? status : 0));
+    evbuffer_add(out, " ", 1);
+    add_text(out, reason_phrase(status));
+    evbuffer_add(out, "\r\nDate: ", 8);
+    add_text(out, http_date());
+    evbuffer_add(out, "\r\nX-Request-Id: ", 16);
+    add_text(out, req->id);
+    evbuffer_add(out, "\r\n", 2);
+    if (content_type != NULL && cairn_http_field_valid("Content-Type", content_type)) {
+        evbuffer_add(out, "Content-Type: ", 14);
+        add_text(out, content_type);
+        evbuffer_add(out, "\r\n", 2);
+    }
     bool bodiless = status == 204 || status == 304 || (status >= 100 && status < 200);
-    if (content_length >= 0 && !bodiless) /* RFC 9110 §8.6 */
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
-    else if (req->chunked)
+    if (content_length >= 0 && !bodiless) { /* RFC 9110 §8.6 */
+        evbuffer_add(out, "Content-Length: ", 16);
+        add_decimal(out, (uint64_t)content_length);
+        evbuffer_add(out, "\r\n", 2);
+    } else if (req->chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     evbuffer_add_buffer(out, req->resp_headers);
     if (conn->close_after)

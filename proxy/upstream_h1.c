@@ -37,6 +37,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "decimal.h"
 #include "upstream_transport.h"
 
 #define READ_BUF       (64 * 1024)
@@ -284,13 +285,10 @@ static void build_head(struct cairn_transfer *t, const char *path, const char *c
         p = put(p, "\r\n", 2);
     }
     if (t->body != NULL) {
-        char digits[24];
-        size_t k = sizeof(digits), v = t->body_len;
-        do
-            digits[--k] = (char)('0' + v % 10);
-        while ((v /= 10) != 0);
+        char digits[CAIRN_DECIMAL_MAX];
+        const char *d = cairn_decimal(digits, t->body_len);
         p = put(p, "Content-Length: ", 16);
-        p = put(p, digits + k, sizeof(digits) - k);
+        p = put(p, d, (size_t)(digits + CAIRN_DECIMAL_MAX - d));
         p = put(p, "\r\n", 2);
     }
     t->h1.head = head;
