@@ -16,6 +16,17 @@
  * makes it give up (no literals: the list always runs). tests/unit/test_literals.c checks the
  * extraction row by row and, differentially, that every shipped rule list finds the same matches
  * with and without it.
+ *
+ * Bounds: a literal also records what the pattern puts right next to it,
+ * where that is certain from the pattern as written: a word boundary
+ * (\b, or (?<!\w) / (?!\w) next to a word character) before or after it,
+ * or a character that is never ASCII ("t" of "tòa"). The search takes a
+ * place where the literal occurs only if the text there may have that:
+ * \b is decided on ASCII neighbours as PCRE2_UCP decides it (letters,
+ * digits and "_" are word characters; the text's start and end are not),
+ * looking before the caller's start as PCRE2 does, and a non-ASCII
+ * neighbour always passes (it may be a letter or not). So "\bw\b" is not
+ * found in "words, why".
  */
 #ifndef CAIRN_LITERALS_H
 #define CAIRN_LITERALS_H
@@ -47,7 +58,8 @@ int cairn_literals_family(const struct cairn_literals *l);
 void cairn_literals_seal(struct cairn_literals *l);
 
 /** Whether s[start..len) contains one of the literals, caselessly as PCRE2
- *  compares ASCII letters. The text is read once into an index kept for
+ *  compares ASCII letters, where its bounds may hold (s[start - 1] is
+ *  looked at, as PCRE2 does for \b). The text is read once into an index kept for
  *  the next calls on the same content (the last few texts are kept, and
  *  found again by their bytes, never by the pointer alone), so that the
  *  many sets checked against one text cost a look-up per literal, not a
@@ -59,7 +71,9 @@ bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t
  *  memory back: a worker calls it once traffic pauses. */
 void cairn_literals_forget(void);
 
-/** "a|b|c" (lower case, sorted as extracted), for tests; "" for NULL. */
+/** "a|b|c" (lower case, sorted as extracted), for tests; "" for NULL. A
+ *  literal's bounds are printed on their side: "\b" a word boundary, "~"
+ *  a non-ASCII character ("\bt~" for "\btòa"). */
 void cairn_literals_print(const struct cairn_literals *l, char *out, size_t outlen);
 
 #endif

@@ -16,7 +16,11 @@
  *     constrain nothing; what the reader does not know (\Q, conditionals,
  *     recursion, verbs, (?x)) makes the whole pattern "anything".
  * Keeping one part of a sequence loses nothing of soundness, only
- * selectivity, and selectivity is all a prefilter needs.
+ * selectivity, and selectivity is all a prefilter needs. Each literal also
+ * carries its bounds (literals.h): what the pattern puts right next to it,
+ * read as the sequence goes (see enum edge), so that a one-letter literal
+ * with \b on both sides is not found inside every word that holds the
+ * letter.
  */
 #include "literals.h"
 
@@ -30,8 +34,25 @@
 #define LIT_MAX_LEN   48 /* bytes of one literal kept */
 #define LIT_MAX_COUNT 64 /* literals in a set: more, and the scan costs more than it saves */
 
+/* A literal's bounds: the pattern puts a \b right before its first
+ * character, or right after its last one (see sequence()), so that a
+ * match holds it only where the text has a word boundary there. Kept
+ * only where that character is ASCII, whose side of \b is known. */
+#define LIT_B_BEFORE 1u
+#define LIT_B_AFTER  2u
+/* While a pattern is read: the literal starts (ends) its branch, so that
+ * a \b right before (after) the group holding it is its own. */
+#define LIT_OPEN_START 4u
+#define LIT_OPEN_END   8u
+/* The pattern puts a character that is never ASCII (a letter with case
+ * outside ASCII: see non_ascii()) right before the literal, or right
+ * after it: "t" of "tòa" is found only before a byte from 0x80 up. */
+#define LIT_WIDE_BEFORE 16u
+#define LIT_WIDE_AFTER  32u
+
 struct cairn_literals {
-    char **s; /* owned, lower case */
+    char **s;              /* owned, lower case */
+    unsigned char *bounds; /* owned: each literal's LIT_B_* (and, while read, LIT_OPEN_*) */
     size_t n;
     /* Sealed: how each literal is looked up (see search), those by pair
      * first: probe[0..npairs) */
@@ -57,6 +78,7 @@ void cairn_literals_free(struct cairn_literals *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->s[i]);
     free(l->s);
+    free(l->bounds);
     free(l->probe);
     free(l);
 }
@@ -74,19 +96,25 @@ int cairn_literals_family(const struct cairn_literals *l)
     return f;
 }
 
-static void set_add(struct cairn_literals *l, const char *s)
+/* Add literal s with its bounds; a literal already there keeps only the
+ * bounds both have: a match of either kind holds it with those. */
+static void set_add(struct cairn_literals *l, const char *s, unsigned bounds)
 {
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->s[i], s) == 0)
+        if (strcmp(l->s[i], s) == 0) {
+            l->bounds[i] &= (unsigned char)bounds;
             return;
+        }
     l->s = cairn_realloc(l->s, (l->n + 1) * sizeof(*l->s));
+    l->bounds = cairn_realloc(l->bounds, (l->n + 1) * sizeof(*l->bounds));
+    l->bounds[l->n] = (unsigned char)bounds;
     l->s[l->n++] = cairn_strdup(s);
 }
 
 void cairn_literals_merge(struct cairn_literals *dst, const struct cairn_literals *src)
 {
     for (size_t i = 0; src != NULL && i < src->n; i++)
-        set_add(dst, src->s[i]);
+        set_add(dst, src->s[i], src->bounds[i]);
 }
 
 /* How well a set constrains: its shortest literal. */
@@ -121,6 +149,15 @@ static void keep_better(struct cairn_literals **best, struct cairn_literals *can
 static bool safe(unsigned char c)
 {
     return c >= 0x20 && c <= 0x7E;
+}
+
+/* Is c a word character, as \w is with PCRE2_UCP? Every ASCII one is
+ * decided (letters, digits and "_" are; the tests check it against
+ * PCRE2); a byte from 0x80 up, part of a character that may be a letter or
+ * not, is not called either. */
+static bool word_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 #define LIT_WIDE      (-2) /* a caseless non-ASCII character, kept as its bytes */
@@ -326,18 +363,6 @@ static unsigned long quantifier(struct reader *r, bool *had)
 
 static struct cairn_literals *alternation(struct reader *r, int depth);
 
-/* Flush the run of plain characters as a candidate. */
-static void flush(char *run, size_t *len, struct cairn_literals **best)
-{
-    if (*len == 0)
-        return;
-    run[*len] = '\0';
-    struct cairn_literals *l = set_new();
-    set_add(l, run);
-    keep_better(best, l);
-    *len = 0;
-}
-
 /* What a group after "(" is. */
 enum group { G_CAPTURE, G_LOOK, G_OPTIONS_ONLY, G_COMMENT };
 
@@ -381,19 +406,128 @@ static enum group group_kind(struct reader *r)
     return *q == ':' ? G_CAPTURE : G_OPTIONS_ONLY;
 }
 
-/* A sequence up to "|", ")" or the end. */
+/* What a pattern says about the text right next to a literal, on one
+ * side: nothing; the literal starts or ends its branch (open: the group
+ * around the branch may say more); a \b; a (?<!\w) or (?!\w), or the
+ * same with a class holding \w (no word character there); a character
+ * that is always non-ASCII (a letter with case outside ASCII). */
+enum edge { EDGE_NONE, EDGE_OPEN, EDGE_BOUNDARY, EDGE_NOT_WORD, EDGE_WIDE };
+
+/* The bound an edge gives literal `lit` on one side. A \b is kept where the
+ * literal's character there is ASCII (word or not: the search compares);
+ * "no word character" is a \b where that character is a word character. */
+static unsigned edge_bound(const char *lit, bool after, enum edge e)
+{
+    const unsigned char *u = (const unsigned char *)lit;
+    unsigned char c = after ? u[strlen(lit) - 1] : u[0];
+    switch (e) {
+    case EDGE_OPEN: return after ? LIT_OPEN_END : LIT_OPEN_START;
+    case EDGE_BOUNDARY: return c < 0x80 ? (after ? LIT_B_AFTER : LIT_B_BEFORE) : 0;
+    case EDGE_NOT_WORD: return word_byte(c) ? (after ? LIT_B_AFTER : LIT_B_BEFORE) : 0;
+    case EDGE_WIDE: return after ? LIT_WIDE_AFTER : LIT_WIDE_BEFORE;
+    default: return 0;
+    }
+}
+
+/* A sequence being read: the best candidate so far, and the one whose
+ * end is not settled yet because what follows it is not read yet (the run
+ * of plain characters, or else the last group's literals). */
+struct seq {
+    struct cairn_literals *best;
+    char run[LIT_MAX_LEN + 1];
+    size_t len;
+    enum edge run_edge;          /* what comes right before the run */
+    struct cairn_literals *tail; /* the last group's literals, or NULL */
+    enum edge prev;              /* what the last thing read says about what follows it */
+};
+
+/* The run or the tail, now that what follows it is known (`next`),
+ * becomes a candidate. */
+static void settle(struct seq *q, enum edge next)
+{
+    if (q->len > 0) {
+        q->run[q->len] = '\0';
+        struct cairn_literals *l = set_new();
+        set_add(l, q->run, edge_bound(q->run, false, q->run_edge) | edge_bound(q->run, true, next));
+        keep_better(&q->best, l);
+        q->len = 0;
+    }
+    if (q->tail != NULL) {
+        struct cairn_literals *t = q->tail;
+        for (size_t i = 0; i < t->n; i++)
+            if (t->bounds[i] & LIT_OPEN_END)
+                t->bounds[i] = (unsigned char)((t->bounds[i] & ~LIT_OPEN_END) |
+                                               edge_bound(t->s[i], true, next));
+        keep_better(&q->best, t);
+        q->tail = NULL;
+    }
+}
+
+/* A group read once, right after what `q` read before it: a literal that
+ * starts one of its branches gets the bound of what precedes the group.
+ * A repeated group gives its literals no bound from outside: the one
+ * found may be one of a middle repetition. */
+static void group_bounds(const struct seq *q, struct cairn_literals *inner, bool repeated)
+{
+    for (size_t i = 0; i < inner->n; i++) {
+        unsigned b = inner->bounds[i];
+        if (repeated)
+            b &= ~(LIT_OPEN_START | LIT_OPEN_END);
+        else if (b & LIT_OPEN_START)
+            b = (b & ~LIT_OPEN_START) | edge_bound(inner->s[i], false, q->prev);
+        inner->bounds[i] = (unsigned char)b;
+    }
+}
+
+/* At "(": a negative lookaround of \w alone or of a class holding \w
+ * ("(?<!\w)", "(?![\w#+])"), which says that no word character is right
+ * before (behind) or right after? @return its length, or 0. */
+static size_t not_word_look(const char *p, bool *behind)
+{
+    *behind = strncmp(p, "(?<!", 4) == 0;
+    if (!*behind && strncmp(p, "(?!", 3) != 0)
+        return 0;
+    const char *q = p + (*behind ? 4 : 3);
+    if (strncmp(q, "\\w)", 3) == 0)
+        return (size_t)(q + 3 - p);
+    if (strncmp(q, "[\\w", 3) != 0)
+        return 0;
+    struct reader c = {q + 1, false};
+    skip_class(&c);
+    return !c.fail && *c.p == ')' ? (size_t)(c.p + 1 - p) : 0;
+}
+
+/* A sequence up to "|", ")" or the end. A literal gets a bound from what
+ * the pattern puts right next to it (see enum edge; options and comments
+ * between them take up and assert nothing); anything else between them (a
+ * class, \B, another lookaround, an optional or repeated part) gives
+ * none. */
 static struct cairn_literals *sequence(struct reader *r, int depth)
 {
-    struct cairn_literals *best = NULL;
-    char run[LIT_MAX_LEN + 1];
-    size_t len = 0;
+    struct seq q = {.prev = EDGE_OPEN};
     while (!r->fail && *r->p != '\0' && *r->p != '|' && *r->p != ')') {
         unsigned char c = (unsigned char)*r->p;
         int lit = -1; /* a plain character, or LIT_WIDE / LIT_ANY_WIDE */
         char wbytes[4];
-        size_t wide = 0;
+        size_t wide = 0, look;
         struct cairn_literals *inner = NULL;
-        bool group = false;
+        bool group = false, boundary = false, behind;
+        if (c == '(' && (look = not_word_look(r->p, &behind)) > 0) {
+            r->p += look;
+            bool had;
+            (void)quantifier(r, &had);
+            if (had || r->fail) { /* an assertion that may be skipped */
+                settle(&q, EDGE_NONE);
+                q.prev = EDGE_NONE;
+            } else if (behind) {
+                settle(&q, EDGE_NONE);
+                q.prev = EDGE_NOT_WORD;
+            } else {
+                settle(&q, EDGE_NOT_WORD);
+                q.prev = EDGE_NONE;
+            }
+            continue;
+        }
         if (c == '(') {
             r->p++;
             enum group g = group_kind(r);
@@ -405,6 +539,7 @@ static struct cairn_literals *sequence(struct reader *r, int depth)
             }
             if (g == G_OPTIONS_ONLY)
                 continue;
+            settle(&q, EDGE_NONE);
             inner = alternation(r, depth + 1);
             if (*r->p != ')') {
                 r->fail = true;
@@ -419,6 +554,7 @@ static struct cairn_literals *sequence(struct reader *r, int depth)
             group = true;
         } else if (c == '\\') {
             r->p++;
+            boundary = *r->p == 'b';
             lit = escape(r);
         } else if (c == '[') {
             r->p++;
@@ -447,44 +583,59 @@ static struct cairn_literals *sequence(struct reader *r, int depth)
         bool had;
         unsigned long min = quantifier(r, &had);
         if (group) {
-            flush(run, &len, &best);
-            if (min >= 1)
-                keep_better(&best, inner);
-            else
+            if (min >= 1 && inner != NULL) {
+                group_bounds(&q, inner, had);
+                q.tail = inner;
+            } else {
                 cairn_literals_free(inner);
+            }
+            q.prev = EDGE_NONE;
+            continue;
+        }
+        if (boundary && !had) {
+            settle(&q, EDGE_BOUNDARY);
+            q.prev = EDGE_BOUNDARY;
             continue;
         }
         if (lit == LIT_ANY_WIDE || lit == LIT_ANY_CYR || lit == LIT_ANY_GREEK) {
             /* A character with case outside ASCII: some character of its
-             * kind must be there (see non_ascii). */
-            flush(run, &len, &best);
+             * kind must be there (see non_ascii), and a non-ASCII one is
+             * right next to what comes before and after it. */
+            settle(&q, min >= 1 ? EDGE_WIDE : EDGE_NONE);
             if (min >= 1) {
                 struct cairn_literals *l = set_new();
-                set_add(l, lit == LIT_ANY_CYR     ? ANY_CYR
-                           : lit == LIT_ANY_GREEK ? ANY_GREEK
-                                                  : ANY_WIDE);
-                keep_better(&best, l);
+                set_add(l,
+                        lit == LIT_ANY_CYR     ? ANY_CYR
+                        : lit == LIT_ANY_GREEK ? ANY_GREEK
+                                               : ANY_WIDE,
+                        0);
+                keep_better(&q.best, l);
             }
+            q.prev = min >= 1 ? EDGE_WIDE : EDGE_NONE;
             continue;
         }
         bool ok = lit == LIT_WIDE || (lit >= 0 && safe((unsigned char)lit));
         size_t n = lit == LIT_WIDE ? wide : 1;
         if (!ok || min == 0) {
-            flush(run, &len, &best);
+            settle(&q, EDGE_NONE);
+            q.prev = EDGE_NONE;
             continue;
         }
-        if (len + n > LIT_MAX_LEN)
-            flush(run, &len, &best);
+        if (q.tail != NULL || q.len + n > LIT_MAX_LEN)
+            settle(&q, EDGE_NONE);
+        if (q.len == 0)
+            q.run_edge = q.prev;
+        q.prev = EDGE_NONE;
         if (lit == LIT_WIDE)
-            memcpy(run + len, wbytes, n);
+            memcpy(q.run + q.len, wbytes, n);
         else
-            run[len] = lower((char)lit);
-        len += n;
+            q.run[q.len] = lower((char)lit);
+        q.len += n;
         if (had)
-            flush(run, &len, &best); /* a repeated character ends the run */
+            settle(&q, EDGE_NONE); /* a repeated character ends the run */
     }
-    flush(run, &len, &best);
-    return best;
+    settle(&q, EDGE_OPEN);
+    return q.best;
 }
 
 static struct cairn_literals *alternation(struct reader *r, int depth)
@@ -517,6 +668,10 @@ struct cairn_literals *cairn_literals_of(const char *pattern)
         cairn_literals_free(l);
         return NULL;
     }
+    /* The pattern's edges assert nothing: pattern.c only wraps it in a
+     * group. */
+    for (size_t i = 0; l != NULL && i < l->n; i++)
+        l->bounds[i] &= (unsigned char)~(LIT_OPEN_START | LIT_OPEN_END);
     return l;
 }
 
@@ -535,8 +690,9 @@ struct cairn_literals *cairn_literals_of(const char *pattern)
  * caller gave, so the answer is the one a scan of every byte would give. */
 
 /* Does literal `lit` (lower case) start at u[i], caselessly? The three
- * non-ASCII characters that match an ASCII letter are taken for it. */
-static bool match_at(const unsigned char *lit, const unsigned char *u, size_t len, size_t i)
+ * non-ASCII characters that match an ASCII letter are taken for it.
+ * @return where it ends in u, or 0 where it does not start. */
+static size_t match_at(const unsigned char *lit, const unsigned char *u, size_t len, size_t i)
 {
     for (; *lit != '\0'; lit++) {
         unsigned char c = i < len ? u[i] : 0;
@@ -551,10 +707,10 @@ static bool match_at(const unsigned char *lit, const unsigned char *u, size_t le
                    (u[i + 1] == 0xB0 || u[i + 1] == 0xB1)) {
             i += 2; /* U+0130, U+0131: dotted capital I, dotless i */
         } else {
-            return false;
+            return 0;
         }
     }
-    return true;
+    return i;
 }
 
 /* Does a Cyrillic character (U+0400-U+052F, U+1C80-U+1C88) start at
@@ -622,6 +778,7 @@ static uint32_t pair_hash(unsigned pair)
 struct probe {
     uint32_t hash_or_key, seen_hash;
     const unsigned char *s; /* the literal (owned by the set) */
+    unsigned bounds;        /* LIT_B_* */
 };
 
 void cairn_literals_seal(struct cairn_literals *l)
@@ -635,15 +792,16 @@ void cairn_literals_seal(struct cairn_literals *l)
         const unsigned char *u = (const unsigned char *)l->s[k];
         if (u[1] != '\0') {
             unsigned pair = (unsigned)u[0] << 8 | u[1];
-            l->probe[pairs++] = (struct probe){
-                pair_hash(pair), pair_hash(u[2] != '\0' ? pair << 8 | u[2] : pair), u};
+            l->probe[pairs++] =
+                (struct probe){pair_hash(pair), pair_hash(u[2] != '\0' ? pair << 8 | u[2] : pair),
+                               u, l->bounds[k]};
             continue;
         }
         uint32_t key = strcmp(l->s[k], ANY_WIDE) == 0    ? KEY_WIDE
                        : strcmp(l->s[k], ANY_CYR) == 0   ? KEY_CYR
                        : strcmp(l->s[k], ANY_GREEK) == 0 ? KEY_GREEK
                                                          : u[0];
-        l->probe[--other] = (struct probe){key, 0, u};
+        l->probe[--other] = (struct probe){key, 0, u, l->bounds[k]};
     }
     l->npairs = pairs;
     l->sealed = true;
@@ -847,19 +1005,56 @@ static size_t first_from(const struct text_index *ix, uint32_t key, size_t from)
     return lo;
 }
 
+/* The caller's text, whose bytes around a literal found decide its
+ * bounds: the index holds a window of it, maybe a copy, and position i of
+ * the index is s[origin + i]. */
+struct subject {
+    const unsigned char *s;
+    size_t len, origin;
+};
+
+/* May \b hold between s[at - 1] and s[at] (the text's start and end count
+ * as non-word), given whether the literal's character on its side of `at`
+ * is a word character? As PCRE2 decides with PCRE2_UCP, which looks at
+ * s[at - 1] even before the start of the match, as here; a non-ASCII
+ * neighbour may be a letter or not, so it passes. */
+static bool boundary_at(const struct subject *t, size_t at, bool after, bool lit_word)
+{
+    size_t other = after ? at : at - 1;
+    if (after ? at >= t->len : at == 0)
+        return lit_word;
+    return t->s[other] >= 0x80 || word_byte(t->s[other]) != lit_word;
+}
+
+/* Does the literal found at index position i to `end` have the bounds it
+ * needs? */
+static bool bounds_hold(const struct probe *p, const struct subject *t, size_t i, size_t end)
+{
+    size_t at = t->origin + i, to = t->origin + end;
+    if ((p->bounds & LIT_B_BEFORE) && !boundary_at(t, at, false, word_byte(p->s[0])))
+        return false;
+    if ((p->bounds & LIT_B_AFTER) &&
+        !boundary_at(t, to, true, word_byte(p->s[strlen((const char *)p->s) - 1])))
+        return false;
+    if ((p->bounds & LIT_WIDE_BEFORE) && (at == 0 || t->s[at - 1] < 0x80))
+        return false;
+    return !(p->bounds & LIT_WIDE_AFTER) || (to < t->len && t->s[to] >= 0x80);
+}
+
 /* Does the probe's literal (or marker) start at one of key's positions in
- * text[from..to)? Cyrillic and Greek are tested again against `to`, which
- * may cut a character the index saw whole. */
+ * text[from..to), with its bounds? Cyrillic and Greek are tested again
+ * against `to`, which may cut a character the index saw whole. */
 static bool probe_in(const struct probe *p, uint32_t key, const struct text_index *ix, size_t from,
-                     size_t to)
+                     size_t to, const struct subject *t)
 {
     const unsigned char *u = ix->text;
     for (size_t x = first_from(ix, key, from); x < ix->first[key + 1] && ix->at[x] < to; x++) {
-        size_t i = ix->at[x];
+        size_t i = ix->at[x], end;
         if (key == KEY_WIDE    ? true
             : key == KEY_CYR   ? cyrillic_at(u, to, i)
             : key == KEY_GREEK ? greek_at(u, to, i)
-                               : match_at(p->s, u, to, i))
+                               : (end = match_at(p->s, u, to, i)) != 0 &&
+                                     (p->bounds == 0 || bounds_hold(p, t, i, end)))
             return true;
     }
     return false;
@@ -867,18 +1062,19 @@ static bool probe_in(const struct probe *p, uint32_t key, const struct text_inde
 
 /* Does one of the literals occur in text[from..to) of the index? */
 static bool any_in_index(const struct cairn_literals *l, const struct text_index *ix, size_t from,
-                         size_t to)
+                         size_t to, const struct subject *t)
 {
     unsigned seen_shift = 32 - ix->seen_bits, bucket_shift = 32 - ix->bits;
     for (size_t k = 0; k < l->npairs; k++) {
         uint32_t bit = l->probe[k].seen_hash >> seen_shift;
         if ((ix->seen[bit >> 6] >> (bit & 63) & 1) &&
-            probe_in(&l->probe[k], KEY_PAIR(l->probe[k].hash_or_key >> bucket_shift), ix, from, to))
+            probe_in(&l->probe[k], KEY_PAIR(l->probe[k].hash_or_key >> bucket_shift), ix, from, to,
+                     t))
             return true;
     }
     for (size_t k = l->npairs; k < l->n; k++) {
         uint32_t key = l->probe[k].hash_or_key;
-        if (ix->first[key] != ix->first[key + 1] && probe_in(&l->probe[k], key, ix, from, to))
+        if (ix->first[key] != ix->first[key + 1] && probe_in(&l->probe[k], key, ix, from, to, t))
             return true;
     }
     return false;
@@ -891,7 +1087,8 @@ bool cairn_literals_any_in(const struct cairn_literals *l, const char *s, size_t
     for (size_t at = start; at < len; at += INDEX_WINDOW - INDEX_OVERLAP) {
         size_t end = len - at > INDEX_WINDOW ? at + INDEX_WINDOW : len, off;
         const struct text_index *ix = index_of(s, at, end, &off);
-        if (any_in_index(l, ix, off, off + (end - at)))
+        struct subject t = {(const unsigned char *)s, len, at - off};
+        if (any_in_index(l, ix, off, off + (end - at), &t))
             return true;
         if (end == len)
             break;
@@ -903,10 +1100,14 @@ void cairn_literals_print(const struct cairn_literals *l, char *out, size_t outl
 {
     size_t o = 0;
     out[0] = '\0';
-    for (size_t i = 0; l != NULL && i < l->n && o < outlen; i++)
-        o += (size_t)snprintf(out + o, outlen - o, "%s%s", i ? "|" : "",
+    for (size_t i = 0; l != NULL && i < l->n && o < outlen; i++) {
+        unsigned b = l->bounds[i];
+        o += (size_t)snprintf(out + o, outlen - o, "%s%s%s%s%s%s", i ? "|" : "",
+                              b & LIT_WIDE_BEFORE ? "~" : "", b & LIT_B_BEFORE ? "\\b" : "",
                               strcmp(l->s[i], ANY_WIDE) == 0    ? "<non-ascii>"
                               : strcmp(l->s[i], ANY_CYR) == 0   ? "<cyrillic>"
                               : strcmp(l->s[i], ANY_GREEK) == 0 ? "<greek>"
-                                                                : l->s[i]);
+                                                                : l->s[i],
+                              b & LIT_B_AFTER ? "\\b" : "", b & LIT_WIDE_AFTER ? "~" : "");
+    }
 }

@@ -30,8 +30,8 @@ static void test_extraction_rows(void **state)
     static const struct {
         const char *pattern, *want; /* "" = nothing can be shown */
     } rows[] = {
-        {"\\bsummar(?:y|ize|ise)\\b", "summar"},
-        {"\\b(?:translate|convert)\\s+to\\b", "translate|convert"},
+        {"\\bsummar(?:y|ize|ise)\\b", "\\bsummar"},
+        {"\\b(?:translate|convert)\\s+to\\b", "\\btranslate|\\bconvert"},
         {"in\\s+{NUM}\\s*words?\\b", "word"},
         {"words?", "word"},
         {"colou?r", "colo"},
@@ -55,11 +55,11 @@ static void test_extraction_rows(void **state)
         {"{NUM}\\s*字以内", "字以内"},
         {"переведи", "<cyrillic>"},
         {"μετάφρασε", "<greek>"},
-        {"café au lait", " au lait"},
+        {"café au lait", "~ au lait"},
         {"(?:É|é)", "<non-ascii>"},
-        {"ÉCRIS", "cris"},
+        {"ÉCRIS", "~cris"},
         {"(?:перепиши|rewrite)", "<cyrillic>|rewrite"},
-        {"straße", "stra"},
+        {"straße", "stra~"},
         {"(?x) a b", ""},
         {"\\Qa.b\\E", ""},
         {"(?(1)a|b)", ""},
@@ -67,10 +67,57 @@ static void test_extraction_rows(void **state)
         {"a{2,3}bc", "bc"},
         {"x{NUM}yz", "yz"},
         {"\\x{41}bc", "bc"},
-        {"\\p{L}+ing\\b", "ing"},
+        {"\\p{L}+ing\\b", "ing\\b"},
         {"[abc]]xyz", "]xyz"},
         {"(?<name>hello)", "hello"},
         {"a)b", ""},
+        /* Bounds, printed \b (a word boundary) and ~ (a non-ASCII
+         * character) on the side the pattern puts them. */
+        {"\\bw\\b", "\\bw\\b"},
+        {"\\bwords?\\b", "\\bword"},
+        {"\\bcolou?r\\b", "\\bcolo"},
+        {"\\bfo+\\b", "\\bfo"},
+        {"\\bab{2}c\\b", "\\bab"},
+        {"\\b(?i)foo(?#note)\\b", "\\bfoo\\b"},
+        {"\\b(?i:foo)\\b", "\\bfoo\\b"},
+        {"\\b\\bfoo\\b\\b", "\\bfoo\\b"},
+        {"x(?:\\bfoo\\b)y", "\\bfoo\\b"},
+        {"\\b(?:(?:foo|bar)s?)\\b", "\\bfoo|\\bbar"},
+        {"\\b(?:foo|x\\s+bar)\\b", "\\bfoo\\b|bar\\b"},
+        {"(?:\\bfoo|bar)\\b", "\\bfoo\\b|bar\\b"},
+        {"\\bfoo|bar", "\\bfoo|bar"},
+        {"\\bfoo|foo\\b", "foo"},
+        {"(?:\\bfoo|foo)\\b", "foo\\b"},
+        {"\\b\\(note\\)", "\\b(note)"},
+        {"(?<!\\w)\\(note\\)(?!\\w)", "(note)"},
+        {"(?<!\\w)(?:en|w)\\s+{CODE}", "\\ben|\\bw"},
+        {"(?<![\\w#+])cpp(?![\\w#+])", "\\bcpp\\b"},
+        {"\\b字以内\\b", "字以内"},
+        {"\\bk", "\\bk"},
+        /* ... and none where something stands between, or may. */
+        {"\\Bword\\B", "word"},
+        {"\\b\\w*ing\\b", "ing\\b"},
+        {"\\b(?:foo)?bar\\b", "bar\\b"},
+        {"\\bfoo(?:bar)?\\b", "\\bfoo"},
+        {"\\b(?:foo|bar)+\\b", "foo|bar"},
+        {"\\b(?:foo|bar){1}\\b", "foo|bar"},
+        {"\\b(?=foo)foo(?=\\b)", "foo"},
+        {"(?<=\\b)foo(?!\\B)", "foo"},
+        {"\\b(?<=a)foo", "foo"},
+        {"(?<!\\p{L})foo(?!\\p{L})", "foo"},
+        {"(?<![\\p{L}\\p{N}])foo(?![^\\w])", "foo"},
+        {"(?<=\\w)foo(?=\\w)", "foo"},
+        {"(?<!\\w)?foo(?!\\w)?", "foo"},
+        {"(?!\\w)foo(?<!\\w)", "foo"},
+        {"\\b.foo", "foo"},
+        {"\\b{NUM}\\s*words\\b", "words\\b"},
+        {"^foo$", "foo"},
+        {"\\btòa\\b", "\\bt~"},
+        {"\\bsąd\\b", "\\bs~"},
+        {"sö?zle", "zle"},
+        {"sö+zle", "~zle"},
+        {"tò?a", "t"},
+        {"ſtar", "tar"},
     };
     rows_begin();
     char got[512];
@@ -121,24 +168,112 @@ static void test_search(void **state)
     cairn_literals_free(l);
 }
 
+/* A literal with bounds is found only where the text has them: \b as
+ * PCRE2 decides it (ASCII neighbours decided, the text's start and end
+ * non-word, a non-ASCII neighbour maybe a letter so always taken), a
+ * non-ASCII character where the pattern puts one. */
+static void test_search_bounds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *text;
+        size_t start, len; /* len 0: the whole text */
+        bool want;
+    } rows[] = {
+        {"\\bw\\b", "w", 0, 0, true},
+        {"\\bw\\b", "W", 0, 0, true},
+        {"\\bw\\b", "in under 40 words, why", 0, 0, false},
+        {"\\bw\\b", "pisz w Pythonie", 0, 0, true},
+        {"\\bw\\b", "(w)", 0, 0, true},
+        {"\\bw\\b", "aw", 0, 0, false},
+        {"\\bw\\b", "w_", 0, 0, false},
+        {"\\bw\\b", "_w", 0, 0, false},
+        {"\\bw\\b", "1w", 0, 0, false},
+        {"\\bw\\b", "w9", 0, 0, false},
+        {"\\bw\\b", "\xc3\xa9w", 0, 0, true},     /* éw: é may be a letter, so taken */
+        {"\\bw\\b", "w\xc3\xa9", 0, 0, true},     /* wé */
+        {"\\bw\\b", "\xe2\x80\x94w", 0, 0, true}, /* —w */
+        /* The caller's start: PCRE2 looks at the character before it. */
+        {"\\bw\\b", "aw", 1, 0, false},
+        {"\\bw\\b", " w", 1, 0, true},
+        {"\\bw\\b", "ww w", 1, 0, true},
+        {"\\bw\\b", "ww wx", 1, 0, false},
+        /* The caller's end is the text's end, whatever follows it. */
+        {"\\bw\\b", "wx", 0, 1, true},
+        {"\\bw\\b", "a w", 0, 2, false},
+        {"\\bword\\b", "a WORD.", 0, 0, true},
+        {"\\bword\\b", "swords words", 0, 0, false},
+        {"\\bword\\b", "swords words", 0, 11, true},
+        /* The look-alikes of k, s and i are letters, on either side. */
+        {"\\bsky\\b", "\xc5\xbfKY", 0, 0, true},       /* ſKY */
+        {"\\bsky\\b", "a\xc5\xbfky", 0, 0, false},     /* aſky */
+        {"\\bk\\b", "\xe2\x84\xaa", 0, 0, true},       /* K */
+        {"\\bk\\b", "\xe2\x84\xaa-1", 0, 0, true},     /* K-1 */
+        {"\\bk\\b", "x\xe2\x84\xaa", 0, 0, false},     /* xK */
+        {"\\bk\\b", "\xe2\x84\xaax", 0, 0, false},     /* Kx */
+        {"\\bi\\b", "\xc4\xb0", 0, 0, true},           /* İ */
+        {"\\bi\\b", "\xc4\xb1s", 0, 0, false},         /* ıs */
+        {"\\bis\\b", "\xc4\xb0\xc5\xbf!", 0, 0, true}, /* İſ! */
+        {"\\bis\\b", "this", 0, 0, false},
+        /* A \b next to a non-word character asks for a word character. */
+        {"\\b\\(note\\)", "x(note)", 0, 0, true},
+        {"\\b\\(note\\)", " (note)", 0, 0, false},
+        {"\\b\\(note\\)", "(note)", 0, 0, false},
+        {"\\b\\(note\\)", "x(note)", 1, 0, true},
+        {"(?<!\\w)(?:en|w)\\s+{CODE}", "en Go", 0, 0, true},
+        {"(?<!\\w)(?:en|w)\\s+{CODE}", "twenty new owls", 0, 0, false},
+        /* Non-ASCII characters the pattern puts right next to one. */
+        {"\\btòa\\b", "tòa", 0, 0, true},
+        {"\\btòa\\b", "TÒA", 0, 0, true},
+        {"\\btòa\\b", "the sky", 0, 0, false},
+        {"\\btòa\\b", "t", 0, 0, false},
+        {"\\btòa\\b", "tò", 0, 1, false}, /* cut before ò */
+        {"\\btòa\\b", "atòa", 0, 0, false},
+        {"straße", "STRAßE", 0, 0, true},
+        {"straße", "strasse", 0, 0, false},
+        {"Écris", "écris", 0, 0, true},
+        {"Écris", "écris", 2, 0, true}, /* é is before the start */
+        {"Écris", "cris", 0, 0, false},
+        {"Écris", "decris", 0, 0, false},
+    };
+    rows_begin();
+    char printed[256], row[160];
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        struct cairn_literals *l = cairn_literals_of(rows[i].pattern);
+        cairn_literals_seal(l);
+        cairn_literals_print(l, printed, sizeof(printed));
+        size_t len = rows[i].len ? rows[i].len : strlen(rows[i].text);
+        snprintf(row, sizeof(row), "%s in \"%s\" [%zu..%zu)", rows[i].pattern, rows[i].text,
+                 rows[i].start, len);
+        bool got = cairn_literals_any_in(l, rows[i].text, len, rows[i].start);
+        check(got == rows[i].want, row, "[%s]: %d, want %d", printed, got, rows[i].want);
+        cairn_literals_free(l);
+    }
+    rows_end();
+}
+
 /* ---- the search against a scan of every byte ------------------------- */
 
 /* What cairn_literals_any_in must answer, the slow way: does a literal
  * (lower case; "<non-ascii>", "<cyrillic>", "<greek>" for the markers)
  * start at some byte of s[start..len)? The rules of literals.h, written
- * out again. */
-static bool ref_at(const char *lit, const unsigned char *u, size_t len, size_t i)
+ * out again. @return where it ends, 0 where it does not start there. */
+static size_t ref_at(const char *lit, const unsigned char *u, size_t len, size_t i)
 {
     if (strcmp(lit, "<non-ascii>") == 0)
-        return u[i] >= 0x80;
+        return u[i] >= 0x80 ? i + 1 : 0;
     if (strcmp(lit, "<cyrillic>") == 0)
         return (u[i] >= 0xD0 && u[i] <= 0xD4) ||
-               (u[i] == 0xE1 && i + 2 < len && u[i + 1] == 0xB2 && u[i + 2] <= 0x88);
+                       (u[i] == 0xE1 && i + 2 < len && u[i + 1] == 0xB2 && u[i + 2] <= 0x88)
+                   ? i + 1
+                   : 0;
     if (strcmp(lit, "<greek>") == 0)
         return (u[i] >= 0xCD && u[i] <= 0xCF) ||
-               (u[i] == 0xC2 && i + 1 < len && u[i + 1] == 0xB5) ||
-               (u[i] == 0xE1 && i + 1 < len && u[i + 1] >= 0xBC && u[i + 1] <= 0xBF) ||
-               (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x84 && u[i + 2] == 0xA6);
+                       (u[i] == 0xC2 && i + 1 < len && u[i + 1] == 0xB5) ||
+                       (u[i] == 0xE1 && i + 1 < len && u[i + 1] >= 0xBC && u[i + 1] <= 0xBF) ||
+                       (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x84 && u[i + 2] == 0xA6)
+                   ? i + 1
+                   : 0;
     for (const unsigned char *l = (const unsigned char *)lit; *l != '\0'; l++) {
         if (i < len && (u[i] >= 'A' && u[i] <= 'Z' ? u[i] + 32 : u[i]) == *l)
             i++;
@@ -150,20 +285,64 @@ static bool ref_at(const char *lit, const unsigned char *u, size_t len, size_t i
                  (u[i + 1] == 0xB0 || u[i + 1] == 0xB1))
             i += 2;
         else
-            return false;
+            return 0;
     }
-    return true;
+    return i;
+}
+
+/* A word character, as \w with PCRE2_UCP, among ASCII ones. */
+static bool ref_word(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+/* May \b hold at u[at], the character on the literal's side being a word
+ * character or not? u[at - 1] is looked at even before the start. */
+static bool ref_boundary(const unsigned char *u, size_t len, size_t at, bool after, bool lit_word)
+{
+    bool edge = after ? at == len : at == 0;
+    unsigned char other = edge ? ' ' : after ? u[at] : u[at - 1];
+    return other >= 0x80 || ref_word(other) != lit_word;
+}
+
+/* Does a literal as printed ("~" and "\b" for its bounds, see
+ * cairn_literals_print) start in s[start..len) with its bounds, or only
+ * anywhere if `bounds` is false? */
+static bool ref_any_in_bounds(const char *printed, const char *s, size_t len, size_t start,
+                              bool bounds)
+{
+    char buf[4096], *save = NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    snprintf(buf, sizeof(buf), "%s", printed);
+    for (char *lit = strtok_r(buf, "|", &save); lit; lit = strtok_r(NULL, "|", &save)) {
+        bool wide_before = lit[0] == '~', b_before, b_after, wide_after;
+        lit += wide_before;
+        b_before = strncmp(lit, "\\b", 2) == 0;
+        lit += b_before ? 2 : 0;
+        size_t n = strlen(lit);
+        wide_after = n > 1 && lit[n - 1] == '~';
+        n -= wide_after;
+        b_after = n > 2 && strncmp(lit + n - 2, "\\b", 2) == 0;
+        n -= b_after ? 2 : 0;
+        lit[n] = '\0';
+        for (size_t i = start; i < len; i++) {
+            size_t end = ref_at(lit, u, len, i);
+            if (end == 0)
+                continue;
+            if (bounds && ((wide_before && (i == 0 || u[i - 1] < 0x80)) ||
+                           (wide_after && (end == len || u[end] < 0x80)) ||
+                           (b_before && !ref_boundary(u, len, i, false, ref_word(lit[0]))) ||
+                           (b_after && !ref_boundary(u, len, end, true, ref_word(lit[n - 1])))))
+                continue;
+            return true;
+        }
+    }
+    return false;
 }
 
 static bool ref_any_in(const char *printed, const char *s, size_t len, size_t start)
 {
-    char buf[1024], *save = NULL;
-    snprintf(buf, sizeof(buf), "%s", printed);
-    for (char *lit = strtok_r(buf, "|", &save); lit; lit = strtok_r(NULL, "|", &save))
-        for (size_t i = start; i < len; i++)
-            if (ref_at(lit, (const unsigned char *)s, len, i))
-                return true;
-    return false;
+    return ref_any_in_bounds(printed, s, len, start, true);
 }
 
 /* Random texts of the characters that matter (ASCII in both cases, the
@@ -174,9 +353,23 @@ static void test_search_matches_scan(void **state)
 {
     (void)state;
     static const char *const patterns[] = {
-        "(?:risk|this|is)", "(?:word|words?)\\b", "(?:k|s|i)",         "sky|blue|x",
-        "переведи|rewrite", "μετάφρασε",          "(?:É|é)|ink",       "翻译成|字以内|kiss",
-        "(?:ab|b|sis|kk)",  "\\(note\\)|a\\.b",   "in\\s+{NUM}\\s*wo", "(?:[a-z]k|s{2}|i)",
+        "(?:risk|this|is)",
+        "(?:word|words?)\\b",
+        "(?:k|s|i)",
+        "sky|blue|x",
+        "переведи|rewrite",
+        "μετάφρασε",
+        "(?:É|é)|ink",
+        "翻译成|字以内|kiss",
+        "(?:ab|b|sis|kk)",
+        "\\(note\\)|a\\.b",
+        "in\\s+{NUM}\\s*wo",
+        "(?:[a-z]k|s{2}|i)",
+        "\\bw\\b|\\bsky|is\\b",
+        "(?<!\\w)(?:k|risk)(?!\\w)",
+        "\\b\\(note|o\\)\\b",
+        "\\btòa\\b|straße|Écris",
+        "\\b(?:i|kiss|_1)\\b",
     };
     static const char *const pieces[] = {
         "a",
@@ -209,6 +402,13 @@ static void test_search_matches_scan(void **state)
         "\xe7\xbf\xbb\xe8\xaf\x91\xe6\x88\x90" /* 翻译成 */,
         "\xc3\xa9" /* é */,
         "\xe2\x80\x94" /* — */,
+        "\xc3\xb2" /* ò */,
+        "\xc3\x9f" /* ß */,
+        "_",
+        "1",
+        "t",
+        "e",
+        "c",
         "risk",
         "THIS",
         "word",
@@ -249,6 +449,113 @@ static void test_search_matches_scan(void **state)
         cairn_literals_free(l);
     }
     print_message("    %zu texts, %zu answers compared\n", n, answers);
+    rows_end();
+}
+
+/* Soundness against PCRE2 itself: wherever a pattern (compiled as the
+ * rules are) matches in s[start..len), its literals are found there, on
+ * random texts of the characters that decide bounds, cut and started at
+ * every character. */
+static void test_search_sound_against_pcre2(void **state)
+{
+    (void)state;
+    static const char *const patterns[] = {
+        "\\bw\\b",
+        "\\bwords?\\b",
+        "\\b(?:foo|x\\s+bar)\\b",
+        "(?:\\bfoo|bar)\\b",
+        "\\b\\(note\\)",
+        "(?<!\\w)(?:en|w)\\s+\\w",
+        "(?<![\\w#+])c\\+\\+(?![\\w#+])",
+        "\\b(?:(?:foo|bar)s?)\\b",
+        "\\b(?:foo|bar)+\\b",
+        "\\bfo+\\b",
+        "\\b(?i)k(?#x)\\b",
+        "\\b(?:is|sky)\\b",
+        "\\btòa\\b|\\bsąd\\b",
+        "straße|Écris",
+        "\\b_1\\b|\\b1\\b",
+        "(?<!\\w)?foo(?!\\w)?|(?<!\\w)bar\\b",
+    };
+    static const char *const pieces[] = {
+        "w",
+        "W",
+        "foo",
+        "bar",
+        "s",
+        "x",
+        " ",
+        "(",
+        ")",
+        "note",
+        "en",
+        "c++",
+        "#",
+        "_",
+        "1",
+        "k",
+        "i",
+        "sky",
+        "is",
+        "t",
+        "a",
+        "d",
+        "\xe2\x84\xaa" /* K */,
+        "\xc5\xbf" /* ſ */,
+        "\xc4\xb0" /* İ */,
+        "\xc3\xb2" /* ò */,
+        "\xc4\x85" /* ą */,
+        "\xc3\x9f" /* ß */,
+        "\xc3\xa9" /* é */,
+        "\xe5\xad\x97" /* 字 */,
+        "stra",
+        "cris",
+        "\n",
+    };
+    srand(11);
+    char text[256];
+    size_t answers = 0, matched = 0;
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    rows_begin();
+    for (size_t p = 0; p < NELEM(patterns); p++) {
+        int code;
+        PCRE2_SIZE off;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)patterns[p], PCRE2_ZERO_TERMINATED,
+                                       PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_MULTILINE,
+                                       &code, &off, NULL);
+        assert_non_null(re);
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+        struct cairn_literals *l = cairn_literals_of(patterns[p]);
+        assert_non_null(l);
+        cairn_literals_seal(l);
+        for (int round = 0; round < 300; round++) {
+            size_t len = 0;
+            for (int k = rand() % 10; k > 0; k--) {
+                const char *piece = pieces[rand() % NELEM(pieces)];
+                memcpy(text + len, piece, strlen(piece));
+                len += strlen(piece);
+            }
+            for (size_t start = 0; start <= len; start++) {
+                if (((unsigned char)text[start] & 0xC0) == 0x80 && start < len)
+                    continue;
+                for (size_t end = start; end <= len; end++) {
+                    if (end < len && ((unsigned char)text[end] & 0xC0) == 0x80)
+                        continue;
+                    bool m = pcre2_match(re, (PCRE2_SPTR)text, end, start, 0, md, NULL) >= 0;
+                    answers++;
+                    matched += m;
+                    if (m && !check(cairn_literals_any_in(l, text, end, start), patterns[p],
+                                    "matches \"%.*s\" [%zu..%zu) without its literals", (int)len,
+                                    text, start, end))
+                        break;
+                }
+            }
+        }
+        cairn_literals_free(l);
+        pcre2_code_free(re);
+    }
+    pcre2_match_data_free(md);
+    print_message("    %zu spans, %zu matched\n", answers, matched);
     rows_end();
 }
 
@@ -435,6 +742,34 @@ static void test_pcre2_caseless_facts(void **state)
         }
     }
     free(all);
+    /* \w with PCRE2_UCP, on ASCII: letters, digits and "_" only, as the
+     * search decides \b next to an ASCII character. */
+    for (unsigned c = 1; c < 0x80; c++) {
+        char one[2] = {(char)c, '\0'}, row[16];
+        bool word =
+            (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+        snprintf(row, sizeof(row), "\\w 0x%02X", c);
+        check(matches("\\w", 0, one, 1, got, 0) == (word ? 1u : 0u), row, "word %d", word);
+    }
+    /* \b looks at the character before the start offset. */
+    static const struct {
+        const char *text;
+        size_t start;
+        bool want;
+    } looks[] = {{"aw", 1, false}, {" w", 1, true}, {"w", 0, true}, {"\xc3\xa9w", 2, false}};
+    for (size_t i = 0; i < NELEM(looks); i++) {
+        int code;
+        PCRE2_SIZE off;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR) "\\bw", PCRE2_ZERO_TERMINATED,
+                                       PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &code, &off, NULL);
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        bool m = pcre2_match(re, (PCRE2_SPTR)looks[i].text, strlen(looks[i].text), looks[i].start,
+                             0, md, NULL) >= 0;
+        check(m == looks[i].want, looks[i].text, "\\bw from %zu: %d", looks[i].start, m);
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
+    }
     size_t exact = matches(cls, 0, s, len, got, 0);
     size_t caseless = matches(cls, PCRE2_CASELESS, s, len, got, 0);
     check(exact == caseless, "caseless scripts", "%zu code points, %zu caselessly", exact,
@@ -609,6 +944,11 @@ static void test_rule_lists_match_alike(void **state)
         "in under two hundred words",
         "Answer in \xc4\xb0ngilizce",
         "FIX THE BUG: it does not compile",
+        /* Short literals inside words, and the same as words (bounds). */
+        "In under 40 words, explain why the sky is blue.",
+        "Napisz to w Pythonie, w 50 słowach",
+        "Tom wants a tòa án answer; sąd_1 or sąd",
+        "tóm tắt: résumé du texte",
         "",
         "x",
     };
@@ -707,7 +1047,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_extraction_rows),
         cmocka_unit_test(test_search),
+        cmocka_unit_test(test_search_bounds),
         cmocka_unit_test(test_search_matches_scan),
+        cmocka_unit_test(test_search_sound_against_pcre2),
         cmocka_unit_test(test_search_same_pointer_new_content),
         cmocka_unit_test(test_search_long_text),
         cmocka_unit_test(test_pcre2_caseless_facts),
