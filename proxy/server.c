@@ -20,10 +20,10 @@
  * Reading is the connection's own rather than a bufferevent's: libevent's
  * evbuffer_read asks the kernel how much is waiting (ioctl FIONREAD) before
  * every read, one system call per request more than needed. Here one
- * recv(2) per readable event takes what fits, straight into the input's
- * free space. The read event stays armed across requests; it is taken off
- * only while a head's worth of input waits unread (the bound on pipelined
- * bytes while a request is handled) or after a request was rejected.
+ * recv(2) per readable event takes what fits (see on_readable). The read
+ * event stays armed across requests; it is taken off only while a head's
+ * worth of input waits unread (the bound on pipelined bytes while a
+ * request is handled) or after a request was rejected.
  *
  * Handlers finish requests from arbitrary call stacks (an upstream callback,
  * say), so completing a request never frees anything there: it sets flags
@@ -732,7 +732,11 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The client sent bytes (or closed). One recv(2) takes at most what
- * update_reading allows, straight into the input's free space. */
+ * update_reading allows into a buffer on the stack, and the input gets a
+ * copy sized to what came: reading into the input's own free space would
+ * give every request a chain of READ_MAX bytes, which the wiping free
+ * (secret.h) then clears whole. The stack copy is wiped too: a head may
+ * hold a key. */
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -742,21 +746,16 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         update_reading(conn);
         return;
     }
-    size_t want = room < READ_MAX ? room : READ_MAX;
-    struct evbuffer_iovec space;
-    if (evbuffer_reserve_space(conn->in, (ev_ssize_t)want, &space, 1) != 1) {
-        fprintf(stderr, "cairn: out of memory reading a request\n");
-        abort();
-    }
-    ssize_t n = recv(fd, space.iov_base, want, 0);
+    char buf[READ_MAX];
+    ssize_t n = recv(fd, buf, room < sizeof(buf) ? room : sizeof(buf), 0);
     if (n < 0 && retriable(errno))
         return;
     if (n <= 0) {
         client_gone(conn);
         return;
     }
-    space.iov_len = (size_t)n;
-    evbuffer_commit_space(conn->in, &space, 1);
+    evbuffer_add(conn->in, buf, (size_t)n);
+    explicit_bzero(buf, (size_t)n);
     conn_process_input(conn);
 }
 
