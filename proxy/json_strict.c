@@ -475,7 +475,7 @@ static int add_key(struct parser *p, size_t base, struct key_index *ix, cJSON *n
 {
     uint32_t h = key_hash(node->string);
     size_t n = p->nkeys - base;
-    const struct key_entry *mine = p->keys + base;
+    const struct key_entry *mine = n > 0 ? p->keys + base : NULL; /* no keys yet: no array */
     if (ix->slot != NULL) {
         for (size_t i = h & ix->mask; ix->slot[i] != 0; i = (i + 1) & ix->mask) {
             const struct key_entry *e = &mine[ix->slot[i] - 1];
