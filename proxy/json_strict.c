@@ -371,6 +371,24 @@ static int parse_number(struct parser *p, cJSON *item)
 
 static int parse_value(struct parser *p, cJSON *item);
 
+/* After a member of an array or object: a comma, which leaves the reader
+ * at the next member (1), or `closer`, read (0); anything else is refused
+ * (-1). */
+static int next_member(struct parser *p, char closer)
+{
+    skip_space(p);
+    if (p->p < p->end && *p->p == ',') {
+        p->p++;
+        skip_space(p);
+        return 1;
+    }
+    if (p->p < p->end && *p->p == (unsigned char)closer) {
+        p->p++;
+        return 0;
+    }
+    return fail_syntax(p, p->p);
+}
+
 static int enter(struct parser *p)
 {
     if (++p->depth > p->max_depth) {
@@ -410,16 +428,11 @@ static int parse_array(struct parser *p, cJSON *item)
         append(item, &last, child);
         if (parse_value(p, child) < 0)
             return -1;
-        skip_space(p);
-        if (p->p < p->end && *p->p == ',') {
-            p->p++;
-            skip_space(p);
-        } else if (p->p < p->end && *p->p == ']') {
-            p->p++;
+        int more = next_member(p, ']');
+        if (more < 0)
+            return -1;
+        if (more == 0)
             break;
-        } else {
-            return fail_syntax(p, p->p);
-        }
     }
     item->child->prev = last; /* cJSON's list: the head's prev is the tail */
     p->depth--;
@@ -518,16 +531,11 @@ static int parse_object_members(struct parser *p, cJSON *item, struct key_index 
         skip_space(p);
         if (parse_value(p, child) < 0)
             return -1;
-        skip_space(p);
-        if (p->p < p->end && *p->p == ',') {
-            p->p++;
-            skip_space(p);
-        } else if (p->p < p->end && *p->p == '}') {
-            p->p++;
+        int more = next_member(p, '}');
+        if (more < 0)
+            return -1;
+        if (more == 0)
             break;
-        } else {
-            return fail_syntax(p, p->p);
-        }
     }
     item->child->prev = last;
     p->nkeys = base;
