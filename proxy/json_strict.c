@@ -140,8 +140,8 @@ static int hex_digit(unsigned char c)
     return -1;
 }
 
-/* The code unit of the "\uXXXX" at s (s + 6 <= end checked by the caller),
- * or -1 when it is not one. */
+/* The code unit of the "\u" escape and its four hex digits at s (s + 6 <=
+ * end checked by the caller), or -1 when it is not one. */
 static long utf16_unit(const unsigned char *s)
 {
     if (s[0] != '\\' || s[1] != 'u')
